@@ -1,0 +1,118 @@
+//! From a parsed file to a report: which loaders apply, the verdict at each
+//! requested page size, and the largest page size each loader is happy with.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::elf::{ElfFile, ElfKind, Platform, Role};
+use crate::finding::Finding;
+use crate::model::LoaderModel;
+use crate::page::PageSize;
+use crate::plan::{max_ok_page_size, plan, LoadInput, Outcome};
+
+/// What to check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Page sizes to give verdicts for.
+    pub page_sizes: Vec<PageSize>,
+    /// Loader models to use instead of each file's defaults.
+    pub loaders: Option<Vec<LoaderModel>>,
+    /// The largest page size `max_ok_page_size` tries.
+    pub max_ok_limit: PageSize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions { page_sizes: vec![PageSize::K16, PageSize::K64], loaders: None, max_ok_limit: PageSize::M2 }
+    }
+}
+
+/// The loaders that map this file on its platform: the kernel for
+/// executables and interpreters, glibc (or musl) for shared objects, bionic on Android.
+pub fn default_loaders(file: &ElfFile) -> Vec<LoaderModel> {
+    match (file.platform, file.role) {
+        (_, Role::NotLoadable) => Vec::new(),
+        (Platform::Android, _) => vec![LoaderModel::Bionic],
+        (_, Role::Executable | Role::Interpreter) => vec![LoaderModel::Kernel],
+        (Platform::Musl, Role::SharedObject) => vec![LoaderModel::Musl],
+        (Platform::Glibc, Role::SharedObject) => vec![LoaderModel::Glibc],
+    }
+}
+
+/// The verdict for one page size and loader.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    /// Page size in bytes.
+    pub page_size: PageSize,
+    /// Loader model.
+    pub loader: LoaderModel,
+    /// ok, degraded, broken or rejected.
+    pub outcome: Outcome,
+    /// For `rejected`: the message the user would see.
+    pub message: Option<String>,
+    /// Why.
+    pub findings: Vec<Finding>,
+}
+
+/// Everything `pagefit check` says about one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    /// The path as given (archive members as `outer!/inner`).
+    pub path: String,
+    /// `e_type`: exec, dyn, rel, core, other.
+    pub kind: ElfKind,
+    /// Executable, interpreter, shared object or not loadable.
+    pub role: Role,
+    /// `e_machine` name.
+    pub machine: String,
+    /// 32 or 64.
+    pub bits: u8,
+    /// glibc, musl or android.
+    pub platform: Platform,
+    /// Whether the result counts towards the exit status (32-bit Android ABIs do not).
+    pub required: bool,
+    /// One entry per (page size, loader).
+    pub results: Vec<CheckResult>,
+    /// Per loader, the largest page size (bytes) at which the file and every
+    /// smaller page size are `ok`; `null` when not even 4K is.
+    pub max_ok_page_size: BTreeMap<String, Option<PageSize>>,
+}
+
+impl FileReport {
+    /// The worst outcome over all results.
+    pub fn worst(&self) -> Option<Outcome> {
+        self.results.iter().map(|r| r.outcome).max()
+    }
+
+    /// Whether the file passes: every result ok (or degraded, when allowed).
+    pub fn passes(&self, allow_degraded: bool) -> bool {
+        let limit = if allow_degraded { Outcome::Degraded } else { Outcome::Ok };
+        self.worst().is_none_or(|w| w <= limit)
+    }
+}
+
+/// Checks one parsed file. `name` is what loaders print (the file name).
+pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions) -> FileReport {
+    let loaders = options.loaders.clone().unwrap_or_else(|| default_loaders(file));
+    let input = LoadInput::from_elf(file, name);
+    let mut results = Vec::new();
+    for &page in &options.page_sizes {
+        for &loader in &loaders {
+            let planned = plan(&input, page, loader);
+            results.push(CheckResult { page_size: page, loader, outcome: planned.outcome, message: planned.message, findings: planned.findings });
+        }
+    }
+    let max_ok = loaders.iter().map(|&l| (l.name().to_string(), max_ok_page_size(&input, l, options.max_ok_limit))).collect();
+    FileReport {
+        path: path.to_string(),
+        kind: file.kind,
+        role: file.role,
+        machine: file.machine_name(),
+        bits: file.bits,
+        platform: file.platform,
+        required: !(file.platform == Platform::Android && file.bits == 32),
+        results,
+        max_ok_page_size: max_ok,
+    }
+}

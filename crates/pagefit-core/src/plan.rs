@@ -1,0 +1,342 @@
+//! The load planner: (load segments, page size, loader model) → predicted
+//! mappings, byte-level effects, findings and an outcome.
+//!
+//! [`plan`] is a pure function. It replays the loader at 4 KiB (the page
+//! size the file was almost certainly tested with) and at P, and compares
+//! both with the image the program headers ask for, byte range by byte range.
+//! Sections, when known, say which bytes matter and what they are: code that
+//! must stay executable, data that will be written, or padding nobody reads.
+
+use serde::Serialize;
+
+use crate::elf::{ElfFile, ProgramHeader, Prot, Section, Symbol};
+use crate::finding::Finding;
+use crate::memory::{AddrRange, Backing, Content, MemoryImage};
+use crate::model::{simulate, LoaderModel, Rejection, SegmentLayout};
+use crate::page::PageSize;
+
+/// How bad a finding or effect is, in increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; changes nothing at run time.
+    Info,
+    /// Bytes get weaker or different protections.
+    Degraded,
+    /// Code loses execute, bytes are clobbered, or a write will fault.
+    Broken,
+    /// The loader refuses the object.
+    Rejected,
+}
+
+/// The verdict for one (file, page size, loader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Mapped exactly as at 4K.
+    Ok,
+    /// Runs, but some bytes get weaker or different protections.
+    Degraded,
+    /// Code loses execute, bytes are clobbered, or a write will fault.
+    Broken,
+    /// The loader refuses the object.
+    Rejected,
+}
+
+impl Outcome {
+    /// The lowercase name used in text and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Degraded => "degraded",
+            Outcome::Broken => "broken",
+            Outcome::Rejected => "rejected",
+        }
+    }
+    fn from_severity(severity: Option<Severity>) -> Outcome {
+        match severity {
+            None | Some(Severity::Info) => Outcome::Ok,
+            Some(Severity::Degraded) => Outcome::Degraded,
+            Some(Severity::Broken) => Outcome::Broken,
+            Some(Severity::Rejected) => Outcome::Rejected,
+        }
+    }
+}
+
+/// What the planner needs to know about an object.
+#[derive(Clone, Debug)]
+pub struct LoadInput<'a> {
+    /// The name a loader would print (the file name).
+    pub name: &'a str,
+    /// PT_LOAD headers in table order.
+    pub loads: Vec<ProgramHeader>,
+    /// PT_GNU_RELRO, if present.
+    pub relro: Option<AddrRange>,
+    /// Allocated sections sorted by address; empty when unknown.
+    pub sections: &'a [Section],
+    /// Function and object symbols sorted by address.
+    pub symbols: &'a [Symbol],
+}
+
+impl<'a> LoadInput<'a> {
+    /// Builds the input from a parsed file.
+    pub fn from_elf(file: &'a ElfFile, name: &'a str) -> LoadInput<'a> {
+        LoadInput {
+            name,
+            loads: file.loads().cloned().collect(),
+            relro: file
+                .header_of_type(object::elf::PT_GNU_RELRO)
+                .filter(|r| r.memsz > 0)
+                .map(|r| AddrRange::new(r.vaddr, r.vaddr.saturating_add(r.memsz))),
+            sections: &file.sections,
+            symbols: &file.symbols,
+        }
+    }
+
+    fn layout(&self) -> SegmentLayout<'_> {
+        SegmentLayout { loads: &self.loads, relro: self.relro }
+    }
+}
+
+/// One line of the predicted `/proc/pid/maps`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    /// First address (link-time; add the load bias for a PIE or library).
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Protection, `r-x` style.
+    pub prot: Prot,
+    /// File offset of `start`, for file-backed mappings.
+    pub offset: Option<u64>,
+    /// The PT_LOAD (program header index) whose mapping call produced it.
+    pub segment: Option<usize>,
+}
+
+/// How the bytes of an affected range were damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "with")]
+pub enum Clobber {
+    /// The bytes read as zeros.
+    Zeros,
+    /// The bytes come from another place in the file.
+    FileBytes {
+        /// File offset that now supplies the first byte of the range.
+        offset: i128,
+    },
+}
+
+/// A byte range whose protection or content differs from the 4K load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Effect {
+    /// The affected addresses.
+    pub range: AddrRange,
+    /// Degraded or broken.
+    pub severity: Severity,
+    /// Protection at 4K (`None`: unmapped).
+    pub before: Option<Prot>,
+    /// Protection at P (`None`: unmapped).
+    pub after: Option<Prot>,
+    /// Set when the bytes are no longer the file's.
+    pub clobbered: Option<Clobber>,
+    /// Whether the range holds instructions.
+    pub code: bool,
+    /// Sections touched.
+    pub sections: Vec<String>,
+    /// Symbols touched (at most a few).
+    pub symbols: Vec<String>,
+}
+
+/// The planner's answer for one (file, page size, loader).
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadPlan {
+    /// Page size P.
+    pub page_size: PageSize,
+    /// Loader model.
+    pub loader: LoaderModel,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// For `rejected`, what the user sees.
+    pub message: Option<String>,
+    /// Explanations.
+    pub findings: Vec<Finding>,
+    /// Byte ranges that differ from the 4K load.
+    pub effects: Vec<Effect>,
+    /// The predicted memory map (empty when rejected).
+    pub mappings: Vec<Mapping>,
+}
+
+/// The page size the comparison baseline is loaded at.
+pub const BASELINE_PAGE: PageSize = PageSize::K4;
+
+/// Plans loading `input` at page size `page` with `loader`.
+pub fn plan(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel) -> LoadPlan {
+    let baseline_page = BASELINE_PAGE.min(page);
+    let predicted = simulate(input.layout(), page, loader);
+    let (image, rejection) = match predicted {
+        Ok(image) => (image, None),
+        Err(rejection) => (MemoryImage::new(), Some(rejection)),
+    };
+    let effects = match (&rejection, simulate(input.layout(), baseline_page, loader)) {
+        (None, Ok(baseline)) => compare(input, &baseline, &image),
+        (None, Err(_)) => compare(input, &ideal_image(input, baseline_page), &image),
+        (Some(_), _) => Vec::new(),
+    };
+    let findings = crate::finding::findings(input, page, loader, rejection.as_ref(), &effects);
+    let worst = effects.iter().map(|e| e.severity).chain(findings.iter().map(|f| f.severity)).max();
+    let outcome = if rejection.is_some() { Outcome::Rejected } else { Outcome::from_severity(worst) };
+    let message = rejection.as_ref().map(|r| user_message(input, loader, r));
+    let mappings = image.vmas().iter().map(|r| mapping_of(r.range, r.prot, r.backing, r.segment)).collect();
+    LoadPlan { page_size: page, loader, outcome, message, findings, effects, mappings }
+}
+
+fn user_message(input: &LoadInput<'_>, loader: LoaderModel, rejection: &Rejection) -> String {
+    loader.traits().rejection_format.replace("{name}", input.name).replace("{message}", &rejection.loader_message)
+}
+
+fn mapping_of(range: AddrRange, prot: Prot, backing: Backing, segment: Option<usize>) -> Mapping {
+    let offset = match backing {
+        Backing::File { shift } => u64::try_from(i128::from(range.start) + shift).ok(),
+        Backing::Anonymous => None,
+    };
+    Mapping { start: range.start, end: range.end, prot, offset, segment }
+}
+
+/// The image the program headers describe, mapped page by page without
+/// conflicts: used as the baseline when the loader rejects the file even at 4K.
+fn ideal_image(input: &LoadInput<'_>, page: PageSize) -> MemoryImage {
+    let mut image = MemoryImage::new();
+    for segment in &input.loads {
+        let range = AddrRange::new(page.align_down(segment.vaddr), page.align_up(segment.mem_end()).unwrap_or(u64::MAX));
+        image.map(range, segment.prot, Backing::File { shift: segment.file_shift() }, Some(segment.index));
+        image.zero(AddrRange::new(segment.file_end(), segment.mem_end()));
+    }
+    image
+}
+
+/// What the bytes of `[start, ..)` are and need, from the sections or, without
+/// them, from the segment.
+struct ByteRole<'s> {
+    significant: bool,
+    code: bool,
+    written: bool,
+    sections: Vec<&'s Section>,
+}
+
+fn byte_role<'s>(input: &LoadInput<'s>, segment: &ProgramHeader, at: u64) -> ByteRole<'s> {
+    if input.sections.is_empty() {
+        return ByteRole { significant: true, code: segment.prot.is_executable(), written: segment.prot.is_writable(), sections: Vec::new() };
+    }
+    let covering: Vec<&Section> = input.sections.iter().filter(|s| s.addr <= at && at < s.end()).collect();
+    ByteRole {
+        significant: !covering.is_empty(),
+        code: covering.iter().any(|s| s.is_code()),
+        written: covering.iter().any(|s| s.is_writable()),
+        sections: covering,
+    }
+}
+
+/// Compares the baseline and predicted images over every byte of every segment.
+fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImage) -> Vec<Effect> {
+    let mut cuts: Vec<u64> = Vec::new();
+    for segment in &input.loads {
+        cuts.extend([segment.vaddr, segment.file_end(), segment.mem_end()]);
+    }
+    for section in input.sections {
+        cuts.extend([section.addr, section.end()]);
+    }
+    for region in baseline.regions().iter().chain(predicted.regions()) {
+        cuts.extend([region.range.start, region.range.end]);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut effects: Vec<Effect> = Vec::new();
+    for pair in cuts.windows(2) {
+        let piece = AddrRange::new(pair[0], pair[1]);
+        let Some(segment) = input.loads.iter().find(|s| s.vaddr <= piece.start && piece.start < s.mem_end()) else { continue };
+        let role = byte_role(input, segment, piece.start);
+        if !role.significant {
+            continue;
+        }
+        let wanted = if piece.start < segment.file_end() { Content::File { shift: segment.file_shift() } } else { Content::Zero };
+        let before = baseline.region_at(piece.start).map(|r| r.prot);
+        let now = predicted.region_at(piece.start);
+        let after = now.map(|r| r.prot);
+        let clobbered = match now.map(|r| r.content) {
+            Some(content) if content != wanted => Some(match content {
+                Content::Zero => Clobber::Zeros,
+                Content::File { .. } => Clobber::FileBytes { offset: content.file_offset_at(piece.start).unwrap_or_default() },
+            }),
+            _ => None,
+        };
+        let lost = |bit: Prot| before.is_some_and(|b| b.contains(bit)) && !after.is_some_and(|a| a.contains(bit));
+        let severity = if clobbered.is_some() || after.is_none() && before.is_some() || lost(Prot::R) || role.code && lost(Prot::X) || role.written && lost(Prot::W) {
+            Severity::Broken
+        } else if before.is_some() && before != after {
+            Severity::Degraded
+        } else {
+            continue;
+        };
+        let sections: Vec<String> = role.sections.iter().map(|s| s.name.clone()).collect();
+        if let Some(last) = effects.last_mut() {
+            let continues = last.range.end == piece.start
+                && last.severity == severity
+                && last.before == before
+                && last.after == after
+                && last.code == role.code
+                && same_clobber_source(last, clobbered);
+            if continues {
+                last.range.end = piece.end;
+                for name in sections {
+                    if !last.sections.contains(&name) {
+                        last.sections.push(name);
+                    }
+                }
+                continue;
+            }
+        }
+        effects.push(Effect { range: piece, severity, before, after, clobbered, code: role.code, sections, symbols: Vec::new() });
+    }
+    for effect in &mut effects {
+        effect.symbols = symbols_in(input.symbols, effect.range);
+    }
+    effects
+}
+
+fn same_clobber_source(previous: &Effect, next: Option<Clobber>) -> bool {
+    match (previous.clobbered, next) {
+        (None, None) | (Some(Clobber::Zeros), Some(Clobber::Zeros)) => true,
+        (Some(Clobber::FileBytes { offset: a }), Some(Clobber::FileBytes { offset: b })) => a + i128::from(previous.range.len()) == b,
+        _ => false,
+    }
+}
+
+/// At most this many symbol names are listed per range.
+const SYMBOLS_PER_RANGE: usize = 4;
+
+fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
+    let first = symbols.partition_point(|s| s.addr.saturating_add(s.size.max(1)) <= range.start);
+    let touching: Vec<&Symbol> = symbols[first..].iter().take_while(|s| s.addr < range.end).filter(|s| s.addr.saturating_add(s.size.max(1)) > range.start).collect();
+    let mut names: Vec<String> = touching.iter().take(SYMBOLS_PER_RANGE).map(|s| s.name.clone()).collect();
+    if touching.len() > SYMBOLS_PER_RANGE {
+        names.push(format!("and {} more", touching.len() - SYMBOLS_PER_RANGE));
+    }
+    names
+}
+
+/// Plans `input` at every page size from 4K up to `limit` and returns the
+/// largest P at which it, and every smaller page size, is `ok`.
+pub fn max_ok_page_size(input: &LoadInput<'_>, loader: LoaderModel, limit: PageSize) -> Option<PageSize> {
+    let mut best = None;
+    for page in PageSize::K4.up_to(limit) {
+        if plan(input, page, loader).outcome != Outcome::Ok {
+            break;
+        }
+        best = Some(page);
+    }
+    best
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
