@@ -1,14 +1,7 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! pagefit-loader: the userspace ELF loader behind `pagefit run`.
+//!
+//! This crate will hold all of pagefit's unsafe code: `mmap` and friends
+//! through `rustix`, and the per-architecture entry jump in `arch/`. It
+//! executes plans made by `pagefit-core`'s pure planner and decides nothing
+//! itself. It is intentionally empty until the `run` capability is built.
+#![deny(missing_docs)]

@@ -1,0 +1,120 @@
+//! Command-line arguments, parsed into plain values before anything touches the system.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pagefit_core::model::LoaderModel;
+use pagefit_core::page::{parse_page_size_list, PageSize};
+
+/// Check, explain, fix and run ELF binaries at any memory page size.
+#[derive(Parser, Debug)]
+#[command(name = "pagefit", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  pagefit check                          scan the system's binaries and libraries at 16K and 64K
+  pagefit check -v --page-size 16k app/  explain every problem in a tree at 16K
+  pagefit check --format json lib.so     machine-readable verdicts
+  find / -name '*.so' | pagefit check -  check paths read from stdin
+  pagefit explain ./prog --page-size 64k memory map at 4K and 64K side by side, in words
+
+Exit status: 0 every file ok, 1 some file is not ok, 2 some input could not be analysed.";
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Give a verdict per page size and loader for files and directory trees.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Show the predicted memory map at 4K and at P side by side, and every finding in words.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
+    Explain(ExplainArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  pagefit check /usr/lib/x86_64-linux-gnu
+  pagefit check --page-size 4k,16k,64k --loader glibc-2.34 libQt5Core.so.5
+  pagefit check --allow-degraded --format json build/ > verdicts.json
+
+Outcomes: ok (mapped exactly as at 4K), degraded (some bytes get weaker protections),
+broken (code loses execute, bytes clobbered or writes fault), rejected (the loader refuses).
+Exit status: 0 all ok, 1 some file not ok, 2 some input could not be analysed.";
+
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  pagefit explain ./prog --page-size 16k
+  pagefit explain libfoo.so --page-size 64k --loader glibc-2.34
+  pagefit explain ./prog --page-size 16k,64k --format json";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// A comma-separated list of page sizes.
+#[derive(Clone, Debug)]
+pub struct PageSizes(pub Vec<PageSize>);
+
+/// A comma-separated list of loader models.
+#[derive(Clone, Debug)]
+pub struct Loaders(pub Vec<LoaderModel>);
+
+fn page_sizes(text: &str) -> Result<PageSizes, String> {
+    parse_page_size_list(text).map(PageSizes).map_err(|e| e.to_string())
+}
+
+fn loaders(text: &str) -> Result<Loaders, String> {
+    text.split(',').map(str::parse).collect::<Result<Vec<_>, _>>().map(Loaders)
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Files or directories (walked recursively; non-ELF files skipped). `-` reads paths from stdin.
+    /// Default: the system's binary and library directories.
+    pub paths: Vec<String>,
+    /// Page sizes to check, comma-separated: 4k, 16k, 64k, 2m or a number of bytes.
+    #[arg(long, default_value = "16k,64k", value_parser = page_sizes)]
+    pub page_size: PageSizes,
+    /// Loader model(s) to use instead of each file's default (kernel for executables,
+    /// glibc or musl for shared objects, bionic on Android):
+    /// kernel, glibc, glibc-2.34, musl, bionic, bionic-compat.
+    #[arg(long, value_parser = loaders)]
+    pub loader: Option<Loaders>,
+    /// Count degraded results as acceptable for the exit status.
+    #[arg(long)]
+    pub allow_degraded: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Show the findings behind every result that is not ok.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The ELF file.
+    pub file: String,
+    /// Page size(s) to explain, comma-separated.
+    #[arg(long, default_value = "16k", value_parser = page_sizes)]
+    pub page_size: PageSizes,
+    /// Loader model(s) instead of the file's default.
+    #[arg(long, value_parser = loaders)]
+    pub loader: Option<Loaders>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
