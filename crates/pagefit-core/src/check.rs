@@ -74,8 +74,8 @@ pub struct FileReport {
     pub required: bool,
     /// One entry per (page size, loader).
     pub results: Vec<CheckResult>,
-    /// Per loader, the largest page size (bytes) at which the file and every
-    /// smaller page size are `ok`; `null` when not even 4K is.
+    /// Per loader, the largest page size (bytes, 4K to 2M) at which the file
+    /// is `ok`; `null` when there is none.
     pub max_ok_page_size: BTreeMap<String, Option<PageSize>>,
 }
 

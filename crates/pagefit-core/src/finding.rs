@@ -33,13 +33,15 @@ pub enum FindingKind {
     CompatLayout,
     /// The object has no PT_LOAD.
     NoLoadSegments,
+    /// PT_GNU_RELRO, rounded to pages, covers addresses nothing is mapped at.
+    RelroOverHole,
     /// Bytes that differ from the 4K load for a reason none of the above covers.
     Remapped,
 }
 
 impl FindingKind {
     /// Every kind, for SARIF rule tables.
-    pub const ALL: [FindingKind; 11] = [
+    pub const ALL: [FindingKind; 12] = [
         FindingKind::NonCongruent,
         FindingKind::SharedPage,
         FindingKind::AlignBelowPage,
@@ -50,6 +52,7 @@ impl FindingKind {
         FindingKind::BssOnSharedPage,
         FindingKind::CompatLayout,
         FindingKind::NoLoadSegments,
+        FindingKind::RelroOverHole,
         FindingKind::Remapped,
     ];
 
@@ -66,6 +69,7 @@ impl FindingKind {
             FindingKind::BssOnSharedPage => "BssOnSharedPage",
             FindingKind::CompatLayout => "CompatLayout",
             FindingKind::NoLoadSegments => "NoLoadSegments",
+            FindingKind::RelroOverHole => "RelroOverHole",
             FindingKind::Remapped => "Remapped",
         }
     }
@@ -83,6 +87,7 @@ impl FindingKind {
             FindingKind::BssOnSharedPage => "zeroing or mapping a segment's bss touches a page another segment uses",
             FindingKind::CompatLayout => "bionic's 16 KiB compat mode copies the image and protects it around one boundary",
             FindingKind::NoLoadSegments => "the object has no PT_LOAD segment",
+            FindingKind::RelroOverHole => "PT_GNU_RELRO rounded to pages covers unmapped addresses, so mprotect fails with ENOMEM and ld.so exits",
             FindingKind::Remapped => "bytes end up with other contents or protections than at 4K",
         }
     }
@@ -154,6 +159,7 @@ fn rejection_kind(cause: RejectionCause) -> FindingKind {
         RejectionCause::AlignBelowPage => FindingKind::AlignBelowPage,
         RejectionCause::FirstLastOverlap => FindingKind::FirstLastOverlap,
         RejectionCause::NoLoadSegments => FindingKind::NoLoadSegments,
+        RejectionCause::RelroOverHole => FindingKind::RelroOverHole,
     }
 }
 
@@ -176,6 +182,7 @@ pub(crate) fn findings(input: &LoadInput<'_>, page: PageSize, loader: LoaderMode
     non_congruent(&cx, &mut out);
     align_below_page(&cx, &mut out);
     first_last_overlap(&cx, &mut out);
+    relro_over_hole(&cx, &mut out);
     if rejection.is_none() {
         if loader == LoaderModel::BionicCompat && input.loads.iter().any(|s| s.align < page.bytes()) {
             let whole = AddrRange::new(input.loads[0].vaddr, input.loads.iter().map(|s| s.mem_end()).max().unwrap_or(0));
@@ -255,6 +262,20 @@ fn first_last_overlap(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
         rejection.loader_message
     );
     out.push(cx.finding(FindingKind::FirstLastOverlap, vec![first.index, last.index], range, message));
+}
+
+fn relro_over_hole(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
+    let (Some(_), Some(relro)) = (cx.rejection.filter(|r| r.cause == RejectionCause::RelroOverHole), cx.input.relro) else { return };
+    let range = AddrRange::new(cx.page.align_down(relro.start), cx.page.align_down(relro.end));
+    let message = format!(
+        "PT_GNU_RELRO {:#x}-{:#x} rounded to {} pages is {:#x}-{:#x}, which includes addresses no segment maps; the kernel leaves holes between segments, so the libc's mprotect fails with ENOMEM and the program exits with status 127",
+        relro.start,
+        relro.end,
+        cx.p(),
+        range.start,
+        range.end
+    );
+    out.push(cx.finding(FindingKind::RelroOverHole, Vec::new(), range, message));
 }
 
 fn page_span(page: PageSize, segment: &ProgramHeader) -> AddrRange {

@@ -16,7 +16,7 @@
 //! // seed 001: RX ends at 0x60ec1a0, RW starts at 0x60ed1a0; both in one 16K page.
 //! let rx = ProgramHeader { index: 2, p_type: 1, prot: Prot::RX, offset: 0x1000, vaddr: 0x401000, filesz: 0x5ceb1a0, memsz: 0x5ceb1a0, align: 0x4000 };
 //! let rw = ProgramHeader { index: 3, p_type: 1, prot: Prot::RW, offset: 0x5ced1a0, vaddr: 0x60ed1a0, filesz: 0x1000, memsz: 0x2000, align: 0x4000 };
-//! let input = LoadInput { name: "claude", loads: vec![rx, rw], relro: None, sections: &[], symbols: &[] };
+//! let input = LoadInput { name: "claude", loads: vec![rx, rw], relro: None, sections: &[], symbols: &[], entry: Some(0x401000) };
 //! assert_eq!(plan(&input, PageSize::K4, LoaderModel::Kernel).outcome, Outcome::Ok);
 //! assert_eq!(plan(&input, PageSize::K16, LoaderModel::Kernel).outcome, Outcome::Broken);
 //! ```

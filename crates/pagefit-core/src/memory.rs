@@ -169,6 +169,18 @@ impl MemoryImage {
         }
     }
 
+    /// Whether every byte of `range` is mapped (`mprotect` fails with ENOMEM otherwise).
+    pub fn is_fully_mapped(&self, range: AddrRange) -> bool {
+        let mut next = range.start;
+        for region in self.regions.iter().filter(|r| r.range.end > range.start && r.range.start < range.end) {
+            if region.range.start > next {
+                return false;
+            }
+            next = region.range.end;
+        }
+        next >= range.end
+    }
+
     /// The region holding `address`.
     pub fn region_at(&self, address: u64) -> Option<&Region> {
         let i = self.regions.partition_point(|r| r.range.end <= address);

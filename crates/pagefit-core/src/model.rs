@@ -178,6 +178,11 @@ pub struct LoaderTraits {
     pub relro_end: RelroEndRounding,
     /// How a user sees a rejection: `{name}` is the object, `{message}` the loader's text.
     pub rejection_format: &'static str,
+    /// The error when RELRO, rounded to pages, covers unmapped addresses, if
+    /// that is fatal: binfmt_elf leaves holes between segments, and glibc's
+    /// `mprotect` of the rounded RELRO range then fails with ENOMEM. Loaders
+    /// that reserve the whole span first never see holes.
+    pub relro_over_hole_error: Option<&'static str>,
 }
 
 const GLIBC_NOT_PAGE_ALIGNED: &str = "ELF load command address/offset not page-aligned";
@@ -192,6 +197,7 @@ static KERNEL: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToPageEndIfWritable,
     relro_end: RelroEndRounding::Down,
     rejection_format: "{message}",
+    relro_over_hole_error: Some("error while loading shared libraries: cannot apply additional memory protection after relocation: Cannot allocate memory"),
 };
 
 static GLIBC: LoaderTraits = LoaderTraits {
@@ -204,6 +210,7 @@ static GLIBC: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToMemEndForcingWrite,
     relro_end: RelroEndRounding::Down,
     rejection_format: "error while loading shared libraries: {name}: {message}",
+    relro_over_hole_error: None,
 };
 
 static GLIBC_2_34: LoaderTraits = LoaderTraits {
@@ -216,6 +223,7 @@ static GLIBC_2_34: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToMemEndForcingWrite,
     relro_end: RelroEndRounding::Down,
     rejection_format: "error while loading shared libraries: {name}: {message}",
+    relro_over_hole_error: None,
 };
 
 static MUSL: LoaderTraits = LoaderTraits {
@@ -228,6 +236,7 @@ static MUSL: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToPageEndWritableSegmentsOnly,
     relro_end: RelroEndRounding::Down,
     rejection_format: "Error loading shared library {name}: {message}",
+    relro_over_hole_error: None,
 };
 
 static BIONIC: LoaderTraits = LoaderTraits {
@@ -240,6 +249,7 @@ static BIONIC: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToPageEndWritableSegmentsOnly,
     relro_end: RelroEndRounding::Up,
     rejection_format: "dlopen failed: \"{name}\" {message}",
+    relro_over_hole_error: None,
 };
 
 static BIONIC_COMPAT: LoaderTraits = LoaderTraits {
@@ -252,6 +262,7 @@ static BIONIC_COMPAT: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToPageEndWritableSegmentsOnly,
     relro_end: RelroEndRounding::Up,
     rejection_format: "dlopen failed: \"{name}\" {message}",
+    relro_over_hole_error: None,
 };
 
 /// Why a loader refuses an object, and the finding that explains it.
@@ -276,6 +287,8 @@ pub enum RejectionCause {
     FirstLastOverlap,
     /// The object has no PT_LOAD at all.
     NoLoadSegments,
+    /// RELRO rounded to pages covers addresses nothing is mapped at.
+    RelroOverHole,
 }
 
 /// The input of a simulation: the PT_LOADs (table order) and PT_GNU_RELRO.
@@ -310,7 +323,11 @@ pub fn simulate(layout: SegmentLayout<'_>, page: PageSize, model: LoaderModel) -
             RelroEndRounding::Up => page.align_up(relro.end).unwrap_or(relro.end),
         };
         if end > start {
-            image.protect(AddrRange::new(start, end), Prot::R);
+            let range = AddrRange::new(start, end);
+            if let Some(message) = traits.relro_over_hole_error.filter(|_| !image.is_fully_mapped(range)) {
+                return Err(Rejection { loader_message: message.into(), segment: None, cause: RejectionCause::RelroOverHole });
+            }
+            image.protect(range, Prot::R);
         }
     }
     Ok(image)

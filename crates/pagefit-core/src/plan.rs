@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::elf::{ElfFile, ProgramHeader, Prot, Section, Symbol};
+use crate::elf::{ElfFile, ProgramHeader, Prot, Role, Section, Symbol};
 use crate::finding::Finding;
 use crate::memory::{AddrRange, Backing, Content, MemoryImage};
 use crate::model::{simulate, LoaderModel, Rejection, SegmentLayout};
@@ -76,6 +76,8 @@ pub struct LoadInput<'a> {
     pub sections: &'a [Section],
     /// Function and object symbols sorted by address.
     pub symbols: &'a [Symbol],
+    /// `e_entry`, for objects that are started (executables and interpreters).
+    pub entry: Option<u64>,
 }
 
 impl<'a> LoadInput<'a> {
@@ -90,6 +92,7 @@ impl<'a> LoadInput<'a> {
                 .map(|r| AddrRange::new(r.vaddr, r.vaddr.saturating_add(r.memsz))),
             sections: &file.sections,
             symbols: &file.symbols,
+            entry: matches!(file.role, Role::Executable | Role::Interpreter).then_some(file.entry),
         }
     }
 
@@ -185,9 +188,23 @@ pub fn plan(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel) -> LoadP
     let findings = crate::finding::findings(input, page, loader, rejection.as_ref(), &effects);
     let worst = effects.iter().map(|e| e.severity).chain(findings.iter().map(|f| f.severity)).max();
     let outcome = if rejection.is_some() { Outcome::Rejected } else { Outcome::from_severity(worst) };
-    let message = rejection.as_ref().map(|r| user_message(input, loader, r));
+    let message = match &rejection {
+        Some(r) => Some(user_message(input, loader, r)),
+        None => entry_fault(input, &image),
+    };
     let mappings = image.vmas().iter().map(|r| mapping_of(r.range, r.prot, r.backing, r.segment)).collect();
     LoadPlan { page_size: page, loader, outcome, message, findings, effects, mappings }
+}
+
+/// A started program whose entry point is not executable dies at its first instruction.
+fn entry_fault(input: &LoadInput<'_>, image: &MemoryImage) -> Option<String> {
+    let entry = input.entry?;
+    let prot = image.region_at(entry).map(|r| r.prot);
+    if prot.is_some_and(|p| p.is_executable()) || !input.loads.iter().any(|s| s.vaddr <= entry && entry < s.mem_end()) {
+        return None;
+    }
+    let mapped = prot.map_or_else(|| "unmapped".to_string(), |p| format!("mapped {}", p.maps_string()));
+    Some(format!("killed by SIGSEGV at start: the entry point {entry:#x} is on a page {mapped}"))
 }
 
 fn user_message(input: &LoadInput<'_>, loader: LoaderModel, rejection: &Rejection) -> String {
@@ -202,14 +219,17 @@ fn mapping_of(range: AddrRange, prot: Prot, backing: Backing, segment: Option<us
     Mapping { start: range.start, end: range.end, prot, offset, segment }
 }
 
-/// The image the program headers describe, mapped page by page without
-/// conflicts: used as the baseline when the loader rejects the file even at 4K.
+/// The image the program headers describe, with RELRO read-only to the byte:
+/// the baseline when the loader rejects the file even at 4K.
 fn ideal_image(input: &LoadInput<'_>, page: PageSize) -> MemoryImage {
     let mut image = MemoryImage::new();
     for segment in &input.loads {
         let range = AddrRange::new(page.align_down(segment.vaddr), page.align_up(segment.mem_end()).unwrap_or(u64::MAX));
         image.map(range, segment.prot, Backing::File { shift: segment.file_shift() }, Some(segment.index));
         image.zero(AddrRange::new(segment.file_end(), segment.mem_end()));
+    }
+    if let Some(relro) = input.relro {
+        image.protect(relro, Prot::R);
     }
     image
 }
@@ -324,17 +344,9 @@ fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
     names
 }
 
-/// Plans `input` at every page size from 4K up to `limit` and returns the
-/// largest P at which it, and every smaller page size, is `ok`.
+/// The largest page size from 4K up to `limit` at which `input` is `ok`.
 pub fn max_ok_page_size(input: &LoadInput<'_>, loader: LoaderModel, limit: PageSize) -> Option<PageSize> {
-    let mut best = None;
-    for page in PageSize::K4.up_to(limit) {
-        if plan(input, page, loader).outcome != Outcome::Ok {
-            break;
-        }
-        best = Some(page);
-    }
-    best
+    PageSize::K4.up_to(limit).filter(|&page| plan(input, page, loader).outcome == Outcome::Ok).last()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ const CODE: u64 = 2 | 4;
 const DATA: u64 = 2 | 1;
 
 fn input<'a>(loads: Vec<ProgramHeader>, relro: Option<(u64, u64)>, sections: &'a [Section]) -> LoadInput<'a> {
-    LoadInput { name: "liblib.so", loads, relro: relro.map(|(s, e)| AddrRange::new(s, e)), sections, symbols: &[] }
+    LoadInput { name: "liblib.so", loads, relro: relro.map(|(s, e)| AddrRange::new(s, e)), sections, symbols: &[], entry: None }
 }
 
 fn kinds(plan: &LoadPlan) -> Vec<FindingKind> {
