@@ -280,6 +280,8 @@ pub struct ElfFile {
     pub android_api: Option<u32>,
     /// Length of the file in bytes.
     pub file_len: u64,
+    /// `e_phoff`, to name where a bad program header is.
+    pub program_header_offset: u64,
 }
 
 impl ElfFile {
@@ -291,9 +293,13 @@ impl ElfFile {
     pub fn header_of_type(&self, p_type: elf::ProgramType) -> Option<&ProgramHeader> {
         self.program_headers.iter().find(|p| p.p_type == p_type.0)
     }
-    /// A name for `e_machine` (`x86_64`, `aarch64`, ...).
+    /// A name for `e_machine` (`x86_64`, `aarch64`, `ppc64le`, ...).
     pub fn machine_name(&self) -> String {
-        machine_name(self.machine)
+        match (machine_name(self.machine), self.little_endian) {
+            (name, true) if name == "ppc64" => "ppc64le".to_string(),
+            (name, false) if name == "aarch64" => "aarch64_be".to_string(),
+            (name, _) => name,
+        }
     }
     /// DF_1_PIE is set.
     pub fn is_pie(&self) -> bool {
@@ -389,6 +395,7 @@ where
         symbols: Vec::new(),
         android_api: None,
         file_len,
+        program_header_offset: header.e_phoff(endian).into(),
     };
     validate_loads(&file)?;
     file.interpreter = read_interpreter(&file, data)?;
@@ -424,7 +431,8 @@ fn read_program_headers<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<
     let table_end = count.checked_mul(entry_size).and_then(|n| n.checked_add(phoff));
     match table_end {
         Some(end) if end <= file_len => {}
-        _ if count > file_len / entry_size => {
+        // Past the end by a few entries is truncation; thousands more than fit is a lie.
+        _ if count > file_len / entry_size && count > MAX_PLAUSIBLE_PHNUM => {
             return Err(ParseError::new(ParseErrorKind::AbsurdCount, Some(phoff), format!("{count} program headers cannot fit in a {file_len}-byte file")))
         }
         _ => return Err(truncated(phoff, format!("program header table ({count} entries of {entry_size} bytes) runs past the end of the file ({file_len} bytes)"))),
@@ -452,7 +460,8 @@ fn read_program_headers<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<
 /// file ranges past EOF, and segments that claim the same memory.
 fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
     let address_limit = if file.bits == 32 { u64::from(u32::MAX) } else { u64::MAX };
-    let phoff_of = |index: usize| -> u64 { (index as u64) * if file.bits == 32 { 32 } else { 56 } };
+    let entry_size: u64 = if file.bits == 32 { 32 } else { 56 };
+    let phoff_of = |index: usize| -> Option<u64> { Some(file.program_header_offset + index as u64 * entry_size) };
     let mut loads: Vec<&ProgramHeader> = Vec::new();
     for ph in file.loads() {
         let in_range = ph.vaddr.checked_add(ph.memsz).is_some_and(|end| end <= address_limit)
@@ -460,14 +469,14 @@ fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
         if !in_range {
             return Err(ParseError::new(
                 ParseErrorKind::AddressOverflow,
-                None,
+                phoff_of(ph.index),
                 format!("PT_LOAD[{}] p_vaddr {:#x} + p_memsz {:#x} or p_offset {:#x} + p_filesz {:#x} overflows", ph.index, ph.vaddr, ph.memsz, ph.offset, ph.filesz),
             ));
         }
         if ph.filesz > ph.memsz {
             return Err(ParseError::new(
                 ParseErrorKind::InvalidHeader,
-                None,
+                phoff_of(ph.index),
                 format!("PT_LOAD[{}] p_filesz {:#x} is larger than p_memsz {:#x}", ph.index, ph.filesz, ph.memsz),
             ));
         }
@@ -480,17 +489,8 @@ fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
         if let Some(other) = loads.iter().find(|o| o.memsz > 0 && ph.memsz > 0 && o.vaddr < ph.mem_end() && ph.vaddr < o.mem_end()) {
             return Err(ParseError::new(
                 ParseErrorKind::OverlappingSegments,
-                None,
-                format!(
-                    "PT_LOAD[{}] {:#x}-{:#x} overlaps PT_LOAD[{}] {:#x}-{:#x} (program header at {:#x})",
-                    ph.index,
-                    ph.vaddr,
-                    ph.mem_end(),
-                    other.index,
-                    other.vaddr,
-                    other.mem_end(),
-                    phoff_of(ph.index)
-                ),
+                phoff_of(ph.index),
+                format!("PT_LOAD[{}] {:#x}-{:#x} overlaps PT_LOAD[{}] {:#x}-{:#x}", ph.index, ph.vaddr, ph.mem_end(), other.index, other.vaddr, other.mem_end()),
             ));
         }
         loads.push(ph);
@@ -499,6 +499,8 @@ fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
 }
 
 const EI_CLASS: usize = 4;
+/// More program headers than this cannot describe a real object.
+const MAX_PLAUSIBLE_PHNUM: u64 = 4096;
 const EI_DATA: usize = 5;
 
 /// Caps what pagefit reads of variable-length items, so a lying header cannot make it allocate much.

@@ -356,6 +356,17 @@ fn bss_on_shared_page(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
 fn relro(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
     let Some(relro) = cx.input.relro else { return };
     let page = cx.page;
+    let rounds_down = cx.loader.traits().relro_end == RelroEndRounding::Down;
+    if rounds_down && page.align_down(relro.start) == page.align_down(relro.end) {
+        let message = format!(
+            "PT_GNU_RELRO {:#x}-{:#x} does not contain a whole {} page, so rounding leaves nothing to protect and it stays writable after relocation",
+            relro.start,
+            relro.end,
+            cx.p()
+        );
+        out.push(cx.finding(FindingKind::RelroEnd, Vec::new(), relro, message));
+        return;
+    }
     if !page.divides(relro.start) {
         let rounded = page.align_down(relro.start);
         let message = format!(
