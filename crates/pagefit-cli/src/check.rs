@@ -26,7 +26,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(jobs) = args.jobs {
         rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build_global().context("cannot start the worker threads")?;
     }
-    let options = CheckOptions { page_sizes: args.page_size.0.clone(), loaders: args.loader.as_ref().map(|l| l.0.clone()), ..CheckOptions::default() };
+    let options = CheckOptions {
+        page_sizes: args.page_size.0.clone(),
+        loaders: args.loader.as_ref().map(|l| l.0.clone()),
+        ..CheckOptions::default()
+    };
     let (candidates, missing) = collect(&args.paths);
     let progress = progress_bar(candidates.len() as u64);
     let checked: Vec<Checked> = candidates

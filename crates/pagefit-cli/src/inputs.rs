@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// The directories `pagefit check` scans when given no path.
-pub const DEFAULT_ROOTS: &[&str] = &["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/bin", "/sbin", "/lib", "/lib64", "/opt"];
+pub const DEFAULT_ROOTS: &[&str] =
+    &["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/bin", "/sbin", "/lib", "/lib64", "/opt"];
 
 /// A file to check, and whether the user named it (named files must be ELF).
 pub struct Candidate {

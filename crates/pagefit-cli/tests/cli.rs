@@ -18,8 +18,12 @@ fn fixtures() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = std::env::var_os("PAGEFIT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/fixtures"));
         if !dir.join("aarch64/MANIFEST").exists() || !dir.join("ppc64le/MANIFEST").exists() {
-            let status = Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(&dir).status().expect("bash fixtures/build.sh");
-            assert!(status.success(), "fixtures/build.sh failed: install gcc, clang, lld and the aarch64/ppc64le cross compilers (see .ci/run)");
+            let status =
+                Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(&dir).status().expect("bash fixtures/build.sh");
+            assert!(
+                status.success(),
+                "fixtures/build.sh failed: install gcc, clang, lld and the aarch64/ppc64le cross compilers (see .ci/run)"
+            );
         }
         dir
     })
@@ -129,7 +133,9 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
                         problems.extend(probe_mismatches(run, &prediction));
                     }
                 }
-                (outcome, message) => problems.push(format!("prediction {outcome} {message:?} has no observable counterpart (kernel rc {})", run.rc)),
+                (outcome, message) => {
+                    problems.push(format!("prediction {outcome} {message:?} has no observable counterpart (kernel rc {})", run.rc))
+                }
             }
             if run.output.contains("BAD") && prediction.outcome != "broken" {
                 problems.push("kernel run saw clobbered bytes".into());
@@ -137,13 +143,23 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
             if problems.is_empty() {
                 agreed += 1;
             }
-            rows.push(format!("{arch:8} {name:28} {page:4} kernel rc {:3}  predicted {:9} {}", run.rc, prediction.outcome, problems.join("; ")));
+            rows.push(format!(
+                "{arch:8} {name:28} {page:4} kernel rc {:3}  predicted {:9} {}",
+                run.rc,
+                prediction.outcome,
+                problems.join("; ")
+            ));
         }
     }
     println!("{}", rows.join("\n"));
     println!("recorded real-kernel agreement: {agreed}/{}", rows.len());
     assert!(rows.len() >= 80, "expected the whole recorded corpus, got {} runs", rows.len());
-    assert_eq!(agreed, rows.len(), "disagreements:\n{}", rows.iter().filter(|r| r.contains(':') && !r.ends_with(' ')).cloned().collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        agreed,
+        rows.len(),
+        "disagreements:\n{}",
+        rows.iter().filter(|r| r.contains(':') && !r.ends_with(' ')).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 fn golden(name: &str, actual: &str) {
@@ -156,7 +172,16 @@ fn golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "{name} differs from the golden file (PAGEFIT_BLESS=1 regenerates it)");
 }
 
-const GOLDEN_FIXTURES: &[&str] = &["c-pie-bfd-4k", "c-static-bfd-4k", "cxx-static-bfd-4k", "c-pie-lld-4k-seploadable", "c-pie-lld-16k-c4k", "liblib-4k.so", "liblib-seed000.so", "c-pie-bfd-64k"];
+const GOLDEN_FIXTURES: &[&str] = &[
+    "c-pie-bfd-4k",
+    "c-static-bfd-4k",
+    "cxx-static-bfd-4k",
+    "c-pie-lld-4k-seploadable",
+    "c-pie-lld-16k-c4k",
+    "liblib-4k.so",
+    "liblib-seed000.so",
+    "c-pie-bfd-64k",
+];
 
 #[test]
 fn check_text_and_json_match_golden_files() {
@@ -213,11 +238,14 @@ fn directories_are_walked_once_and_non_elf_files_skipped() {
     let stdin_paths = Command::new(env!("CARGO_BIN_EXE_pagefit"))
         .args(["check", "-", "--format", "json"])
         .current_dir(tree.path())
-        .stdin(std::fs::File::open({
-            let list = tree.path().join("list");
-            std::fs::write(&list, "liblib.so\nliblib.so.1\n").unwrap();
-            list
-        }).unwrap())
+        .stdin(
+            std::fs::File::open({
+                let list = tree.path().join("list");
+                std::fs::write(&list, "liblib.so\nliblib.so.1\n").unwrap();
+                list
+            })
+            .unwrap(),
+        )
         .output()
         .unwrap();
     assert_eq!(json(&stdin_paths)["files"].as_array().unwrap().len(), 1);

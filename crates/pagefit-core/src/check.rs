@@ -100,7 +100,13 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     for &page in &options.page_sizes {
         for &loader in &loaders {
             let planned = plan(&input, page, loader);
-            results.push(CheckResult { page_size: page, loader, outcome: planned.outcome, message: planned.message, findings: planned.findings });
+            results.push(CheckResult {
+                page_size: page,
+                loader,
+                outcome: planned.outcome,
+                message: planned.message,
+                findings: planned.findings,
+            });
         }
     }
     let max_ok = loaders.iter().map(|&l| (l.name().to_string(), max_ok_page_size(&input, l, options.max_ok_limit))).collect();

@@ -341,19 +341,21 @@ pub fn machine_name(machine: u16) -> String {
 /// Reads an ELF file's headers (and, per `options`, its sections, symbols and
 /// dynamic strings) from `data`.
 pub fn parse<'data, R: ReadRef<'data>>(data: R, options: ParseOptions) -> Result<ElfFile, ParseError> {
-    let file_len = data
-        .len()
-        .map_err(|()| ParseError::new(ParseErrorKind::Truncated, Some(0), "cannot determine the file length"))?;
-    let ident = data
-        .read_bytes_at(0, 16)
-        .map_err(|()| ParseError::new(ParseErrorKind::NotElf, Some(0), format!("file is {file_len} bytes, shorter than an ELF identification")))?;
+    let file_len = data.len().map_err(|()| ParseError::new(ParseErrorKind::Truncated, Some(0), "cannot determine the file length"))?;
+    let ident = data.read_bytes_at(0, 16).map_err(|()| {
+        ParseError::new(ParseErrorKind::NotElf, Some(0), format!("file is {file_len} bytes, shorter than an ELF identification"))
+    })?;
     if ident[..4] != elf::ELFMAG {
         return Err(ParseError::new(ParseErrorKind::NotElf, Some(0), "no \\x7fELF magic"));
     }
     match ident[EI_CLASS] {
         c if c == elf::ELFCLASS32.0 => parse_class::<elf::FileHeader32<Endianness>, R>(data, file_len, options),
         c if c == elf::ELFCLASS64.0 => parse_class::<elf::FileHeader64<Endianness>, R>(data, file_len, options),
-        other => Err(ParseError::new(ParseErrorKind::InvalidHeader, Some(EI_CLASS as u64), format!("EI_CLASS is {other}, neither 1 (32-bit) nor 2 (64-bit)"))),
+        other => Err(ParseError::new(
+            ParseErrorKind::InvalidHeader,
+            Some(EI_CLASS as u64),
+            format!("EI_CLASS is {other}, neither 1 (32-bit) nor 2 (64-bit)"),
+        )),
     }
 }
 
@@ -420,7 +422,9 @@ fn read_program_headers<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<
         return Ok(Vec::new());
     }
     let entry_size = std::mem::size_of::<Elf::ProgramHeader>() as u64;
-    let count = u64::from(header.phnum(endian, data).map_err(|e| ParseError::new(ParseErrorKind::InvalidHeader, Some(0), format!("e_phnum: {e}")))?);
+    let count = u64::from(
+        header.phnum(endian, data).map_err(|e| ParseError::new(ParseErrorKind::InvalidHeader, Some(0), format!("e_phnum: {e}")))?,
+    );
     if count > 0 && u64::from(header.e_phentsize(endian)) != entry_size {
         return Err(ParseError::new(
             ParseErrorKind::InvalidHeader,
@@ -433,13 +437,20 @@ fn read_program_headers<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<
         Some(end) if end <= file_len => {}
         // Past the end by a few entries is truncation; thousands more than fit is a lie.
         _ if count > file_len / entry_size && count > MAX_PLAUSIBLE_PHNUM => {
-            return Err(ParseError::new(ParseErrorKind::AbsurdCount, Some(phoff), format!("{count} program headers cannot fit in a {file_len}-byte file")))
+            return Err(ParseError::new(
+                ParseErrorKind::AbsurdCount,
+                Some(phoff),
+                format!("{count} program headers cannot fit in a {file_len}-byte file"),
+            ))
         }
-        _ => return Err(truncated(phoff, format!("program header table ({count} entries of {entry_size} bytes) runs past the end of the file ({file_len} bytes)"))),
+        _ => {
+            return Err(truncated(
+                phoff,
+                format!("program header table ({count} entries of {entry_size} bytes) runs past the end of the file ({file_len} bytes)"),
+            ))
+        }
     }
-    let table = header
-        .program_headers(endian, data)
-        .map_err(|e| truncated(phoff, format!("program header table: {e}")))?;
+    let table = header.program_headers(endian, data).map_err(|e| truncated(phoff, format!("program header table: {e}")))?;
     Ok(table
         .iter()
         .enumerate()
@@ -464,13 +475,15 @@ fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
     let phoff_of = |index: usize| -> Option<u64> { Some(file.program_header_offset + index as u64 * entry_size) };
     let mut loads: Vec<&ProgramHeader> = Vec::new();
     for ph in file.loads() {
-        let in_range = ph.vaddr.checked_add(ph.memsz).is_some_and(|end| end <= address_limit)
-            && ph.offset.checked_add(ph.filesz).is_some();
+        let in_range = ph.vaddr.checked_add(ph.memsz).is_some_and(|end| end <= address_limit) && ph.offset.checked_add(ph.filesz).is_some();
         if !in_range {
             return Err(ParseError::new(
                 ParseErrorKind::AddressOverflow,
                 phoff_of(ph.index),
-                format!("PT_LOAD[{}] p_vaddr {:#x} + p_memsz {:#x} or p_offset {:#x} + p_filesz {:#x} overflows", ph.index, ph.vaddr, ph.memsz, ph.offset, ph.filesz),
+                format!(
+                    "PT_LOAD[{}] p_vaddr {:#x} + p_memsz {:#x} or p_offset {:#x} + p_filesz {:#x} overflows",
+                    ph.index, ph.vaddr, ph.memsz, ph.offset, ph.filesz
+                ),
             ));
         }
         if ph.filesz > ph.memsz {
@@ -483,14 +496,28 @@ fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
         if ph.offset + ph.filesz > file.file_len {
             return Err(truncated(
                 ph.offset,
-                format!("PT_LOAD[{}] file bytes {:#x}-{:#x} run past the end of the file ({:#x})", ph.index, ph.offset, ph.offset + ph.filesz, file.file_len),
+                format!(
+                    "PT_LOAD[{}] file bytes {:#x}-{:#x} run past the end of the file ({:#x})",
+                    ph.index,
+                    ph.offset,
+                    ph.offset + ph.filesz,
+                    file.file_len
+                ),
             ));
         }
         if let Some(other) = loads.iter().find(|o| o.memsz > 0 && ph.memsz > 0 && o.vaddr < ph.mem_end() && ph.vaddr < o.mem_end()) {
             return Err(ParseError::new(
                 ParseErrorKind::OverlappingSegments,
                 phoff_of(ph.index),
-                format!("PT_LOAD[{}] {:#x}-{:#x} overlaps PT_LOAD[{}] {:#x}-{:#x}", ph.index, ph.vaddr, ph.mem_end(), other.index, other.vaddr, other.mem_end()),
+                format!(
+                    "PT_LOAD[{}] {:#x}-{:#x} overlaps PT_LOAD[{}] {:#x}-{:#x}",
+                    ph.index,
+                    ph.vaddr,
+                    ph.mem_end(),
+                    other.index,
+                    other.vaddr,
+                    other.mem_end()
+                ),
             ));
         }
         loads.push(ph);
@@ -519,9 +546,7 @@ fn read_interpreter<'data, R: ReadRef<'data>>(file: &ElfFile, data: R) -> Result
 
 /// Translates a virtual address to a file offset through the PT_LOADs.
 fn vaddr_to_offset(file: &ElfFile, vaddr: u64) -> Option<u64> {
-    file.loads()
-        .find(|ph| vaddr >= ph.vaddr && vaddr < ph.file_end())
-        .map(|ph| ph.offset + (vaddr - ph.vaddr))
+    file.loads().find(|ph| vaddr >= ph.vaddr && vaddr < ph.file_end()).map(|ph| ph.offset + (vaddr - ph.vaddr))
 }
 
 /// Where the dynamic string table lives, for reading names later.
@@ -642,7 +667,12 @@ fn role_of<'data, R: ReadRef<'data>>(file: &ElfFile, strtab: &StringTable, data:
 /// Sonames of the dynamic linkers pagefit knows (glibc's ld-linux*, ld64.so.*, ld.so.*, musl's ld-musl-*, bionic's linker).
 pub fn is_interpreter_name(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    base.starts_with("ld-linux") || base.starts_with("ld64.so") || base.starts_with("ld.so") || base.starts_with("ld-musl") || base == "linker" || base == "linker64"
+    base.starts_with("ld-linux")
+        || base.starts_with("ld64.so")
+        || base.starts_with("ld.so")
+        || base.starts_with("ld-musl")
+        || base == "linker"
+        || base == "linker64"
 }
 
 fn platform_of(file: &ElfFile) -> Platform {
@@ -670,13 +700,17 @@ fn read_sections<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>
         return Ok(());
     }
     let entry_size = std::mem::size_of::<Elf::SectionHeader>() as u64;
-    let count = u64::from(header.shnum(endian, data).map_err(|e| ParseError::new(ParseErrorKind::InvalidHeader, Some(shoff), format!("e_shnum: {e}")))?);
+    let count = u64::from(
+        header.shnum(endian, data).map_err(|e| ParseError::new(ParseErrorKind::InvalidHeader, Some(shoff), format!("e_shnum: {e}")))?,
+    );
     if count > file.file_len / entry_size {
-        return Err(ParseError::new(ParseErrorKind::AbsurdCount, Some(shoff), format!("{count} section headers cannot fit in a {}-byte file", file.file_len)));
+        return Err(ParseError::new(
+            ParseErrorKind::AbsurdCount,
+            Some(shoff),
+            format!("{count} section headers cannot fit in a {}-byte file", file.file_len),
+        ));
     }
-    let table = header
-        .sections(endian, data)
-        .map_err(|e| truncated(shoff, format!("section header table ({count} entries): {e}")))?;
+    let table = header.sections(endian, data).map_err(|e| truncated(shoff, format!("section header table ({count} entries): {e}")))?;
     file.sections_read = true;
     for section in table.iter() {
         let name = table.section_name(endian, section).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
@@ -702,7 +736,10 @@ fn read_sections<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>
         if let Some(symbols) = symbols {
             for sym in symbols.iter().take(MAX_SYMBOLS as usize) {
                 let kind = sym.st_type();
-                if sym.is_undefined(endian) || !(kind == elf::STT_FUNC || kind == elf::STT_OBJECT) || sym.st_shndx(endian).0 == elf::SHN_ABS.0 {
+                if sym.is_undefined(endian)
+                    || !(kind == elf::STT_FUNC || kind == elf::STT_OBJECT)
+                    || sym.st_shndx(endian).0 == elf::SHN_ABS.0
+                {
                     continue;
                 }
                 let name = symbols.symbol_name(endian, sym).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::elf::{ProgramHeader, Prot};
 use crate::memory::AddrRange;
-use crate::model::{AlignmentRule, CongruenceRule, LoaderModel, RejectionCause, RelroEndRounding, Rejection};
+use crate::model::{AlignmentRule, CongruenceRule, LoaderModel, Rejection, RejectionCause, RelroEndRounding};
 use crate::page::PageSize;
 use crate::plan::{Clobber, Effect, LoadInput, Severity};
 
@@ -77,7 +77,9 @@ impl FindingKind {
     /// One sentence on what the kind means, for SARIF rule descriptions and `--help`.
     pub fn summary(self) -> &'static str {
         match self {
-            FindingKind::NonCongruent => "p_vaddr - p_offset is not a multiple of the page size, so the segment cannot be mapped from the file",
+            FindingKind::NonCongruent => {
+                "p_vaddr - p_offset is not a multiple of the page size, so the segment cannot be mapped from the file"
+            }
             FindingKind::SharedPage => "two PT_LOAD segments touch the same page; the later mapping replaces the page",
             FindingKind::AlignBelowPage => "a PT_LOAD's p_align is below the page size (rejected by bionic and glibc <= 2.34)",
             FindingKind::RelroStart => "PT_GNU_RELRO does not start on a page boundary; rounding protects bytes before it",
@@ -87,7 +89,9 @@ impl FindingKind {
             FindingKind::BssOnSharedPage => "zeroing or mapping a segment's bss touches a page another segment uses",
             FindingKind::CompatLayout => "bionic's 16 KiB compat mode copies the image and protects it around one boundary",
             FindingKind::NoLoadSegments => "the object has no PT_LOAD segment",
-            FindingKind::RelroOverHole => "PT_GNU_RELRO rounded to pages covers unmapped addresses, so mprotect fails with ENOMEM and ld.so exits",
+            FindingKind::RelroOverHole => {
+                "PT_GNU_RELRO rounded to pages covers unmapped addresses, so mprotect fails with ENOMEM and ld.so exits"
+            }
             FindingKind::Remapped => "bytes end up with other contents or protections than at 4K",
         }
     }
@@ -131,7 +135,9 @@ struct Context<'a, 'i> {
 impl Context<'_, '_> {
     fn finding(&self, kind: FindingKind, segments: Vec<usize>, range: AddrRange, message: String) -> Finding {
         let effects: Vec<Effect> = self.effects.iter().filter(|e| e.range.intersect(&range).is_some()).cloned().collect();
-        let rejects = self.rejection.is_some_and(|r| rejection_kind(r.cause) == kind && (r.segment.is_none() || segments.contains(&r.segment.unwrap_or_default())));
+        let rejects = self
+            .rejection
+            .is_some_and(|r| rejection_kind(r.cause) == kind && (r.segment.is_none() || segments.contains(&r.segment.unwrap_or_default())));
         let severity = if rejects { Severity::Rejected } else { effects.iter().map(|e| e.severity).max().unwrap_or(Severity::Info) };
         let mut symbols: Vec<String> = Vec::new();
         for name in effects.iter().flat_map(|e| e.symbols.iter()) {
@@ -141,7 +147,18 @@ impl Context<'_, '_> {
         }
         let consequences = describe_effects(&effects);
         let message = if consequences.is_empty() { message } else { format!("{message}: {consequences}") };
-        Finding { kind, severity, segments, range, sections: self.sections_in(range), symbols, winner: None, bytes_intact: None, message, effects }
+        Finding {
+            kind,
+            severity,
+            segments,
+            range,
+            sections: self.sections_in(range),
+            symbols,
+            winner: None,
+            bytes_intact: None,
+            message,
+            effects,
+        }
     }
 
     fn sections_in(&self, range: AddrRange) -> Vec<String> {
@@ -172,7 +189,13 @@ fn label(segment: &ProgramHeader) -> String {
 }
 
 /// Computes every finding for one plan.
-pub(crate) fn findings(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, rejection: Option<&Rejection>, effects: &[Effect]) -> Vec<Finding> {
+pub(crate) fn findings(
+    input: &LoadInput<'_>,
+    page: PageSize,
+    loader: LoaderModel,
+    rejection: Option<&Rejection>,
+    effects: &[Effect],
+) -> Vec<Finding> {
     let cx = Context { input, page, loader, rejection, effects };
     let mut out = Vec::new();
     if input.loads.is_empty() {
@@ -186,7 +209,8 @@ pub(crate) fn findings(input: &LoadInput<'_>, page: PageSize, loader: LoaderMode
     if rejection.is_none() {
         if loader == LoaderModel::BionicCompat && input.loads.iter().any(|s| s.align < page.bytes()) {
             let whole = AddrRange::new(input.loads[0].vaddr, input.loads.iter().map(|s| s.mem_end()).max().unwrap_or(0));
-            let message = "compat mode reads every segment into anonymous memory and protects it around one boundary (RX below, RW above)".to_string();
+            let message = "compat mode reads every segment into anonymous memory and protects it around one boundary (RX below, RW above)"
+                .to_string();
             out.push(cx.finding(FindingKind::CompatLayout, input.loads.iter().map(|s| s.index).collect(), whole, message));
         } else {
             shared_pages(&cx, &mut out);
@@ -210,10 +234,14 @@ fn non_congruent(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
     for segment in cx.input.loads.iter().filter(|s| !s.is_congruent(page)) {
         let remainder = segment.vaddr.wrapping_sub(segment.offset) & (page - 1);
         let consequence = match cx.loader.traits().congruence {
-            CongruenceRule::KillsProcess if segment.filesz > 0 => "the kernel's mmap of it fails after the point of no return and the process dies with SIGSEGV".to_string(),
+            CongruenceRule::KillsProcess if segment.filesz > 0 => {
+                "the kernel's mmap of it fails after the point of no return and the process dies with SIGSEGV".to_string()
+            }
             CongruenceRule::KillsProcess => "it has no file bytes, so the kernel maps it anonymously".to_string(),
             CongruenceRule::Rejects(..) => "the dynamic linker refuses the object".to_string(),
-            CongruenceRule::ShiftsSilently => format!("it is mapped from the rounded-down offset, so its bytes come out shifted by {remainder:#x}"),
+            CongruenceRule::ShiftsSilently => {
+                format!("it is mapped from the rounded-down offset, so its bytes come out shifted by {remainder:#x}")
+            }
             CongruenceRule::Irrelevant => "compat mode copies the segment with pread, so this does not matter".to_string(),
         };
         let message = format!(
@@ -239,7 +267,12 @@ fn align_below_page(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
             AlignmentRule::SmallestAtLeastPage(_) => "the linker refuses it unless 16 KiB compat mode is on".to_string(),
         };
         let message = if android {
-            format!("{}: {} KB LOAD section alignment, but {} KB is required; {consequence}", label(segment), segment.align / 1024, page / 1024)
+            format!(
+                "{}: {} KB LOAD section alignment, but {} KB is required; {consequence}",
+                label(segment),
+                segment.align / 1024,
+                page / 1024
+            )
         } else {
             format!("{}: p_align {:#x} is below the {} page; {consequence}", label(segment), segment.align, cx.p())
         };

@@ -43,14 +43,8 @@ pub enum LoaderModel {
 
 impl LoaderModel {
     /// Every model, in the order reports list them.
-    pub const ALL: [LoaderModel; 6] = [
-        LoaderModel::Kernel,
-        LoaderModel::Glibc,
-        LoaderModel::Glibc234,
-        LoaderModel::Musl,
-        LoaderModel::Bionic,
-        LoaderModel::BionicCompat,
-    ];
+    pub const ALL: [LoaderModel; 6] =
+        [LoaderModel::Kernel, LoaderModel::Glibc, LoaderModel::Glibc234, LoaderModel::Musl, LoaderModel::Bionic, LoaderModel::BionicCompat];
 
     /// The model's data.
     pub fn traits(self) -> &'static LoaderTraits {
@@ -197,7 +191,9 @@ static KERNEL: LoaderTraits = LoaderTraits {
     bss: BssZeroing::ToPageEndIfWritable,
     relro_end: RelroEndRounding::Down,
     rejection_format: "{message}",
-    relro_over_hole_error: Some("error while loading shared libraries: cannot apply additional memory protection after relocation: Cannot allocate memory"),
+    relro_over_hole_error: Some(
+        "error while loading shared libraries: cannot apply additional memory protection after relocation: Cannot allocate memory",
+    ),
 };
 
 static GLIBC: LoaderTraits = LoaderTraits {
@@ -336,9 +332,14 @@ pub fn simulate(layout: SegmentLayout<'_>, page: PageSize, model: LoaderModel) -
 fn check(layout: SegmentLayout<'_>, page: PageSize, traits: &LoaderTraits) -> Result<(), Rejection> {
     let loads = layout.loads;
     if loads.is_empty() {
-        return Err(Rejection { loader_message: "object file has no loadable segments".into(), segment: None, cause: RejectionCause::NoLoadSegments });
+        return Err(Rejection {
+            loader_message: "object file has no loadable segments".into(),
+            segment: None,
+            cause: RejectionCause::NoLoadSegments,
+        });
     }
-    let reject = |message: String, segment: &ProgramHeader, cause| Err(Rejection { loader_message: message, segment: Some(segment.index), cause });
+    let reject =
+        |message: String, segment: &ProgramHeader, cause| Err(Rejection { loader_message: message, segment: Some(segment.index), cause });
     if let AlignmentRule::SmallestAtLeastPage(text) = traits.alignment {
         // bionic skips p_align 0 and 1 when computing the minimum.
         if let Some(smallest) = loads.iter().filter(|s| s.align > 1).min_by_key(|s| s.align).filter(|s| s.align < page.bytes()) {
@@ -419,7 +420,12 @@ fn map_segment_kernel(image: &mut MemoryImage, segment: &ProgramHeader, page: Pa
     let prot = prot_of(segment);
     let has_bss = segment.memsz > segment.filesz;
     let brk_start = if segment.filesz > 0 {
-        image.map(AddrRange::new(page.align_down(segment.vaddr), up(page, segment.file_end())), prot, file_backing(segment, page), Some(segment.index));
+        image.map(
+            AddrRange::new(page.align_down(segment.vaddr), up(page, segment.file_end())),
+            prot,
+            file_backing(segment, page),
+            Some(segment.index),
+        );
         if has_bss && prot.is_writable() {
             image.zero(AddrRange::new(segment.file_end(), up(page, segment.file_end())));
         }

@@ -88,11 +88,7 @@ pub struct PageSizeParseError(String);
 
 impl fmt::Display for PageSizeParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid page size {:?}: expected a power of two of at least 1K such as 4k, 16k, 64k, 2m, 16384 or 0x4000",
-            self.0
-        )
+        write!(f, "invalid page size {:?}: expected a power of two of at least 1K such as 4k, 16k, 64k, 2m, 16384 or 0x4000", self.0)
     }
 }
 
@@ -141,14 +137,7 @@ mod tests {
 
     #[test]
     fn parses_the_usual_spellings() {
-        for (text, bytes) in [
-            ("4k", 4096),
-            ("16K", 16384),
-            ("64KiB", 65536),
-            ("2m", 2 << 20),
-            ("16384", 16384),
-            ("0x10000", 65536),
-        ] {
+        for (text, bytes) in [("4k", 4096), ("16K", 16384), ("64KiB", 65536), ("2m", 2 << 20), ("16384", 16384), ("0x10000", 65536)] {
             assert_eq!(text.parse::<PageSize>().unwrap().bytes(), bytes, "{text}");
         }
         for bad in ["", "3k", "12288", "0", "k", "99999999999999999999k", "512"] {

@@ -245,7 +245,12 @@ struct ByteRole<'s> {
 
 fn byte_role<'s>(input: &LoadInput<'s>, segment: &ProgramHeader, at: u64) -> ByteRole<'s> {
     if input.sections.is_empty() {
-        return ByteRole { significant: true, code: segment.prot.is_executable(), written: segment.prot.is_writable(), sections: Vec::new() };
+        return ByteRole {
+            significant: true,
+            code: segment.prot.is_executable(),
+            written: segment.prot.is_writable(),
+            sections: Vec::new(),
+        };
     }
     let covering: Vec<&Section> = input.sections.iter().filter(|s| s.addr <= at && at < s.end()).collect();
     ByteRole {
@@ -290,7 +295,12 @@ fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImag
             _ => None,
         };
         let lost = |bit: Prot| before.is_some_and(|b| b.contains(bit)) && !after.is_some_and(|a| a.contains(bit));
-        let severity = if clobbered.is_some() || after.is_none() && before.is_some() || lost(Prot::R) || role.code && lost(Prot::X) || role.written && lost(Prot::W) {
+        let severity = if clobbered.is_some()
+            || after.is_none() && before.is_some()
+            || lost(Prot::R)
+            || role.code && lost(Prot::X)
+            || role.written && lost(Prot::W)
+        {
             Severity::Broken
         } else if before.is_some() && before != after {
             Severity::Degraded
@@ -336,7 +346,8 @@ const SYMBOLS_PER_RANGE: usize = 4;
 
 fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
     let first = symbols.partition_point(|s| s.addr.saturating_add(s.size.max(1)) <= range.start);
-    let touching: Vec<&Symbol> = symbols[first..].iter().take_while(|s| s.addr < range.end).filter(|s| s.addr.saturating_add(s.size.max(1)) > range.start).collect();
+    let touching: Vec<&Symbol> =
+        symbols[first..].iter().take_while(|s| s.addr < range.end).filter(|s| s.addr.saturating_add(s.size.max(1)) > range.start).collect();
     let mut names: Vec<String> = touching.iter().take(SYMBOLS_PER_RANGE).map(|s| s.name.clone()).collect();
     if touching.len() > SYMBOLS_PER_RANGE {
         names.push(format!("and {} more", touching.len() - SYMBOLS_PER_RANGE));

@@ -33,7 +33,12 @@ fn claude_code() -> Vec<ProgramHeader> {
 
 #[test]
 fn latx_case_1_overlap_clobbers_the_plt_tail() {
-    let sections = [section(".text", 0x401000, 0x5ceb000, CODE), section(".plt", 0x60ec000, 0x100, CODE), section(".iplt", 0x60ec100, 0xa0, CODE), section(".data", 0x60ed1a0, 0x1000, DATA)];
+    let sections = [
+        section(".text", 0x401000, 0x5ceb000, CODE),
+        section(".plt", 0x60ec000, 0x100, CODE),
+        section(".iplt", 0x60ec100, 0xa0, CODE),
+        section(".data", 0x60ed1a0, 0x1000, DATA),
+    ];
     let input = input(claude_code(), None, &sections);
     assert_eq!(plan(&input, PageSize::K4, LoaderModel::Kernel).outcome, Outcome::Ok);
     let at16k = plan(&input, PageSize::K16, LoaderModel::Kernel);
@@ -52,7 +57,10 @@ fn latx_case_1_overlap_clobbers_the_plt_tail() {
 
 #[test]
 fn latx_case_2_aligned_non_overlapping_segments_are_ok() {
-    let loads = vec![load(2, Prot::RX, 0x1000, 0x401000, 0x5ce7000, 0x5ce7000, 0x4000), load(3, Prot::RW, 0x5cec1a0, 0x60ec1a0, 0x1000, 0x3000, 0x4000)];
+    let loads = vec![
+        load(2, Prot::RX, 0x1000, 0x401000, 0x5ce7000, 0x5ce7000, 0x4000),
+        load(3, Prot::RW, 0x5cec1a0, 0x60ec1a0, 0x1000, 0x3000, 0x4000),
+    ];
     let input = input(loads, None, &[]);
     for loader in [LoaderModel::Kernel, LoaderModel::Glibc, LoaderModel::Bionic] {
         let planned = plan(&input, PageSize::K16, loader);
@@ -68,9 +76,15 @@ fn latx_case_3_small_p_align_matters_only_to_loaders_that_check_it() {
     assert_eq!(plan(&input, PageSize::K16, LoaderModel::Glibc).outcome, Outcome::Ok);
     let bionic = plan(&input, PageSize::K16, LoaderModel::Bionic);
     assert_eq!(bionic.outcome, Outcome::Rejected);
-    assert_eq!(bionic.message.as_deref(), Some("dlopen failed: \"liblib.so\" program alignment (4096) cannot be smaller than system page size (16384)"));
+    assert_eq!(
+        bionic.message.as_deref(),
+        Some("dlopen failed: \"liblib.so\" program alignment (4096) cannot be smaller than system page size (16384)")
+    );
     let old_glibc = plan(&input, PageSize::K16, LoaderModel::Glibc234);
-    assert_eq!(old_glibc.message.as_deref(), Some("error while loading shared libraries: liblib.so: ELF load command alignment not page-aligned"));
+    assert_eq!(
+        old_glibc.message.as_deref(),
+        Some("error while loading shared libraries: liblib.so: ELF load command alignment not page-aligned")
+    );
     assert!(kinds(&old_glibc).contains(&FindingKind::AlignBelowPage));
     assert_eq!(old_glibc.findings.iter().find(|f| f.kind == FindingKind::AlignBelowPage).unwrap().severity, Severity::Rejected);
 }
@@ -91,7 +105,10 @@ fn seed_000_qt5core_is_rejected_by_old_glibc_only() {
     let input = LoadInput { name: "libQt5Core.so.5", ..input(loads, relro, &[]) };
     let old = plan(&input, PageSize::K64, LoaderModel::Glibc234);
     assert_eq!(old.outcome, Outcome::Rejected);
-    assert_eq!(old.message.as_deref(), Some("error while loading shared libraries: libQt5Core.so.5: ELF load command alignment not page-aligned"));
+    assert_eq!(
+        old.message.as_deref(),
+        Some("error while loading shared libraries: libQt5Core.so.5: ELF load command alignment not page-aligned")
+    );
     // glibc >= 2.35 no longer looks at p_align; every segment is congruent
     // modulo 64K and no two share a 64K page, so it loads exactly as at 4K.
     let new = plan(&input, PageSize::K64, LoaderModel::Glibc);
@@ -117,7 +134,10 @@ fn non_congruent_kills_under_the_kernel_is_refused_by_glibc_and_shifts_under_mus
     assert_eq!(kernel.outcome, Outcome::Rejected);
     assert!(kernel.message.as_deref().unwrap().starts_with("killed by SIGSEGV at exec: PT_LOAD[5]"));
     let glibc = plan(&input, PageSize::K16, LoaderModel::Glibc);
-    assert_eq!(glibc.message.as_deref(), Some("error while loading shared libraries: liblib.so: ELF load command address/offset not page-aligned"));
+    assert_eq!(
+        glibc.message.as_deref(),
+        Some("error while loading shared libraries: liblib.so: ELF load command address/offset not page-aligned")
+    );
     assert_eq!(glibc.findings[0].kind, FindingKind::NonCongruent);
     assert_eq!(glibc.findings[0].severity, Severity::Rejected);
     let musl = plan(&input, PageSize::K16, LoaderModel::Musl);
@@ -185,7 +205,8 @@ fn shared_page_at_another_delta_clobbers_bytes() {
 fn relro_start_rounding_takes_execute_from_code_under_glibc() {
     // lld-style: RX [0x1000, 0x2500), RW (RELRO) at 0x3000: one 16K page.
     let loads = vec![load(0, Prot::RX, 0x1000, 0x1000, 0x1500, 0x1500, 0x1000), load(1, Prot::RW, 0x3000, 0x3000, 0x2000, 0x2000, 0x1000)];
-    let sections = [section(".text", 0x1000, 0x1500, CODE), section(".data.rel.ro", 0x3000, 0x1000, DATA), section(".data", 0x4000, 0x1000, DATA)];
+    let sections =
+        [section(".text", 0x1000, 0x1500, CODE), section(".data.rel.ro", 0x3000, 0x1000, DATA), section(".data", 0x4000, 0x1000, DATA)];
     let input = input(loads, Some((0x3000, 0x4000)), &sections);
     let at16k = plan(&input, PageSize::K16, LoaderModel::Glibc);
     assert_eq!(at16k.outcome, Outcome::Rejected, "first and last share a page");
@@ -201,7 +222,8 @@ fn relro_start_rounding_takes_execute_from_code_under_glibc() {
 #[test]
 fn relro_end_stays_writable_under_glibc_and_freezes_data_under_bionic() {
     let loads = vec![load(0, Prot::RX, 0, 0, 0x8000, 0x8000, 0x10000), load(1, Prot::RW, 0x10000, 0x10000, 0x3000, 0x3000, 0x10000)];
-    let sections = [section(".text", 0, 0x8000, CODE), section(".data.rel.ro", 0x10000, 0x1000, DATA), section(".data", 0x11000, 0x2000, DATA)];
+    let sections =
+        [section(".text", 0, 0x8000, CODE), section(".data.rel.ro", 0x10000, 0x1000, DATA), section(".data", 0x11000, 0x2000, DATA)];
     let input = input(loads, Some((0x10000, 0x11000)), &sections);
     let glibc = plan(&input, PageSize::K16, LoaderModel::Glibc);
     assert_eq!(glibc.outcome, Outcome::Degraded);

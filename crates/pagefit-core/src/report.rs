@@ -129,7 +129,12 @@ fn write_maps_side_by_side(w: &mut dyn Write, baseline: &LoadPlan, plan: &LoadPl
     let left: Vec<String> = baseline.mappings.iter().map(map_line).collect();
     let right: Vec<String> = plan.mappings.iter().map(map_line).collect();
     let width = left.iter().map(String::len).max().unwrap_or(0).max(24);
-    writeln!(w, "  {:<width$}   {}", format!("at {} ({})", baseline.page_size, baseline.loader), format!("at {} ({})", plan.page_size, plan.loader))?;
+    writeln!(
+        w,
+        "  {:<width$}   {}",
+        format!("at {} ({})", baseline.page_size, baseline.loader),
+        format!("at {} ({})", plan.page_size, plan.loader)
+    )?;
     for row in 0..left.len().max(right.len()) {
         let l = left.get(row).map_or("", String::as_str);
         let r = right.get(row).map_or(if row == 0 { "(nothing mapped)" } else { "" }, String::as_str);
