@@ -9,7 +9,7 @@ use crate::elf::{ElfFile, ElfKind, Platform, Role};
 use crate::finding::Finding;
 use crate::model::LoaderModel;
 use crate::page::PageSize;
-use crate::plan::{max_ok_page_size, plan, LoadInput, Outcome};
+use crate::plan::{baseline, max_ok_page_size, plan, plan_against, LoadInput, Outcome, BASELINE_PAGE};
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -97,9 +97,10 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     let loaders = options.loaders.clone().unwrap_or_else(|| default_loaders(file));
     let input = LoadInput::from_elf(file, name);
     let mut results = Vec::new();
+    let baselines: Vec<_> = loaders.iter().map(|&loader| baseline(&input, BASELINE_PAGE, loader)).collect();
     for &page in &options.page_sizes {
-        for &loader in &loaders {
-            let planned = plan(&input, page, loader);
+        for (&loader, base) in loaders.iter().zip(&baselines) {
+            let planned = if page < BASELINE_PAGE { plan(&input, page, loader) } else { plan_against(&input, page, loader, base) };
             results.push(CheckResult {
                 page_size: page,
                 loader,

@@ -470,7 +470,8 @@ fn read_program_headers<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<
 /// Rejects PT_LOADs no loader could map: sizes past the address space,
 /// file ranges past EOF, and segments that claim the same memory.
 fn validate_loads(file: &ElfFile) -> Result<(), ParseError> {
-    let address_limit = if file.bits == 32 { u64::from(u32::MAX) } else { u64::MAX };
+    // A 32-bit segment may end exactly at 4 GiB.
+    let address_limit = if file.bits == 32 { 1 << 32 } else { u64::MAX };
     let entry_size: u64 = if file.bits == 32 { 32 } else { 56 };
     let phoff_of = |index: usize| -> Option<u64> { Some(file.program_header_offset + index as u64 * entry_size) };
     let mut loads: Vec<&ProgramHeader> = Vec::new();

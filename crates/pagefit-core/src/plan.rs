@@ -174,17 +174,22 @@ pub const BASELINE_PAGE: PageSize = PageSize::K4;
 
 /// Plans loading `input` at page size `page` with `loader`.
 pub fn plan(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel) -> LoadPlan {
-    let baseline_page = BASELINE_PAGE.min(page);
-    let predicted = simulate(input.layout(), page, loader);
-    let (image, rejection) = match predicted {
+    plan_against(input, page, loader, &baseline(input, BASELINE_PAGE.min(page), loader))
+}
+
+/// The image to compare against: the loader's own load at `page`, or, when it
+/// refuses the file even there, the image the program headers describe.
+pub fn baseline(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel) -> MemoryImage {
+    simulate(input.layout(), page, loader).unwrap_or_else(|_| ideal_image(input, page))
+}
+
+/// [`plan`] with a baseline computed once by [`baseline`] for several page sizes.
+pub fn plan_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> LoadPlan {
+    let (image, rejection) = match simulate(input.layout(), page, loader) {
         Ok(image) => (image, None),
         Err(rejection) => (MemoryImage::new(), Some(rejection)),
     };
-    let effects = match (&rejection, simulate(input.layout(), baseline_page, loader)) {
-        (None, Ok(baseline)) => compare(input, &baseline, &image),
-        (None, Err(_)) => compare(input, &ideal_image(input, baseline_page), &image),
-        (Some(_), _) => Vec::new(),
-    };
+    let effects = if rejection.is_none() { compare(input, baseline, &image) } else { Vec::new() };
     let findings = crate::finding::findings(input, page, loader, rejection.as_ref(), &effects);
     let worst = effects.iter().map(|e| e.severity).chain(findings.iter().map(|f| f.severity)).max();
     let outcome = if rejection.is_some() { Outcome::Rejected } else { Outcome::from_severity(worst) };
@@ -355,9 +360,33 @@ fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
     names
 }
 
+/// Just the outcome of [`plan_against`], without building findings or maps.
+fn outcome_at(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> Outcome {
+    match simulate(input.layout(), page, loader) {
+        Err(_) => Outcome::Rejected,
+        Ok(image) => Outcome::from_severity(compare(input, baseline, &image).iter().map(|e| e.severity).max()),
+    }
+}
+
 /// The largest page size from 4K up to `limit` at which `input` is `ok`.
+///
+/// Every model except bionic compat needs each file-backed segment congruent
+/// modulo P to be `ok` (the others refuse it or shift its bytes), so the
+/// search starts at the largest power of two dividing every `p_vaddr - p_offset`
+/// and walks down to the first `ok`.
 pub fn max_ok_page_size(input: &LoadInput<'_>, loader: LoaderModel, limit: PageSize) -> Option<PageSize> {
-    PageSize::K4.up_to(limit).filter(|&page| plan(input, page, loader).outcome == Outcome::Ok).last()
+    let congruence_bound = input
+        .loads
+        .iter()
+        .filter(|s| s.filesz > 0 && loader != LoaderModel::BionicCompat)
+        .map(|s| s.vaddr.wrapping_sub(s.offset))
+        .filter(|&delta| delta != 0)
+        .map(|delta| 1u64 << delta.trailing_zeros())
+        .min()
+        .unwrap_or(u64::MAX);
+    let baseline = baseline(input, BASELINE_PAGE, loader);
+    let candidates: Vec<PageSize> = PageSize::K4.up_to(limit).filter(|p| p.bytes() <= congruence_bound).collect();
+    candidates.into_iter().rev().find(|&page| outcome_at(input, page, loader, &baseline) == Outcome::Ok)
 }
 
 #[cfg(test)]
