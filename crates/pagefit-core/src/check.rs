@@ -9,7 +9,7 @@ use crate::elf::{ElfFile, ElfKind, Platform, Role};
 use crate::finding::Finding;
 use crate::model::LoaderModel;
 use crate::page::PageSize;
-use crate::plan::{baseline, max_ok_page_size, plan, plan_against, LoadInput, Outcome, BASELINE_PAGE};
+use crate::plan::{baseline, max_ok_page_size_against, plan, plan_against, LoadInput, Outcome, BASELINE_PAGE};
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -110,7 +110,11 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
             });
         }
     }
-    let max_ok = loaders.iter().map(|&l| (l.name().to_string(), max_ok_page_size(&input, l, options.max_ok_limit))).collect();
+    let max_ok = loaders
+        .iter()
+        .zip(&baselines)
+        .map(|(&l, base)| (l.name().to_string(), max_ok_page_size_against(&input, l, options.max_ok_limit, base)))
+        .collect();
     FileReport {
         path: path.to_string(),
         kind: file.kind,

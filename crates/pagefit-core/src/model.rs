@@ -309,8 +309,8 @@ pub fn simulate(layout: SegmentLayout<'_>, page: PageSize, model: LoaderModel) -
                 map_segment(&mut image, segment, page, traits);
             }
         }
-        ImageLayout::SpanWithProtNoneHoles => map_glibc(&mut image, layout.loads, page, traits),
-        ImageLayout::SpanKeepingHoles => map_musl(&mut image, layout.loads, page, traits),
+        ImageLayout::SpanWithProtNoneHoles => map_glibc(&mut image, layout.loads, page),
+        ImageLayout::SpanKeepingHoles => map_musl(&mut image, layout.loads, page),
     }
     if let Some(relro) = layout.relro {
         let start = page.align_down(relro.start);
@@ -396,10 +396,6 @@ fn file_backing(segment: &ProgramHeader, page: PageSize) -> Backing {
     Backing::File { shift }
 }
 
-fn prot_of(segment: &ProgramHeader) -> Prot {
-    segment.prot
-}
-
 fn up(page: PageSize, address: u64) -> u64 {
     page.align_up(address).unwrap_or(u64::MAX)
 }
@@ -417,7 +413,7 @@ fn map_segment(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize,
 /// anonymous RW(+X) pages that replace whatever was there, starting at the
 /// segment's own page when it has no file bytes.
 fn map_segment_kernel(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize) {
-    let prot = prot_of(segment);
+    let prot = segment.prot;
     let has_bss = segment.memsz > segment.filesz;
     let brk_start = if segment.filesz > 0 {
         image.map(
@@ -444,7 +440,7 @@ fn map_segment_kernel(image: &mut MemoryImage, segment: &ProgramHeader, page: Pa
 /// `p_offset + p_filesz - page_start(p_offset)` bytes, zero a writable
 /// segment's last file page to its end, and map bss pages with the segment's protection.
 fn map_segment_bionic(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize) {
-    let prot = prot_of(segment);
+    let prot = segment.prot;
     let file_length = segment.offset + segment.filesz - page.align_down(segment.offset);
     let map_start = page.align_down(segment.vaddr);
     if file_length > 0 {
@@ -461,11 +457,11 @@ fn map_segment_bionic(image: &mut MemoryImage, segment: &ProgramHeader, page: Pa
 }
 
 /// glibc `_dl_map_segments` and `_dl_postprocess_loadcmd`.
-fn map_glibc(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize, traits: &LoaderTraits) {
+fn map_glibc(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize) {
     let first = &loads[0];
     let last = &loads[loads.len() - 1];
     let span = AddrRange::new(page.align_down(first.vaddr), up(page, last.mem_end()));
-    image.map(span, prot_of(first), file_backing(first, page), Some(first.index));
+    image.map(span, first.prot, file_backing(first, page), Some(first.index));
     let first_map_end = up(page, first.file_end());
     if has_holes(loads, page) {
         image.protect(AddrRange::new(first_map_end, page.align_down(last.vaddr)), Prot::NONE);
@@ -473,10 +469,9 @@ fn map_glibc(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize, t
     glibc_bss(image, first, page);
     for segment in &loads[1..] {
         let map = AddrRange::new(page.align_down(segment.vaddr), up(page, segment.file_end()));
-        image.map(map, prot_of(segment), file_backing(segment, page), Some(segment.index));
+        image.map(map, segment.prot, file_backing(segment, page), Some(segment.index));
         glibc_bss(image, segment, page);
     }
-    debug_assert_eq!(traits.bss, BssZeroing::ToMemEndForcingWrite);
 }
 
 fn glibc_bss(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize) {
@@ -486,7 +481,7 @@ fn glibc_bss(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize) {
     let zero = segment.file_end();
     let zero_end = segment.mem_end();
     let zero_page = up(page, zero).min(zero_end);
-    let prot = prot_of(segment);
+    let prot = segment.prot;
     if zero_page > zero {
         image.zero(AddrRange::new(zero, zero_page));
         if !prot.is_writable() {
@@ -501,15 +496,15 @@ fn glibc_bss(image: &mut MemoryImage, segment: &ProgramHeader, page: PageSize) {
 }
 
 /// musl `map_library`.
-fn map_musl(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize, _traits: &LoaderTraits) {
+fn map_musl(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize) {
     let lowest = loads.iter().min_by_key(|s| s.vaddr).unwrap_or(&loads[0]);
     let addr_min = page.align_down(lowest.vaddr);
     let addr_max = up(page, loads.iter().map(|s| s.mem_end()).max().unwrap_or(0));
-    image.map(AddrRange::new(addr_min, addr_max), prot_of(lowest), file_backing(lowest, page), Some(lowest.index));
+    image.map(AddrRange::new(addr_min, addr_max), lowest.prot, file_backing(lowest, page), Some(lowest.index));
     for segment in loads {
         let this_min = page.align_down(segment.vaddr);
         let this_max = up(page, segment.mem_end());
-        let prot = prot_of(segment);
+        let prot = segment.prot;
         if this_min != addr_min {
             image.map(AddrRange::new(this_min, this_max), prot, file_backing(segment, page), Some(segment.index));
         }

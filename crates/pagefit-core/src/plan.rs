@@ -375,6 +375,11 @@ fn outcome_at(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseli
 /// search starts at the largest power of two dividing every `p_vaddr - p_offset`
 /// and walks down to the first `ok`.
 pub fn max_ok_page_size(input: &LoadInput<'_>, loader: LoaderModel, limit: PageSize) -> Option<PageSize> {
+    max_ok_page_size_against(input, loader, limit, &baseline(input, BASELINE_PAGE, loader))
+}
+
+/// [`max_ok_page_size`] with the 4K baseline already computed.
+pub fn max_ok_page_size_against(input: &LoadInput<'_>, loader: LoaderModel, limit: PageSize, baseline: &MemoryImage) -> Option<PageSize> {
     let congruence_bound = input
         .loads
         .iter()
@@ -384,9 +389,8 @@ pub fn max_ok_page_size(input: &LoadInput<'_>, loader: LoaderModel, limit: PageS
         .map(|delta| 1u64 << delta.trailing_zeros())
         .min()
         .unwrap_or(u64::MAX);
-    let baseline = baseline(input, BASELINE_PAGE, loader);
     let candidates: Vec<PageSize> = PageSize::K4.up_to(limit).filter(|p| p.bytes() <= congruence_bound).collect();
-    candidates.into_iter().rev().find(|&page| outcome_at(input, page, loader, &baseline) == Outcome::Ok)
+    candidates.into_iter().rev().find(|&page| outcome_at(input, page, loader, baseline) == Outcome::Ok)
 }
 
 #[cfg(test)]
