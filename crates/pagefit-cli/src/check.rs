@@ -1,6 +1,8 @@
 //! `pagefit check`: verdicts for many files, in parallel.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,15 +14,23 @@ use pagefit_core::report::{write_check_text, CheckDocument, InputError};
 use rayon::prelude::*;
 
 use crate::cli::{CheckArgs, Format};
-use crate::inputs::{collect, Candidate};
+use crate::inputs::{collect, walk, Candidate};
 use crate::source::FileSource;
 
 /// What checking one candidate produced.
 enum Checked {
     Report(Box<FileReport>),
+    /// A report already rendered as text by the worker, so that a scan of
+    /// thousands of files keeps lines, not whole reports, in memory.
+    Line { text: String, passes: bool },
+    /// A path read from stdin that names a directory: walked afterwards.
+    Directory,
     NotElf,
     Error(InputError),
 }
+
+/// A file's identity, so that one reached twice is reported once.
+type FileId = (u64, u64);
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(jobs) = args.jobs {
@@ -33,43 +43,55 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let (candidates, missing) = collect(&args.paths);
     let progress = progress_bar(candidates.len() as u64);
-    let checked: Vec<Checked> = candidates
-        .par_iter()
-        .map(|candidate| {
-            let outcome = check_candidate(candidate, &options);
-            progress.inc(1);
-            outcome
-        })
-        .collect();
-    progress.finish_and_clear();
-
-    let mut document = CheckDocument::default();
-    document.errors.extend(missing.into_iter().map(|(path, message)| InputError { path, message }));
-    for item in checked {
-        match item {
-            Checked::Report(report) => document.files.push(*report),
-            Checked::Error(error) => document.errors.push(error),
-            Checked::NotElf => {}
+    let mut checked = check_all(&candidates, &options, args, &progress);
+    // Directories named on stdin are only recognised by the workers.
+    let mut walked = Vec::new();
+    for (candidate, (_, outcome)) in candidates.iter().zip(&checked) {
+        if matches!(outcome, Checked::Directory) {
+            walk(candidate.path.clone(), &mut walked);
         }
     }
+    if !walked.is_empty() {
+        progress.inc_length(walked.len() as u64);
+        checked.extend(check_all(&walked, &options, args, &progress));
+    }
+    progress.finish_and_clear();
+
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut document = CheckDocument::default();
+    document.errors.extend(missing.into_iter().map(|(path, message)| InputError { path, message }));
+    let mut failed = false;
+    let mut seen: HashSet<FileId> = HashSet::new();
+    for (id, item) in checked {
+        if id.is_some_and(|id| !seen.insert(id)) {
+            continue;
+        }
+        match item {
+            Checked::Report(report) => {
+                failed |= report.required && !report.passes(args.allow_degraded);
+                document.files.push(*report);
+            }
+            Checked::Line { text, passes } => {
+                failed |= !passes;
+                out.write_all(text.as_bytes())?;
+            }
+            Checked::Error(error) => document.errors.push(error),
+            Checked::NotElf | Checked::Directory => {}
+        }
+    }
     match args.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &document)?;
             writeln!(out)?;
         }
         Format::Text => {
-            for report in &document.files {
-                write_check_text(&mut out, report, args.verbose)?;
-            }
             for error in &document.errors {
                 eprintln!("pagefit: {}: {}", error.path, error.message);
             }
         }
     }
     out.flush()?;
-    let failed = document.files.iter().any(|r| r.required && !r.passes(args.allow_degraded));
     Ok(if !document.errors.is_empty() {
         ExitCode::from(2)
     } else if failed {
@@ -90,33 +112,51 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> Checked {
+/// Checks `candidates` in parallel, in order; text reports are rendered by the workers.
+fn check_all(candidates: &[Candidate], options: &CheckOptions, args: &CheckArgs, progress: &indicatif::ProgressBar) -> Vec<(Option<FileId>, Checked)> {
+    candidates
+        .par_iter()
+        .map(|candidate| {
+            let (id, outcome) = check_candidate(candidate, options);
+            let outcome = match outcome {
+                Checked::Report(report) if args.format == Format::Text => {
+                    let mut text = Vec::new();
+                    // Writing into a Vec cannot fail.
+                    let _ = write_check_text(&mut text, &report, args.verbose);
+                    let passes = report.passes(args.allow_degraded) || !report.required;
+                    Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), passes }
+                }
+                other => other,
+            };
+            progress.inc(1);
+            (id, outcome)
+        })
+        .collect()
+}
+
+fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Checked) {
     let path = candidate.path.display().to_string();
-    let error = |message: String| Checked::Error(InputError { path: path.clone(), message });
-    let source = match FileSource::open(&candidate.path, candidate.len) {
-        Ok(source) => source,
+    let error = |message: String| (None, Checked::Error(InputError { path: path.clone(), message }));
+    let (source, metadata) = match FileSource::open(&candidate.path) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return (None, Checked::Directory),
         Err(e) if candidate.named => return error(format!("cannot read: {e}")),
-        Err(_) => return Checked::NotElf,
+        Err(_) => return (None, Checked::NotElf),
     };
+    let id = Some((metadata.dev(), metadata.ino()));
+    if metadata.is_dir() {
+        return (None, Checked::Directory);
+    }
     if !source.is_elf() && !candidate.named {
-        return Checked::NotElf;
+        return (id, Checked::NotElf);
     }
     let cache = ReadCache::new(source);
     let name = file_name(&candidate.path);
-    match parse(&cache, ParseOptions::default()) {
-        Err(e) => error(e.to_string()),
-        Ok(file) => {
-            let report = check_file(&file, &path, &name, options);
-            if report.passes(false) {
-                return Checked::Report(Box::new(report));
-            }
-            // Section headers only matter when there is something to explain:
-            // they tell code from data and padding, which can only soften a verdict.
-            match parse(&cache, ParseOptions { sections: true, ..ParseOptions::default() }) {
-                Ok(file) => Checked::Report(Box::new(check_file(&file, &path, &name, options))),
-                Err(e) => error(e.to_string()),
-            }
-        }
+    // Section headers tell code from data and padding, which can soften a
+    // verdict; reading them costs one more `pread` at most (see `source`).
+    match parse(&cache, ParseOptions { sections: true, ..ParseOptions::default() }) {
+        Ok(file) => (id, Checked::Report(Box::new(check_file(&file, &path, &name, options)))),
+        Err(e) => (id, Checked::Error(InputError { path, message: e.to_string() })),
     }
 }
 

@@ -27,8 +27,7 @@ struct ExplainDocument<'a> {
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let path = Path::new(&args.file);
-    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot read", args.file))?.len();
-    let source = FileSource::open(path, len).with_context(|| format!("{}: cannot read", args.file))?;
+    let (source, _) = FileSource::open(path).with_context(|| format!("{}: cannot read", args.file))?;
     let cache = ReadCache::new(source);
     let file = parse(&cache, ParseOptions::everything()).with_context(|| args.file.clone())?;
     let loaders = args.loader.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| default_loaders(&file));

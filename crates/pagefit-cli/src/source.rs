@@ -1,6 +1,9 @@
 //! Reading ELF headers from files with as few syscalls as possible: one
 //! `pread` of the first 4 KiB serves the ELF header, the program headers and
-//! usually PT_INTERP; anything else is read on demand with `pread`.
+//! usually PT_INTERP. Anything else is read on demand, a 32 KiB window at a
+//! time: the dynamic section, the section headers and `.shstrtab` usually sit
+//! close together near the end of the file, and `object` reads each section
+//! name separately.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -11,19 +14,27 @@ use object::read::ReadCacheOps;
 /// How much of the file the first read fetches.
 const PREFIX_LEN: usize = 4096;
 
+/// How much a read past the prefix fetches, starting at a multiple of half of it.
+const WINDOW_LEN: u64 = 32 * 1024;
+
 /// A file read with `pread`, with its first 4 KiB kept in memory.
 pub struct FileSource {
     file: File,
     len: u64,
     position: u64,
     prefix: Vec<u8>,
+    window_start: u64,
+    window: Vec<u8>,
 }
 
 impl FileSource {
-    /// Opens `path` (whose length a `stat` already gave) and reads its first 4 KiB.
-    pub fn open(path: &Path, len: u64) -> std::io::Result<FileSource> {
+    /// Opens `path` and reads its first 4 KiB. Also returns the file's
+    /// metadata, from `fstat` on the open file.
+    pub fn open(path: &Path) -> std::io::Result<(FileSource, std::fs::Metadata)> {
         let file = File::open(path)?;
-        let mut prefix = vec![0u8; PREFIX_LEN.min(usize::try_from(len).unwrap_or(PREFIX_LEN).max(64))];
+        let metadata = file.metadata()?;
+        let len = metadata.len();
+        let mut prefix = vec![0u8; PREFIX_LEN.min(usize::try_from(len).unwrap_or(PREFIX_LEN))];
         let mut filled = 0;
         while filled < prefix.len() {
             match file.read_at(&mut prefix[filled..], filled as u64)? {
@@ -33,7 +44,22 @@ impl FileSource {
         }
         prefix.truncate(filled);
         let len = if filled < PREFIX_LEN { filled as u64 } else { len };
-        Ok(FileSource { file, len, position: 0, prefix })
+        Ok((FileSource { file, len, position: 0, prefix, window_start: 0, window: Vec::new() }, metadata))
+    }
+
+    fn fill_window(&mut self, start: u64) -> std::io::Result<()> {
+        let len = WINDOW_LEN.min(self.len.saturating_sub(start)) as usize;
+        self.window.resize(len, 0);
+        let mut filled = 0;
+        while filled < len {
+            match self.file.read_at(&mut self.window[filled..], start + filled as u64)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        self.window.truncate(filled);
+        self.window_start = start;
+        Ok(())
     }
 
     /// Whether the file starts with the ELF magic.
@@ -54,13 +80,15 @@ impl ReadCacheOps for FileSource {
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
         let start = self.position;
-        let n = match usize::try_from(start).ok().filter(|&s| s < self.prefix.len()) {
-            Some(s) => {
-                let n = buf.len().min(self.prefix.len() - s);
-                buf[..n].copy_from_slice(&self.prefix[s..s + n]);
-                n
+        let n = if start < self.prefix.len() as u64 {
+            copy_from(&self.prefix, 0, start, buf)
+        } else if buf.len() as u64 > WINDOW_LEN / 2 {
+            self.file.read_at(buf, start).map_err(|_| ())?
+        } else {
+            if !(self.window_start <= start && start + buf.len() as u64 <= self.window_start + self.window.len() as u64) {
+                self.fill_window(start - start % (WINDOW_LEN / 2)).map_err(|_| ())?;
             }
-            None => self.file.read_at(buf, start).map_err(|_| ())?,
+            copy_from(&self.window, self.window_start, start, buf)
         };
         self.position += n as u64;
         Ok(n)
@@ -75,4 +103,13 @@ impl ReadCacheOps for FileSource {
         }
         Ok(())
     }
+}
+
+/// Copies into `buf` what `block` (which starts at file offset `block_start`)
+/// holds from file offset `start` on; returns how many bytes were copied.
+fn copy_from(block: &[u8], block_start: u64, start: u64, buf: &mut [u8]) -> usize {
+    let from = usize::try_from(start - block_start).unwrap_or(usize::MAX).min(block.len());
+    let n = buf.len().min(block.len() - from);
+    buf[..n].copy_from_slice(&block[from..from + n]);
+    n
 }
