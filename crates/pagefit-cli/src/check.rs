@@ -22,7 +22,10 @@ enum Checked {
     Report(Box<FileReport>),
     /// A report already rendered as text by the worker, so that a scan of
     /// thousands of files keeps lines, not whole reports, in memory.
-    Line { text: String, passes: bool },
+    Line {
+        text: String,
+        passes: bool,
+    },
     /// A path read from stdin that names a directory: walked afterwards.
     Directory,
     NotElf,
@@ -39,6 +42,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let options = CheckOptions {
         page_sizes: args.page_size.0.clone(),
         loaders: args.loader.as_ref().map(|l| l.0.clone()),
+        findings: args.verbose || args.format != Format::Text,
         ..CheckOptions::default()
     };
     let (candidates, missing) = collect(&args.paths);
@@ -113,7 +117,12 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 }
 
 /// Checks `candidates` in parallel, in order; text reports are rendered by the workers.
-fn check_all(candidates: &[Candidate], options: &CheckOptions, args: &CheckArgs, progress: &indicatif::ProgressBar) -> Vec<(Option<FileId>, Checked)> {
+fn check_all(
+    candidates: &[Candidate],
+    options: &CheckOptions,
+    args: &CheckArgs,
+    progress: &indicatif::ProgressBar,
+) -> Vec<(Option<FileId>, Checked)> {
     candidates
         .par_iter()
         .map(|candidate| {
@@ -154,7 +163,9 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
     let name = file_name(&candidate.path);
     // Section headers tell code from data and padding, which can soften a
     // verdict; reading them costs one more `pread` at most (see `source`).
-    match parse(&cache, ParseOptions { sections: true, ..ParseOptions::default() }) {
+    // Their names only matter where findings are shown.
+    let parse_options = ParseOptions { sections: true, section_names: options.findings, ..ParseOptions::default() };
+    match parse(&cache, parse_options) {
         Ok(file) => (id, Checked::Report(Box::new(check_file(&file, &path, &name, options)))),
         Err(e) => (id, Checked::Error(InputError { path, message: e.to_string() })),
     }

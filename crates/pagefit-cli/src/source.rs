@@ -1,9 +1,9 @@
 //! Reading ELF headers from files with as few syscalls as possible: one
 //! `pread` of the first 4 KiB serves the ELF header, the program headers and
-//! usually PT_INTERP. Anything else is read on demand, a 32 KiB window at a
-//! time: the dynamic section, the section headers and `.shstrtab` usually sit
-//! close together near the end of the file, and `object` reads each section
-//! name separately.
+//! usually PT_INTERP. Anything else is read on demand, a window of a few
+//! pages at a time: the section headers and `.shstrtab` (which usually sits
+//! just before them) come in one read, and `object` reading each section name
+//! separately costs no syscall.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,8 +14,10 @@ use object::read::ReadCacheOps;
 /// How much of the file the first read fetches.
 const PREFIX_LEN: usize = 4096;
 
-/// How much a read past the prefix fetches, starting at a multiple of half of it.
-const WINDOW_LEN: u64 = 32 * 1024;
+/// How much a read past the prefix fetches at least: from the 4 KiB page
+/// before the one asked for, to two pages after it.
+const WINDOW_LEN: u64 = 12 * 1024;
+const WINDOW_LEAD: u64 = 4096;
 
 /// A file read with `pread`, with its first 4 KiB kept in memory.
 pub struct FileSource {
@@ -82,11 +84,11 @@ impl ReadCacheOps for FileSource {
         let start = self.position;
         let n = if start < self.prefix.len() as u64 {
             copy_from(&self.prefix, 0, start, buf)
-        } else if buf.len() as u64 > WINDOW_LEN / 2 {
+        } else if buf.len() as u64 > WINDOW_LEN - 2 * WINDOW_LEAD {
             self.file.read_at(buf, start).map_err(|_| ())?
         } else {
             if !(self.window_start <= start && start + buf.len() as u64 <= self.window_start + self.window.len() as u64) {
-                self.fill_window(start - start % (WINDOW_LEN / 2)).map_err(|_| ())?;
+                self.fill_window((start - start % WINDOW_LEAD).saturating_sub(WINDOW_LEAD)).map_err(|_| ())?;
             }
             copy_from(&self.window, self.window_start, start, buf)
         };

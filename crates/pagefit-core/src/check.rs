@@ -9,7 +9,7 @@ use crate::elf::{ElfFile, ElfKind, Platform, Role};
 use crate::finding::Finding;
 use crate::model::LoaderModel;
 use crate::page::PageSize;
-use crate::plan::{baseline, max_ok_page_size_against, plan, plan_against, LoadInput, Outcome, BASELINE_PAGE};
+use crate::plan::{baseline, max_ok_page_size_against, plan, plan_against, verdict_against, LoadInput, Outcome, BASELINE_PAGE};
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -20,11 +20,14 @@ pub struct CheckOptions {
     pub loaders: Option<Vec<LoaderModel>>,
     /// The largest page size `max_ok_page_size` tries.
     pub max_ok_limit: PageSize,
+    /// Build each result's findings; without them a result holds just the
+    /// outcome and message, which is all a one-line verdict shows.
+    pub findings: bool,
 }
 
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
-        CheckOptions { page_sizes: vec![PageSize::K16, PageSize::K64], loaders: None, max_ok_limit: PageSize::M2 }
+        CheckOptions { page_sizes: vec![PageSize::K16, PageSize::K64], loaders: None, max_ok_limit: PageSize::M2, findings: true }
     }
 }
 
@@ -100,14 +103,14 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     let baselines: Vec<_> = loaders.iter().map(|&loader| baseline(&input, BASELINE_PAGE, loader)).collect();
     for &page in &options.page_sizes {
         for (&loader, base) in loaders.iter().zip(&baselines) {
-            let planned = if page < BASELINE_PAGE { plan(&input, page, loader) } else { plan_against(&input, page, loader, base) };
-            results.push(CheckResult {
-                page_size: page,
-                loader,
-                outcome: planned.outcome,
-                message: planned.message,
-                findings: planned.findings,
-            });
+            let result = if options.findings || page < BASELINE_PAGE {
+                let planned = if page < BASELINE_PAGE { plan(&input, page, loader) } else { plan_against(&input, page, loader, base) };
+                CheckResult { page_size: page, loader, outcome: planned.outcome, message: planned.message, findings: planned.findings }
+            } else {
+                let (outcome, message) = verdict_against(&input, page, loader, base);
+                CheckResult { page_size: page, loader, outcome, message, findings: Vec::new() }
+            };
+            results.push(result);
         }
     }
     let max_ok = loaders

@@ -230,8 +230,10 @@ pub struct Symbol {
 /// How much of the file to read beyond the headers every verdict needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParseOptions {
-    /// Read section headers and their names.
+    /// Read section headers.
     pub sections: bool,
+    /// Also read the sections' names (one more read, and a string each).
+    pub section_names: bool,
     /// Read `.symtab` (or `.dynsym`) function and object symbols.
     pub symbols: bool,
     /// Read DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH strings.
@@ -241,7 +243,7 @@ pub struct ParseOptions {
 impl ParseOptions {
     /// Everything, for explanations and dependency closures.
     pub fn everything() -> ParseOptions {
-        ParseOptions { sections: true, symbols: true, dynamic_strings: true }
+        ParseOptions { sections: true, section_names: true, symbols: true, dynamic_strings: true }
     }
 }
 
@@ -714,7 +716,11 @@ fn read_sections<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>
     let table = header.sections(endian, data).map_err(|e| truncated(shoff, format!("section header table ({count} entries): {e}")))?;
     file.sections_read = true;
     for section in table.iter() {
-        let name = table.section_name(endian, section).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        let name = if options.section_names {
+            table.section_name(endian, section).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let s = Section {
             name,
             addr: section.sh_addr(endian).into(),

@@ -189,7 +189,7 @@ pub fn plan_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, 
         Ok(image) => (image, None),
         Err(rejection) => (MemoryImage::new(), Some(rejection)),
     };
-    let effects = if rejection.is_none() { compare(input, baseline, &image) } else { Vec::new() };
+    let effects = if rejection.is_none() { compare(input, baseline, &image, Severity::Rejected) } else { Vec::new() };
     let findings = crate::finding::findings(input, page, loader, rejection.as_ref(), &effects);
     let worst = effects.iter().map(|e| e.severity).chain(findings.iter().map(|f| f.severity)).max();
     let outcome = if rejection.is_some() { Outcome::Rejected } else { Outcome::from_severity(worst) };
@@ -266,8 +266,10 @@ fn byte_role<'s>(input: &LoadInput<'s>, segment: &ProgramHeader, at: u64) -> Byt
     }
 }
 
-/// Compares the baseline and predicted images over every byte of every segment.
-fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImage) -> Vec<Effect> {
+/// Compares the baseline and predicted images over every byte of every
+/// segment, in address order. Stops after the first effect as severe as
+/// `stop_at`: a verdict needs only the worst effect, a yes/no only the first.
+fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImage, stop_at: Severity) -> Vec<Effect> {
     let mut cuts: Vec<u64> = Vec::new();
     for segment in &input.loads {
         cuts.extend([segment.vaddr, segment.file_end(), segment.mem_end()]);
@@ -331,6 +333,9 @@ fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImag
             }
         }
         effects.push(Effect { range: piece, severity, before, after, clobbered, code: role.code, sections, symbols: Vec::new() });
+        if severity >= stop_at {
+            break;
+        }
     }
     for effect in &mut effects {
         effect.symbols = symbols_in(input.symbols, effect.range);
@@ -360,12 +365,21 @@ fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
     names
 }
 
-/// Just the outcome of [`plan_against`], without building findings or maps.
-fn outcome_at(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> Outcome {
+/// Just the outcome and message of [`plan_against`], without building
+/// findings or maps: what a one-line verdict needs.
+pub fn verdict_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> (Outcome, Option<String>) {
     match simulate(input.layout(), page, loader) {
-        Err(_) => Outcome::Rejected,
-        Ok(image) => Outcome::from_severity(compare(input, baseline, &image).iter().map(|e| e.severity).max()),
+        Err(rejection) => (Outcome::Rejected, Some(user_message(input, loader, &rejection))),
+        Ok(image) => {
+            let worst = compare(input, baseline, &image, Severity::Broken).iter().map(|e| e.severity).max();
+            (Outcome::from_severity(worst), entry_fault(input, &image))
+        }
     }
+}
+
+/// Whether `input` loads at `page` exactly as in `baseline`.
+fn is_ok_at(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> bool {
+    simulate(input.layout(), page, loader).is_ok_and(|image| compare(input, baseline, &image, Severity::Info).is_empty())
 }
 
 /// The largest page size from 4K up to `limit` at which `input` is `ok`.
@@ -390,7 +404,7 @@ pub fn max_ok_page_size_against(input: &LoadInput<'_>, loader: LoaderModel, limi
         .min()
         .unwrap_or(u64::MAX);
     let candidates: Vec<PageSize> = PageSize::K4.up_to(limit).filter(|p| p.bytes() <= congruence_bound).collect();
-    candidates.into_iter().rev().find(|&page| outcome_at(input, page, loader, baseline) == Outcome::Ok)
+    candidates.into_iter().rev().find(|&page| is_ok_at(input, page, loader, baseline))
 }
 
 #[cfg(test)]

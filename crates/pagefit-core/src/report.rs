@@ -85,7 +85,7 @@ pub fn write_explain_text(w: &mut dyn Write, path: &str, file: &ElfFile, baselin
     }
     writeln!(w)?;
     writeln!(w, "Load segments:")?;
-    writeln!(w, "  {:<10} {:<18} {:<18} {:<10} {:<10} {:<3} {}", "Index", "Offset", "VirtAddr", "FileSiz", "MemSiz", "Flg", "Align")?;
+    writeln!(w, "  {:<10} {:<18} {:<18} {:<10} {:<10} {:<3} Align", "Index", "Offset", "VirtAddr", "FileSiz", "MemSiz", "Flg")?;
     for ph in file.program_headers.iter().filter(|p| p.p_type == object::elf::PT_LOAD.0 || p.p_type == object::elf::PT_GNU_RELRO.0) {
         let name = if ph.p_type == object::elf::PT_LOAD.0 { format!("LOAD[{}]", ph.index) } else { format!("RELRO[{}]", ph.index) };
         writeln!(
@@ -129,12 +129,8 @@ fn write_maps_side_by_side(w: &mut dyn Write, baseline: &LoadPlan, plan: &LoadPl
     let left: Vec<String> = baseline.mappings.iter().map(map_line).collect();
     let right: Vec<String> = plan.mappings.iter().map(map_line).collect();
     let width = left.iter().map(String::len).max().unwrap_or(0).max(24);
-    writeln!(
-        w,
-        "  {:<width$}   {}",
-        format!("at {} ({})", baseline.page_size, baseline.loader),
-        format!("at {} ({})", plan.page_size, plan.loader)
-    )?;
+    let left_title = format!("at {} ({})", baseline.page_size, baseline.loader);
+    writeln!(w, "  {left_title:<width$}   at {} ({})", plan.page_size, plan.loader)?;
     for row in 0..left.len().max(right.len()) {
         let l = left.get(row).map_or("", String::as_str);
         let r = right.get(row).map_or(if row == 0 { "(nothing mapped)" } else { "" }, String::as_str);
