@@ -32,10 +32,21 @@ python3 -c 'import lief' 2>/dev/null || pip install -q lief >/dev/null 2>&1 || e
 "$work/floor" <"$work/list" >/dev/null
 
 seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; end=$(date +%s.%N); echo "$end - $start" | bc -l; }
+# The fast tools take well under a second, where one scheduling hiccup on a
+# shared machine doubles a figure: they get the best of five runs.
+best_of_5() {
+  local best t
+  best=$(seconds "$@")
+  for _ in 2 3 4 5; do
+    t=$(seconds "$@")
+    if [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+  done
+  echo "$best"
+}
 
-t_floor=$(seconds sh -c "'$work/floor' <'$work/list'")
-t_pagefit=$(seconds sh -c "'$pagefit' check --page-size 16k,64k - <'$work/list'")
-t_pagefit1=$(seconds sh -c "'$pagefit' check --jobs 1 --page-size 16k,64k - <'$work/list'")
+t_floor=$(best_of_5 sh -c "'$work/floor' <'$work/list'")
+t_pagefit=$(best_of_5 sh -c "'$pagefit' check --page-size 16k,64k - <'$work/list'")
+t_pagefit1=$(best_of_5 sh -c "'$pagefit' check --jobs 1 --page-size 16k,64k - <'$work/list'")
 t_readelf=$(seconds sh -c "while read -r f; do readelf -lW \"\$f\"; done <'$work/list'")
 t_objdump=$(seconds sh -c "'$peers/objdump-loop.sh' <'$work/list'")
 if python3 -c 'import lief' 2>/dev/null; then

@@ -1,0 +1,194 @@
+//! Comparing what a real kernel did with what pagefit predicted.
+//!
+//! A boot's output is a sequence of runs, each `@@ <name> rc=<status>`
+//! followed by the program's stdout and stderr (see fixtures/run-manifest.sh).
+//! Fixture programs print `probe <label> <link-time address> <perms>` for their
+//! own key places and `lprobe ...` for their library's; the perms come from
+//! /proc/self/maps.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+/// One program run in one boot.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Manifest name of the run.
+    pub name: String,
+    /// Exit status; 128 + N for death by signal N.
+    pub rc: i32,
+    /// stdout and stderr.
+    pub output: String,
+}
+
+/// Splits a boot's output into runs.
+pub fn parse_runs(text: &str) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for line in text.lines() {
+        if let Some((name, rc)) = line.strip_prefix("@@ ").and_then(|rest| rest.rsplit_once(" rc=")) {
+            runs.push(Run { name: name.to_string(), rc: rc.trim().parse().unwrap_or(-1), output: String::new() });
+        } else if line.starts_with("@@") {
+            continue;
+        } else if let Some(run) = runs.last_mut() {
+            run.output.push_str(line);
+            run.output.push('\n');
+        }
+    }
+    runs
+}
+
+/// What `pagefit explain --format json` predicts for one file at one page size.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// ok, degraded, broken or rejected.
+    pub outcome: String,
+    /// The loader's message or the way the program dies.
+    pub message: Option<String>,
+    /// start, end, maps-style perms ("r-x").
+    pub mappings: Vec<(u64, u64, String)>,
+}
+
+impl Prediction {
+    fn dies_at_exec(&self) -> bool {
+        self.message.as_deref().is_some_and(|m| m.starts_with("killed by SIGSEGV"))
+    }
+
+    fn perms_at(&self, address: u64) -> &str {
+        self.mappings.iter().find(|(start, end, _)| *start <= address && address < *end).map_or("---", |(_, _, p)| p.as_str())
+    }
+
+    fn summary(&self) -> String {
+        match &self.message {
+            Some(m) => format!("{} ({m})", self.outcome),
+            None => self.outcome.clone(),
+        }
+    }
+}
+
+/// Asks the `pagefit` binary for its prediction for `file` (in `dir`) at
+/// `page` ("16k"), optionally under a given loader.
+pub fn predict(pagefit: &Path, dir: &Path, file: &str, page: &str, loader: Option<&str>) -> Result<Prediction> {
+    let mut command = Command::new(pagefit);
+    command.args(["explain", file, "--page-size", page, "--format", "json"]).current_dir(dir);
+    if let Some(loader) = loader {
+        command.args(["--loader", loader]);
+    }
+    let output = command.output().with_context(|| format!("cannot run {}", pagefit.display()))?;
+    let document: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("pagefit explain {file}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let plan = &document["plans"][1];
+    let mappings = plan["mappings"]
+        .as_array()
+        .context("no mappings in the plan")?
+        .iter()
+        .map(|m| {
+            let prot = m["prot"].as_str().unwrap_or("---");
+            (m["start"].as_u64().unwrap_or(0), m["end"].as_u64().unwrap_or(0), prot.chars().take(3).collect())
+        })
+        .collect();
+    Ok(Prediction {
+        outcome: plan["outcome"].as_str().unwrap_or("?").to_string(),
+        message: plan["message"].as_str().map(str::to_string),
+        mappings,
+    })
+}
+
+/// The observation in a few words, for the table.
+pub fn observed_summary(run: &Run) -> String {
+    let mut summary = match run.rc {
+        139 => "SIGSEGV".to_string(),
+        rc => format!("rc {rc}"),
+    };
+    if let Some(line) = run.output.lines().find(|l| l.contains("error while loading") || l.starts_with("dlopen failed")) {
+        summary.push_str(&format!(" ({})", line.trim()));
+    }
+    if run.output.contains("BAD") {
+        summary.push_str(" BAD bytes");
+    }
+    summary
+}
+
+/// Probe lines (`probe` or `lprobe`) whose perms differ from the prediction's map.
+fn probe_mismatches(run: &Run, prefix: &str, prediction: &Prediction) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for line in run.output.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [kind, label, address, perms] = fields.as_slice() else { continue };
+        if *kind != prefix {
+            continue;
+        }
+        let Ok(address) = u64::from_str_radix(address.trim_start_matches("0x"), 16) else { continue };
+        let perms = &perms[..perms.len().min(3)];
+        let predicted = prediction.perms_at(address);
+        if predicted != perms {
+            wrong.push(format!("{kind} {label} {address:#x}: kernel {perms}, predicted {predicted}"));
+        }
+    }
+    wrong
+}
+
+/// What was predicted for one run: the program, and the library it loads
+/// (through DT_NEEDED or dlopen), if any.
+pub struct Expectation<'p> {
+    /// The program itself, under the loader that maps it.
+    pub program: &'p Prediction,
+    /// The library, under the dynamic loader.
+    pub library: Option<&'p Prediction>,
+}
+
+impl Expectation<'_> {
+    /// The predicted column of the table.
+    pub fn summary(&self) -> String {
+        match self.library {
+            Some(library) => format!("{}; lib {}", self.program.summary(), library.summary()),
+            None => self.program.summary(),
+        }
+    }
+}
+
+/// Every way `run` contradicts `expected`; empty when they agree.
+/// `intended_rc` is what the program returns when it runs as its source
+/// intends (0 for the fixtures).
+pub fn disagreements(run: &Run, expected: &Expectation<'_>, intended_rc: i32) -> Vec<String> {
+    let mut problems = Vec::new();
+    let program = expected.program;
+    let reached_main = run.output.contains("auxv pagesz");
+    if program.dies_at_exec() {
+        if run.rc != 139 {
+            problems.push(format!("predicted death by SIGSEGV at exec, observed rc {}", run.rc));
+        }
+        return problems;
+    }
+    for (prediction, is_library) in std::iter::once((program, false)).chain(expected.library.map(|l| (l, true))) {
+        if prediction.outcome == "rejected" {
+            // The part after the last ": " is the loader's own words.
+            let message = prediction.message.as_deref().unwrap_or("");
+            let loader_text = message.rsplit(": ").next().unwrap_or(message);
+            if run.rc == 0 || !run.output.contains(loader_text) {
+                problems.push(format!("predicted {message:?}, observed rc {} with {:?}", run.rc, run.output.trim()));
+            }
+            if is_library && !run.output.contains(message.trim_start_matches("error while loading shared libraries: ")) {
+                problems.push(format!("ld.so's message differs from the predicted {message:?}"));
+            }
+            return problems;
+        }
+    }
+    let broken = program.outcome == "broken" || expected.library.is_some_and(|l| l.outcome == "broken");
+    if !broken && run.rc != intended_rc {
+        problems.push(format!("predicted it runs (rc {intended_rc}), observed rc {}", run.rc));
+    }
+    if run.output.contains("BAD") && !broken {
+        problems.push("the run saw clobbered bytes, but nothing broken was predicted".into());
+    }
+    if reached_main {
+        problems.extend(probe_mismatches(run, "probe", program));
+        if let Some(library) = expected.library {
+            problems.extend(probe_mismatches(run, "lprobe", library));
+        }
+    } else if broken && run.rc == intended_rc {
+        problems.push("predicted broken, but it ran without printing its probes".into());
+    }
+    problems
+}

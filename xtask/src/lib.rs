@@ -1,0 +1,59 @@
+//! Project automation for pagefit. `cargo xtask realkernel` boots real 4K,
+//! 16K (aarch64) and 64K (ppc64le) Linux kernels, runs every fixture on them
+//! and compares what happened with pagefit's predictions.
+
+pub mod agreement;
+pub mod realkernel;
+pub mod setup;
+pub mod vm;
+
+/// A target architecture with a large-page Debian kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// arm64, with a 16K kernel.
+    Aarch64,
+    /// ppc64el, with a 64K kernel.
+    Ppc64le,
+}
+
+impl Arch {
+    /// Both, in the order they run.
+    pub const ALL: [Arch; 2] = [Arch::Aarch64, Arch::Ppc64le];
+
+    /// The name fixtures/build.sh and `uname -m` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64",
+            Arch::Ppc64le => "ppc64le",
+        }
+    }
+
+    /// Debian's architecture name.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "arm64",
+            Arch::Ppc64le => "ppc64el",
+        }
+    }
+
+    /// The GNU triple of the cross toolchain.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-linux-gnu",
+            Arch::Ppc64le => "powerpc64le-linux-gnu",
+        }
+    }
+
+    /// The page size of this architecture's large-page kernel.
+    pub fn big_page(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "16k",
+            Arch::Ppc64le => "64k",
+        }
+    }
+
+    /// Parses `aarch64` or `ppc64le`.
+    pub fn parse(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+}

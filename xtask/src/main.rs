@@ -1,0 +1,92 @@
+//! `cargo xtask realkernel`: boot real 4K, 16K and 64K kernels, run every
+//! fixture, and compare with pagefit's predictions.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use xtask::realkernel::{boot_arch, build_fixtures, build_pagefit, compare, prepare_fixtures, print_rows, workspace};
+use xtask::{setup, Arch};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "pagefit project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Prove pagefit's predictions on real kernels: installs qemu, the cross
+    /// compilers and cpio (apt), fetches Debian 13's 4K, 16K and 64K kernels,
+    /// builds the fixtures, boots each kernel once and runs every fixture.
+    /// The last line is `real-kernel agreement: X/Y`; exit 0 only if X = Y.
+    Realkernel {
+        /// Only this architecture (aarch64 or ppc64le).
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// Compare recorded boot outputs (DIR/<arch>-<page>.txt) instead of booting.
+        #[arg(long, value_name = "DIR")]
+        recorded: Option<PathBuf>,
+        /// Also write each boot's raw output to DIR/<arch>-<page>.txt.
+        #[arg(long, value_name = "DIR", conflicts_with = "recorded")]
+        record: Option<PathBuf>,
+        /// Give up on a VM after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+fn parse_arch(name: &str) -> Result<Arch, String> {
+    Arch::parse(name).ok_or_else(|| format!("unknown arch {name} (aarch64 or ppc64le)"))
+}
+
+fn main() -> ExitCode {
+    let Cli { command: Task::Realkernel { arch, recorded, record, timeout } } = Cli::parse();
+    match realkernel(arch, recorded, record, Duration::from_secs(timeout)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("realkernel: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Duration) -> Result<bool> {
+    let started = Instant::now();
+    if recorded.is_none() {
+        setup::install_tools()?;
+    }
+    let out = workspace().join("target/realkernel");
+    let fixtures = out.join("fixtures");
+    build_fixtures(&fixtures)?;
+    let pagefit = build_pagefit()?;
+    let mut rows = Vec::new();
+    for arch in Arch::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
+        let dir = fixtures.join(arch.name());
+        prepare_fixtures(arch, &dir)?;
+        let boots = match &recorded {
+            Some(recorded) => ["4k", arch.big_page()]
+                .iter()
+                .map(|page| {
+                    let path = recorded.join(format!("{}-{page}.txt", arch.name()));
+                    std::fs::read_to_string(&path).map(|text| (page.to_string(), text)).with_context(|| format!("read {}", path.display()))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => boot_arch(arch, &dir, &out, timeout)?,
+        };
+        if let Some(record) = &record {
+            std::fs::create_dir_all(record)?;
+            for (page, text) in &boots {
+                std::fs::write(record.join(format!("{}-{page}.txt", arch.name())), text)?;
+            }
+        }
+        rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
+    }
+    eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
+    let (agreed, total) = print_rows(&rows);
+    Ok(agreed == total && total > 0)
+}

@@ -1,0 +1,215 @@
+//! The differential suite: every fixture, on the 4K baseline kernel and on
+//! the large-page kernel of its architecture, against pagefit's prediction.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::agreement::{disagreements, observed_summary, parse_runs, predict, Expectation, Prediction, Run};
+use crate::setup::{self, run};
+use crate::vm::Initramfs;
+use crate::Arch;
+
+/// Libraries also loaded by Debian 11's glibc 2.31 ld.so (the glibc <= 2.34 model).
+const GLIBC231_LIBS: [&str; 4] = ["4k", "16k", "64k", "seed000"];
+
+/// The repository root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+}
+
+/// Builds the fixture corpus into `out` with fixtures/build.sh.
+pub fn build_fixtures(out: &Path) -> Result<()> {
+    run(Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(out))?;
+    Ok(())
+}
+
+/// Builds the `pagefit` binary (release) and returns its path.
+pub fn build_pagefit() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).args(["build", "--release", "--quiet", "-p", "pagefit-cli"]).current_dir(workspace()))?;
+    Ok(workspace().join("target/release/pagefit"))
+}
+
+/// One program of a fixture directory's MANIFEST that the VM runs.
+fn manifest_runs(dir: &Path) -> Result<Vec<String>> {
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
+    Ok(manifest
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            (fields.get(1) == Some(&"exe")).then(|| fields[0].to_string())
+        })
+        .collect())
+}
+
+/// Builds `b31-uselib-<lib>` for each library against Debian 11's glibc 2.31,
+/// so that it needs nothing newer; they go beside the fixtures.
+fn build_glibc231_programs(sysroot: &Path, fixtures: &Path) -> Result<()> {
+    let src = workspace().join("fixtures/src");
+    let libdir = sysroot.join("usr/lib/aarch64-linux-gnu");
+    for lib in GLIBC231_LIBS {
+        let out = fixtures.join(format!("b31-uselib-{lib}"));
+        run(Command::new("aarch64-linux-gnu-gcc")
+            .current_dir(&src)
+            .arg(format!("--sysroot={}", sysroot.display()))
+            .arg(format!("-B{}/", libdir.display()))
+            .arg(format!("-L{}", libdir.display()))
+            .arg(format!("-L{}", sysroot.join("lib/aarch64-linux-gnu").display()))
+            .args(["-O1", "-g0", "-I.", "-fPIE", "-pie", "-Wl,--build-id=none"])
+            .args(["-Wl,-z,max-page-size=65536", "-Wl,-z,common-page-size=65536", "-Wl,-rpath,$ORIGIN", "uselib.c"])
+            .arg(fixtures.join(format!("liblib-{lib}.so")))
+            .arg("-o")
+            .arg(&out))?;
+    }
+    Ok(())
+}
+
+/// The shell script the VM runs: every fixture, then the glibc 2.31 runs.
+fn work_script(arch: Arch) -> String {
+    let mut script = String::from("sh /t/run-manifest.sh /t/fx\n");
+    if arch == Arch::Aarch64 {
+        script.push_str("cd /t/fx\n");
+        for lib in GLIBC231_LIBS {
+            script.push_str(&format!(
+                "/bin/busybox timeout 60 /t/b31/ld-linux-aarch64.so.1 --library-path /t/b31 ./b31-uselib-{lib} >/tmp/o 2>&1\n\
+                 echo \"@@ glibc231-uselib-{lib} rc=$?\"\ncat /tmp/o\n"
+            ));
+        }
+    }
+    script
+}
+
+/// Boots the 4K and the large-page kernel of `arch` and returns their outputs, by page size.
+pub fn boot_arch(arch: Arch, fixtures: &Path, scratch: &Path, timeout: Duration) -> Result<Vec<(String, String)>> {
+    let busybox = setup::busybox(arch)?;
+    let initramfs = Initramfs::new(&scratch.join(format!("{}-root", arch.name())), arch, &busybox)?;
+    initramfs.add(fixtures, "fx")?;
+    initramfs.add(&workspace().join("fixtures/run-manifest.sh"), "run-manifest.sh")?;
+    if arch == Arch::Aarch64 {
+        let glibc = setup::bullseye_glibc()?;
+        let lib = glibc.join("lib/aarch64-linux-gnu");
+        initramfs.add(&lib.join("ld-2.31.so"), "b31/ld-linux-aarch64.so.1")?;
+        for name in ["libc.so.6", "libdl.so.2"] {
+            initramfs.add(&std::fs::canonicalize(lib.join(name))?, &format!("b31/{name}"))?;
+        }
+    }
+    let mut outputs = Vec::new();
+    for page in ["4k", arch.big_page()] {
+        let kernel = setup::kernel(arch, page)?;
+        let started = Instant::now();
+        let output = initramfs.boot(arch, &kernel, &work_script(arch), timeout)?;
+        eprintln!(
+            "realkernel: {} {page} kernel: {} runs in {:.1} s",
+            arch.name(),
+            parse_runs(&output).len(),
+            started.elapsed().as_secs_f64()
+        );
+        outputs.push((page.to_string(), output));
+    }
+    Ok(outputs)
+}
+
+/// Prepares the glibc 2.31 programs for `arch` (aarch64 only) in its fixture directory.
+pub fn prepare_fixtures(arch: Arch, fixtures: &Path) -> Result<()> {
+    if arch == Arch::Aarch64 {
+        build_glibc231_programs(&setup::bullseye_glibc()?, fixtures)?;
+    }
+    Ok(())
+}
+
+/// One row of the table.
+pub struct Row {
+    /// `arch/run-name`.
+    pub run: String,
+    /// Kernel page size.
+    pub page: String,
+    /// What happened.
+    pub observed: String,
+    /// What pagefit said.
+    pub predicted: String,
+    /// Empty when they agree.
+    pub problems: Vec<String>,
+}
+
+/// What one run's program and library are, and which loader maps them.
+fn subjects(name: &str) -> (String, Option<&'static str>, Option<String>) {
+    if let Some(lib) = name.strip_prefix("glibc231-uselib-") {
+        // ld.so run as a command maps the program itself.
+        return (format!("b31-uselib-{lib}"), Some("glibc-2.34"), Some(format!("liblib-{lib}.so")));
+    }
+    if let Some(lib) = name.strip_prefix("uselib-") {
+        return (name.to_string(), None, Some(format!("liblib-{lib}.so")));
+    }
+    if let Some(lib) = name.strip_prefix("dlopen-") {
+        return ("dlopen".to_string(), None, Some(format!("liblib-{lib}.so")));
+    }
+    (name.to_string(), None, None)
+}
+
+/// The exit status of a run that goes as its source intends: 0, except for
+/// the bare `dlopen` run, whose library is deliberately absent (build.sh).
+fn intended_status(name: &str) -> i32 {
+    i32::from(name == "dlopen")
+}
+
+/// Compares the boots of `arch` (page size, output) with pagefit's
+/// predictions: every fixture of the MANIFEST and, with `glibc231`, the runs
+/// under Debian 11's ld.so (which need its glibc to build).
+pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, String)], glibc231: bool) -> Result<Vec<Row>> {
+    let mut expected_runs = manifest_runs(fixtures)?;
+    if arch == Arch::Aarch64 && glibc231 {
+        expected_runs.extend(GLIBC231_LIBS.iter().map(|l| format!("glibc231-uselib-{l}")));
+    }
+    let mut cache: HashMap<(String, String, Option<&str>), Prediction> = HashMap::new();
+    let mut rows = Vec::new();
+    for (page, output) in boots {
+        // The VM states which kernel it booted; a wrong one must not pass as proof.
+        let banner = format!("@@ kernel {} page size {} kB", arch.name(), page.trim_end_matches('k'));
+        anyhow::ensure!(output.starts_with(&banner), "the {page} {} boot ran another kernel: {:?}", arch.name(), output.lines().next());
+        let runs = parse_runs(output);
+        for name in &expected_runs {
+            let (program, loader, library) = subjects(name);
+            let mut prediction = |file: &str| -> Result<Prediction> {
+                let key = (file.to_string(), page.clone(), loader);
+                if let Some(p) = cache.get(&key) {
+                    return Ok(p.clone());
+                }
+                let p = predict(pagefit, fixtures, file, page, loader)?;
+                cache.insert(key, p.clone());
+                Ok(p)
+            };
+            let program_prediction = prediction(&program)?;
+            let library_prediction = library.as_deref().map(&mut prediction).transpose()?;
+            let expectation = Expectation { program: &program_prediction, library: library_prediction.as_ref() };
+            let (observed, problems) = match runs.iter().find(|r: &&Run| &r.name == name) {
+                Some(run) => (observed_summary(run), disagreements(run, &expectation, intended_status(name))),
+                None => ("missing".to_string(), vec!["the VM printed no result for this run".to_string()]),
+            };
+            rows.push(Row {
+                run: format!("{}/{name}", arch.name()),
+                page: page.clone(),
+                observed,
+                predicted: expectation.summary(),
+                problems,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Prints the table; the last line is `real-kernel agreement: X/Y`.
+pub fn print_rows(rows: &[Row]) -> (usize, usize) {
+    println!("{:<36} {:<4} {:<40} predicted", "run", "page", "observed");
+    for row in rows {
+        let verdict = if row.problems.is_empty() { String::new() } else { format!("  DISAGREE: {}", row.problems.join("; ")) };
+        println!("{:<36} {:<4} {:<40} {}{verdict}", row.run, row.page, row.observed, row.predicted);
+    }
+    let agreed = rows.iter().filter(|r| r.problems.is_empty()).count();
+    println!("real-kernel agreement: {agreed}/{}", rows.len());
+    (agreed, rows.len())
+}

@@ -1,0 +1,227 @@
+//! What the harness needs from the distribution: qemu, the cross compilers
+//! and cpio through apt; Debian 13 kernels, busybox and Debian 11's glibc
+//! through `apt-get download`. Downloads are cached outside the repository.
+//! The mirror is whichever one the machine's apt sources already use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::Arch;
+
+/// Where kernels, busybox and glibc are cached.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PAGEFIT_REALKERNEL_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache"));
+    base.join("pagefit-realkernel")
+}
+
+/// Runs a command, failing with its output when it fails.
+pub fn run(command: &mut Command) -> Result<String> {
+    let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The Debian mirror the machine's apt sources use (never written into the repository).
+fn mirror_uri() -> Result<String> {
+    let mut texts = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for entry in dir.flatten() {
+            texts.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
+    for text in &texts {
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let uri = match words.as_slice() {
+                ["URIs:", uri, ..] => *uri,
+                ["deb", rest @ ..] => rest.iter().find(|w| w.contains("://")).copied().unwrap_or(""),
+                _ => continue,
+            };
+            if uri.ends_with("/debian") && !uri.contains("security") {
+                return Ok(uri.to_string());
+            }
+        }
+    }
+    bail!("cannot find a Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d")
+}
+
+const SOURCES_FILE: &str = "/etc/apt/sources.list.d/pagefit-realkernel.sources";
+
+/// Adds arm64 and ppc64el as foreign architectures with Debian 13's suite,
+/// and bookworm-backports for the host's qemu (the plain bookworm qemu
+/// conflicts with the installed qemu-utils), once.
+fn add_apt_sources() -> Result<()> {
+    let already = std::fs::read_dir("/etc/apt/sources.list.d")?.flatten().any(|e| {
+        std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("Suites: trixie") && t.contains("Architectures: arm64 ppc64el"))
+    });
+    if already {
+        return Ok(());
+    }
+    eprintln!("realkernel: adding arm64/ppc64el (trixie) and bookworm-backports apt sources");
+    let uri = mirror_uri()?;
+    run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    run(Command::new("dpkg").args(["--add-architecture", "ppc64el"]))?;
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let text = format!(
+        "Types: deb\nURIs: {uri}\nSuites: trixie\nComponents: main\nArchitectures: arm64 ppc64el\nSigned-By: {keyring}\n\n\
+         Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\nArchitectures: amd64\nSigned-By: {keyring}\n"
+    );
+    std::fs::write(SOURCES_FILE, text).with_context(|| format!("cannot write {SOURCES_FILE} (run as root)"))?;
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    Ok(())
+}
+
+fn apt_install(packages: &[&str], backports: bool) -> Result<()> {
+    eprintln!("realkernel: apt-get install {}", packages.join(" "));
+    let mut command = Command::new("apt-get");
+    command.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q"]);
+    if backports {
+        command.args(["-t", "bookworm-backports"]);
+    }
+    run(command.args(packages))?;
+    Ok(())
+}
+
+/// Installs qemu, the cross compilers and cpio where missing.
+pub fn install_tools() -> Result<()> {
+    add_apt_sources()?;
+    let on_bookworm = std::fs::read_to_string("/etc/os-release").is_ok_and(|t| t.contains("bookworm"));
+    for (program, package, backports) in [
+        ("qemu-system-aarch64", "qemu-system-arm", on_bookworm),
+        ("qemu-system-ppc64", "qemu-system-ppc", on_bookworm),
+        ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", false),
+        ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu", false),
+        ("powerpc64le-linux-gnu-gcc", "gcc-powerpc64le-linux-gnu", false),
+        ("powerpc64le-linux-gnu-g++", "g++-powerpc64le-linux-gnu", false),
+        ("cpio", "cpio", false),
+    ] {
+        if !have(program) {
+            apt_install(&[package], backports)?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest binary package whose name matches `pattern` (a regex for `apt-cache search --names-only`).
+fn newest_package(pattern: &str) -> Result<String> {
+    let listing = run(Command::new("apt-cache").args(["search", "--names-only", pattern]))?;
+    let mut names: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    names.sort_by_key(|name| version_key(name));
+    names.last().map(|n| n.to_string()).with_context(|| format!("no package matches {pattern}: are the trixie sources reachable?"))
+}
+
+/// Orders package names by the numbers in them, like `sort -V`.
+fn version_key(name: &str) -> Vec<u64> {
+    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+/// Downloads `package` with `apt-get download` (extra `apt_options` select a
+/// private configuration) and unpacks it into `dir`, unless already there.
+fn fetch_deb(package: &str, dir: &Path, apt_options: &[String]) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    eprintln!("realkernel: apt-get download {package}");
+    let download = dir.with_extension("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)?;
+    run(Command::new("apt-get").args(apt_options).args(["download", package]).current_dir(&download))?;
+    let unpacked = dir.with_extension("part");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    for deb in std::fs::read_dir(&download)?.flatten() {
+        run(Command::new("dpkg-deb").arg("-x").arg(deb.path()).arg(&unpacked))?;
+    }
+    std::fs::rename(&unpacked, dir)?;
+    std::fs::remove_dir_all(&download)?;
+    Ok(())
+}
+
+/// The kernel image for `arch` at `page_size` ("4k", "16k" or "64k"), downloading it when missing.
+pub fn kernel(arch: Arch, page_size: &str) -> Result<PathBuf> {
+    let flavour = match (arch, page_size) {
+        (Arch::Aarch64, "16k") => "arm64-16k-unsigned",
+        (Arch::Aarch64, "4k") => "arm64-unsigned",
+        (Arch::Ppc64le, "64k") => "powerpc64le-64k",
+        (Arch::Ppc64le, "4k") => "powerpc64le",
+        _ => bail!("no {page_size} kernel for {}", arch.name()),
+    };
+    let dir = cache_dir().join(arch.name()).join(format!("kernel-{page_size}"));
+    if !dir.is_dir() {
+        let package = newest_package(&format!("^linux-image-[0-9.]+\\+deb13-{flavour}$"))?;
+        fetch_deb(&format!("{package}:{}", arch.debian()), &dir, &[])?;
+    }
+    let boot = dir.join("boot");
+    let image = std::fs::read_dir(&boot)
+        .with_context(|| format!("{} has no boot/", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinu")));
+    image.with_context(|| format!("no kernel image in {}", boot.display()))
+}
+
+/// Debian 13's static busybox for `arch`.
+pub fn busybox(arch: Arch) -> Result<PathBuf> {
+    let dir = cache_dir().join(arch.name()).join("busybox");
+    fetch_deb(&format!("busybox-static:{}", arch.debian()), &dir, &[])?;
+    Ok(dir.join("usr/bin/busybox"))
+}
+
+/// Debian 11's arm64 glibc 2.31 (libc6 and libc6-dev), unpacked, for the
+/// glibc <= 2.34 model. A private apt configuration keeps the bullseye suite
+/// out of the machine's sources.
+pub fn bullseye_glibc() -> Result<PathBuf> {
+    let dir = cache_dir().join("aarch64").join("glibc-2.31");
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let apt = cache_dir().join("bullseye-apt");
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(apt.join(sub))?;
+    }
+    let sources = apt.join("sources.list");
+    std::fs::write(
+        &sources,
+        format!("deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} bullseye main\n", mirror_uri()?),
+    )?;
+    let options: Vec<String> = vec![
+        "-o".into(),
+        format!("Dir::Etc::sourcelist={}", sources.display()),
+        "-o".into(),
+        "Dir::Etc::sourceparts=-".into(),
+        "-o".into(),
+        format!("Dir::State::Lists={}", apt.join("lists").display()),
+        "-o".into(),
+        format!("Dir::Cache={}", apt.join("cache").display()),
+    ];
+    run(Command::new("apt-get").args(&options).args(["update", "-q"]))?;
+    let libc = cache_dir().join("aarch64").join("libc6-2.31");
+    let dev = cache_dir().join("aarch64").join("libc6-dev-2.31");
+    fetch_deb("libc6:arm64", &libc, &options)?;
+    fetch_deb("libc6-dev:arm64", &dev, &options)?;
+    // One sysroot holding both.
+    let part = dir.with_extension("part");
+    let _ = std::fs::remove_dir_all(&part);
+    run(Command::new("cp").arg("-a").arg(format!("{}/.", libc.display())).arg(&part))?;
+    run(Command::new("cp").arg("-a").arg(format!("{}/.", dev.display())).arg(&part))?;
+    std::fs::rename(&part, &dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,126 @@
+//! Booting a real kernel under QEMU (TCG) with an initramfs that holds
+//! busybox, the target glibc from the Debian cross packages, and the files to
+//! run; the init script's output comes back from the serial console.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::setup::run;
+use crate::Arch;
+
+const BEGIN: &str = "@@REALKERNEL-BEGIN@@";
+const END: &str = "@@REALKERNEL-END@@";
+
+/// Libraries of the cross glibc (and the C++ runtime) the fixtures need.
+const GLIBC_LIBS: &[&str] = &["libc.so.6", "libm.so.6", "libgcc_s.so.1", "libstdc++.so.6", "libpthread.so.0", "libdl.so.2"];
+
+/// A staged root filesystem, turned into an initramfs for each boot.
+pub struct Initramfs {
+    root: PathBuf,
+}
+
+impl Initramfs {
+    /// Stages busybox and the cross glibc for `arch` under `root` (emptied first).
+    pub fn new(root: &Path, arch: Arch, busybox: &Path) -> Result<Initramfs> {
+        let _ = std::fs::remove_dir_all(root);
+        for dir in ["bin", "lib", "lib64", "proc", "sys", "dev", "tmp", "t"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        std::fs::copy(busybox, root.join("bin/busybox")).context("copy busybox")?;
+        for applet in ["sh", "mount", "echo", "cat", "ls", "cp", "timeout"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
+        }
+        let triple = arch.triple();
+        let sysroot = PathBuf::from(format!("/usr/{triple}/lib"));
+        let (interp_dir, interp) = match arch {
+            Arch::Aarch64 => ("lib", "ld-linux-aarch64.so.1"),
+            Arch::Ppc64le => ("lib64", "ld64.so.2"),
+        };
+        std::fs::copy(sysroot.join(interp), root.join(interp_dir).join(interp))
+            .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
+        let libdir = root.join("lib").join(triple);
+        std::fs::create_dir_all(&libdir)?;
+        for lib in GLIBC_LIBS {
+            if sysroot.join(lib).exists() {
+                std::fs::copy(sysroot.join(lib), libdir.join(lib))?;
+            }
+        }
+        Ok(Initramfs { root: root.to_path_buf() })
+    }
+
+    /// Copies `src` (a file or a directory's contents) to `/t/<dest>`.
+    pub fn add(&self, src: &Path, dest: &str) -> Result<()> {
+        let target = self.root.join("t").join(dest);
+        if src.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            run(Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(&target))?;
+        } else {
+            std::fs::create_dir_all(target.parent().unwrap_or(&self.root))?;
+            std::fs::copy(src, &target).with_context(|| format!("copy {}", src.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Boots `kernel` with this root and `script` (busybox sh, run in /t) as
+    /// the work, and returns what the script printed.
+    pub fn boot(&self, arch: Arch, kernel: &Path, script: &str, timeout: Duration) -> Result<String> {
+        std::fs::write(self.root.join("t/work.sh"), script)?;
+        let init = format!(
+            "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox mount -t sysfs sys /sys\n\
+             /bin/busybox mount -t tmpfs tmp /tmp\ncd /t\necho {BEGIN}\n\
+             echo \"@@ kernel $(/bin/busybox uname -m) page size $(/bin/busybox awk '/KernelPageSize/{{print $2; exit}}' /proc/self/smaps) kB\"\n/bin/sh /t/work.sh\necho {END} $?\n/bin/busybox poweroff -f\n"
+        );
+        let init_path = self.root.join("init");
+        std::fs::write(&init_path, init)?;
+        run(Command::new("chmod").arg("755").arg(&init_path))?;
+        let image = self.root.with_extension("cpio");
+        // An uncompressed newc archive: every Debian kernel takes it, and it costs no compression time.
+        run(Command::new("sh").arg("-c").arg(format!(
+            "cd '{}' && find . | cpio -o -H newc --quiet > '{}'",
+            self.root.display(),
+            image.display()
+        )))?;
+        let mut qemu = match arch {
+            Arch::Aarch64 => {
+                let mut c = Command::new("qemu-system-aarch64");
+                c.args(["-M", "virt", "-cpu", "max", "-smp", "2", "-append", "console=ttyAMA0 rdinit=/init quiet panic=-1"]);
+                c
+            }
+            Arch::Ppc64le => {
+                let mut c = Command::new("qemu-system-ppc64");
+                c.args(["-M", "pseries", "-cpu", "power9", "-append", "console=hvc0 rdinit=/init quiet panic=-1"]);
+                c
+            }
+        };
+        qemu.args(["-m", "2048", "-nographic", "-no-reboot", "-kernel"]).arg(kernel).arg("-initrd").arg(&image);
+        let output = Command::new("timeout")
+            .arg(timeout.as_secs().to_string())
+            .args(std::iter::once(qemu.get_program()).chain(qemu.get_args()))
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot start qemu")?;
+        let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+        let Some(start) = console.find(BEGIN) else {
+            bail!("the {} VM never reached init (exit {}); console tail:\n{}", arch.name(), output.status, tail(&console));
+        };
+        let body = &console[start + BEGIN.len()..];
+        let Some(end) = body.find(END) else {
+            bail!("the {} VM did not finish its work within {timeout:?}; console tail:\n{}", arch.name(), tail(&console));
+        };
+        // Kernel messages ("[    1.234] ...") can interleave with the output.
+        let text: Vec<&str> = body[..end].lines().filter(|l| !is_kernel_message(l)).collect();
+        Ok(text.join("\n").trim_start().to_string() + "\n")
+    }
+}
+
+fn is_kernel_message(line: &str) -> bool {
+    line.trim_start().strip_prefix('[').and_then(|rest| rest.split_once(']')).is_some_and(|(stamp, _)| stamp.trim().parse::<f64>().is_ok())
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

@@ -1,0 +1,30 @@
+//! The real-kernel comparison, offline: pagefit's predictions for every
+//! fixture against the boots recorded in fixtures/observed/ by
+//! `cargo xtask realkernel --record fixtures/observed`. The live suite
+//! (`cargo xtask realkernel`, run by .ci/run) also covers the runs under
+//! Debian 11's glibc 2.31, whose programs need that glibc to build.
+
+use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, workspace};
+use xtask::Arch;
+
+#[test]
+fn predictions_agree_with_recorded_real_kernel_runs() {
+    let fixtures = workspace().join("target/realkernel/recorded-fixtures");
+    build_fixtures(&fixtures).expect("build the fixtures");
+    let pagefit = build_pagefit().expect("build pagefit");
+    let observed = workspace().join("fixtures/observed");
+    let mut rows = Vec::new();
+    for arch in Arch::ALL {
+        let boots: Vec<(String, String)> = ["4k", arch.big_page()]
+            .iter()
+            .map(|page| {
+                let path = observed.join(format!("{}-{page}.txt", arch.name()));
+                (page.to_string(), std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            })
+            .collect();
+        rows.extend(compare(arch, &fixtures.join(arch.name()), &pagefit, &boots, false).expect("compare"));
+    }
+    let (agreed, total) = print_rows(&rows);
+    assert!(total >= 170, "expected the whole recorded corpus, got {total} runs");
+    assert_eq!(agreed, total, "some recorded runs disagree with the predictions (see the table above)");
+}
