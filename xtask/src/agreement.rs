@@ -148,10 +148,17 @@ impl Expectation<'_> {
     }
 }
 
+/// The output with the page size line left out: what must not change between
+/// a 4K run and an `ok` run at a larger page size.
+fn page_independent_output(run: &Run) -> Vec<&str> {
+    run.output.lines().filter(|l| !l.starts_with("auxv pagesz")).collect()
+}
+
 /// Every way `run` contradicts `expected`; empty when they agree.
 /// `intended_rc` is what the program returns when it runs as its source
-/// intends (0 for the fixtures).
-pub fn disagreements(run: &Run, expected: &Expectation<'_>, intended_rc: i32) -> Vec<String> {
+/// intends (0 for the fixtures); `baseline` is the same program's run on the
+/// 4K kernel: an `ok` run must print exactly what it printed, probes included.
+pub fn disagreements(run: &Run, baseline: Option<&Run>, expected: &Expectation<'_>, intended_rc: i32) -> Vec<String> {
     let mut problems = Vec::new();
     let program = expected.program;
     let reached_main = run.output.contains("auxv pagesz");
@@ -176,6 +183,12 @@ pub fn disagreements(run: &Run, expected: &Expectation<'_>, intended_rc: i32) ->
         }
     }
     let broken = program.outcome == "broken" || expected.library.is_some_and(|l| l.outcome == "broken");
+    let ok = program.outcome == "ok" && expected.library.is_none_or(|l| l.outcome == "ok");
+    if let Some(baseline) = baseline.filter(|b| ok && b.rc == intended_rc) {
+        if page_independent_output(run) != page_independent_output(baseline) || run.rc != baseline.rc {
+            problems.push("predicted ok, but the output differs from the 4K run".into());
+        }
+    }
     if !broken && run.rc != intended_rc {
         problems.push(format!("predicted it runs (rc {intended_rc}), observed rc {}", run.rc));
     }

@@ -167,6 +167,7 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
     }
     let mut cache: HashMap<(String, String, Option<&str>), Prediction> = HashMap::new();
     let mut rows = Vec::new();
+    let baseline_runs = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
     for (page, output) in boots {
         // The VM states which kernel it booted; a wrong one must not pass as proof.
         let banner = format!("@@ kernel {} page size {} kB", arch.name(), page.trim_end_matches('k'));
@@ -187,7 +188,10 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
             let library_prediction = library.as_deref().map(&mut prediction).transpose()?;
             let expectation = Expectation { program: &program_prediction, library: library_prediction.as_ref() };
             let (observed, problems) = match runs.iter().find(|r: &&Run| &r.name == name) {
-                Some(run) => (observed_summary(run), disagreements(run, &expectation, intended_status(name))),
+                Some(run) => {
+                    let baseline = baseline_runs.iter().find(|r| &r.name == name);
+                    (observed_summary(run), disagreements(run, baseline, &expectation, intended_status(name)))
+                }
                 None => ("missing".to_string(), vec!["the VM printed no result for this run".to_string()]),
             };
             rows.push(Row {
