@@ -1,6 +1,6 @@
-//! `pagefit check`: verdicts for many files, in parallel.
+//! `pagefit check`: verdicts for many files and archive members, in parallel.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -8,28 +8,48 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use object::read::ReadCache;
-use pagefit_core::check::{check_file, CheckOptions, FileReport};
-use pagefit_core::elf::{parse, ParseOptions};
+use pagefit_core::check::{apply_zip_alignment, check_file, CheckOptions, FileReport};
+use pagefit_core::elf::{parse, ParseOptions, Platform};
+use pagefit_core::plan::Outcome;
 use pagefit_core::report::{write_check_text, CheckDocument, InputError};
 use rayon::prelude::*;
 
-use crate::cli::{CheckArgs, Format};
+use crate::archive::{self, Member};
+use crate::cli::{CheckArgs, CheckFormat};
 use crate::inputs::{collect, walk, Candidate};
 use crate::source::FileSource;
 
-/// What checking one candidate produced.
+/// What checking one file or archive member produced.
 enum Checked {
+    /// The report, kept whole for the formats that print one document.
     Report(Box<FileReport>),
-    /// A report already rendered as text by the worker, so that a scan of
-    /// thousands of files keeps lines, not whole reports, in memory.
+    /// A report already rendered by the worker (text or a JSON line), so a
+    /// scan of many files keeps lines, not whole reports, in memory.
     Line {
         text: String,
-        passes: bool,
+        tally: Tally,
     },
     /// A path read from stdin that names a directory: walked afterwards.
     Directory,
     NotElf,
     Error(InputError),
+}
+
+/// What `--summary` and the exit status need from one report.
+struct Tally {
+    path: String,
+    passes: bool,
+    outcomes: Vec<(u64, Outcome)>,
+}
+
+impl Tally {
+    fn of(report: &FileReport, allow_degraded: bool) -> Tally {
+        Tally {
+            path: report.path.clone(),
+            passes: report.passes(allow_degraded) || !report.required,
+            outcomes: report.results.iter().map(|r| (r.page_size.bytes(), r.outcome)).collect(),
+        }
+    }
 }
 
 /// A file's identity, so that one reached twice is reported once.
@@ -42,7 +62,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let options = CheckOptions {
         page_sizes: args.page_size.0.clone(),
         loaders: args.loader.as_ref().map(|l| l.0.clone()),
-        findings: args.verbose || args.format != Format::Text,
+        findings: args.verbose || !matches!(args.format, CheckFormat::Text),
+        all_abis: args.all_abis,
         ..CheckOptions::default()
     };
     let (candidates, missing) = collect(&args.paths);
@@ -50,8 +71,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut checked = check_all(&candidates, &options, args, &progress);
     // Directories named on stdin are only recognised by the workers.
     let mut walked = Vec::new();
-    for (candidate, (_, outcome)) in candidates.iter().zip(&checked) {
-        if matches!(outcome, Checked::Directory) {
+    for (candidate, (_, outcomes)) in candidates.iter().zip(&checked) {
+        if matches!(outcomes.as_slice(), [Checked::Directory]) {
             walk(candidate.path.clone(), &mut walked);
         }
     }
@@ -65,37 +86,49 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut document = CheckDocument::default();
     document.errors.extend(missing.into_iter().map(|(path, message)| InputError { path, message }));
-    let mut failed = false;
+    let mut tallies = Vec::new();
     let mut seen: HashSet<FileId> = HashSet::new();
-    for (id, item) in checked {
+    for (id, items) in checked {
         if id.is_some_and(|id| !seen.insert(id)) {
             continue;
         }
-        match item {
-            Checked::Report(report) => {
-                failed |= report.required && !report.passes(args.allow_degraded);
-                document.files.push(*report);
+        for item in items {
+            match item {
+                Checked::Report(report) => {
+                    tallies.push(Tally::of(&report, args.allow_degraded));
+                    document.files.push(*report);
+                }
+                Checked::Line { text, tally } => {
+                    out.write_all(text.as_bytes())?;
+                    tallies.push(tally);
+                }
+                Checked::Error(error) => document.errors.push(error),
+                Checked::NotElf | Checked::Directory => {}
             }
-            Checked::Line { text, passes } => {
-                failed |= !passes;
-                out.write_all(text.as_bytes())?;
-            }
-            Checked::Error(error) => document.errors.push(error),
-            Checked::NotElf | Checked::Directory => {}
         }
     }
     match args.format {
-        Format::Json => {
+        CheckFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &document)?;
             writeln!(out)?;
         }
-        Format::Text => {
+        CheckFormat::Jsonl => {
+            for error in &document.errors {
+                serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))?;
+                writeln!(out)?;
+            }
+        }
+        CheckFormat::Text => {
             for error in &document.errors {
                 eprintln!("pagefit: {}: {}", error.path, error.message);
             }
         }
     }
+    if args.summary {
+        write_summary(&mut out, &tallies, document.errors.len())?;
+    }
     out.flush()?;
+    let failed = tallies.iter().any(|t| !t.passes);
     Ok(if !document.errors.is_empty() {
         ExitCode::from(2)
     } else if failed {
@@ -103,6 +136,43 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How many files the summary names as the worst offenders.
+const WORST_SHOWN: usize = 10;
+
+/// Counts per page size and outcome, then the files that fail at the smallest page size.
+fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::io::Result<()> {
+    let mut counts: BTreeMap<u64, BTreeMap<Outcome, usize>> = BTreeMap::new();
+    for tally in tallies {
+        let mut worst_per_page: BTreeMap<u64, Outcome> = BTreeMap::new();
+        for &(page, outcome) in &tally.outcomes {
+            let worst = worst_per_page.entry(page).or_insert(outcome);
+            *worst = (*worst).max(outcome);
+        }
+        for (page, outcome) in worst_per_page {
+            *counts.entry(page).or_default().entry(outcome).or_default() += 1;
+        }
+    }
+    writeln!(out, "summary: {} files, {} failing, {errors} unreadable", tallies.len(), tallies.iter().filter(|t| !t.passes).count())?;
+    for (page, by_outcome) in &counts {
+        let cells: Vec<String> = by_outcome.iter().map(|(outcome, n)| format!("{n} {}", outcome.name())).collect();
+        writeln!(out, "  {}K: {}", page / 1024, cells.join(", "))?;
+    }
+    // Worst offenders: rejected before broken before degraded, at the smallest page size first.
+    let mut offenders: Vec<(&Tally, (std::cmp::Reverse<Outcome>, u64))> = tallies
+        .iter()
+        .filter(|t| !t.passes)
+        .filter_map(|t| t.outcomes.iter().filter(|(_, o)| *o != Outcome::Ok).map(|&(p, o)| (std::cmp::Reverse(o), p)).min().map(|k| (t, k)))
+        .collect();
+    offenders.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.path.cmp(&b.0.path)));
+    if !offenders.is_empty() {
+        writeln!(out, "worst offenders:")?;
+        for (tally, (std::cmp::Reverse(outcome), page)) in offenders.iter().take(WORST_SHOWN) {
+            writeln!(out, "  {}: {} at {}K", tally.path, outcome.name(), page / 1024)?;
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
@@ -116,59 +186,112 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Checks `candidates` in parallel, in order; text reports are rendered by the workers.
+/// Checks `candidates` in parallel, in order; line formats are rendered by the workers.
 fn check_all(
     candidates: &[Candidate],
     options: &CheckOptions,
     args: &CheckArgs,
     progress: &indicatif::ProgressBar,
-) -> Vec<(Option<FileId>, Checked)> {
+) -> Vec<(Option<FileId>, Vec<Checked>)> {
     candidates
         .par_iter()
         .map(|candidate| {
-            let (id, outcome) = check_candidate(candidate, options);
-            let outcome = match outcome {
-                Checked::Report(report) if args.format == Format::Text => {
-                    let mut text = Vec::new();
-                    // Writing into a Vec cannot fail.
-                    let _ = write_check_text(&mut text, &report, args.verbose);
-                    let passes = report.passes(args.allow_degraded) || !report.required;
-                    Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), passes }
-                }
-                other => other,
-            };
+            let (id, outcomes) = check_candidate(candidate, options);
+            let outcomes = outcomes.into_iter().map(|outcome| render_in_worker(outcome, args)).collect();
             progress.inc(1);
-            (id, outcome)
+            (id, outcomes)
         })
         .collect()
 }
 
-fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Checked) {
+fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
+    let Checked::Report(report) = outcome else { return outcome };
+    let mut text = Vec::new();
+    // Writing into a Vec cannot fail.
+    match args.format {
+        CheckFormat::Text => {
+            let _ = write_check_text(&mut text, &report, args.verbose);
+        }
+        CheckFormat::Jsonl => {
+            let _ = serde_json::to_writer(&mut text, &report);
+            text.push(b'\n');
+        }
+        CheckFormat::Json => return Checked::Report(report),
+    }
+    Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), tally: Tally::of(&report, args.allow_degraded) }
+}
+
+/// Archives found while walking a directory are opened only when their name
+/// says so; a named file is recognised by its contents.
+fn archive_by_name(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    const SUFFIXES: &[&str] = &[
+        ".apk", ".aab", ".aar", ".apex", ".apks", ".capex", ".jar", ".zip", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz",
+        ".tar.zst", ".tar.bz2",
+    ];
+    SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Checked>) {
     let path = candidate.path.display().to_string();
-    let error = |message: String| (None, Checked::Error(InputError { path: path.clone(), message }));
+    let error = |message: String| (None, vec![Checked::Error(InputError { path: path.clone(), message })]);
     let (source, metadata) = match FileSource::open(&candidate.path) {
         Ok(opened) => opened,
-        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return (None, Checked::Directory),
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return (None, vec![Checked::Directory]),
         Err(e) if candidate.named => return error(format!("cannot read: {e}")),
-        Err(_) => return (None, Checked::NotElf),
+        Err(_) => return (None, vec![Checked::NotElf]),
     };
     let id = Some((metadata.dev(), metadata.ino()));
     if metadata.is_dir() {
-        return (None, Checked::Directory);
+        return (None, vec![Checked::Directory]);
     }
-    if !source.is_elf() && !candidate.named {
-        return (id, Checked::NotElf);
+    if !source.is_elf() {
+        match archive::detect(source.prefix()).filter(|_| candidate.named || archive_by_name(&candidate.path)) {
+            Some(kind) => return (id, check_archive(&candidate.path, kind, options)),
+            // A named file that is neither gets the parser's error, with its offset.
+            None if !candidate.named => return (id, vec![Checked::NotElf]),
+            None => {}
+        }
     }
     let cache = ReadCache::new(source);
     let name = file_name(&candidate.path);
-    // Section headers tell code from data and padding, which can soften a
-    // verdict; reading them costs one more `pread` at most (see `source`).
-    // Their names only matter where findings are shown.
-    let parse_options = ParseOptions { sections: true, section_names: options.findings, ..ParseOptions::default() };
-    match parse(&cache, parse_options) {
-        Ok(file) => (id, Checked::Report(Box::new(check_file(&file, &path, &name, options)))),
-        Err(e) => (id, Checked::Error(InputError { path, message: e.to_string() })),
+    match parse(&cache, parse_options(options)) {
+        Ok(file) => (id, vec![Checked::Report(Box::new(check_file(&file, &path, &name, options)))]),
+        Err(e) => (id, vec![Checked::Error(InputError { path, message: e.to_string() })]),
     }
+}
+
+/// Section headers tell code from data and padding, which can soften a
+/// verdict; reading them costs one more `pread` at most (see `source`).
+/// Their names only matter where findings are shown.
+fn parse_options(options: &CheckOptions) -> ParseOptions {
+    ParseOptions { sections: true, section_names: options.findings, ..ParseOptions::default() }
+}
+
+fn check_archive(path: &Path, kind: archive::ArchiveKind, options: &CheckOptions) -> Vec<Checked> {
+    let mut checked = Vec::new();
+    let result = archive::scan(path, kind, &mut |member| checked.push(check_member(member, options)));
+    if let Err(message) = result {
+        checked.push(Checked::Error(InputError { path: path.display().to_string(), message }));
+    }
+    checked
+}
+
+fn check_member(member: Member, options: &CheckOptions) -> Checked {
+    let mut file = match parse(member.bytes.as_slice(), parse_options(options)) {
+        Ok(file) => file,
+        Err(e) => return Checked::Error(InputError { path: member.path, message: e.to_string() }),
+    };
+    let name = member.path.rsplit('/').next().unwrap_or(&member.path).to_string();
+    if member.android {
+        // Inside an Android package: bionic and Android's rules, whatever the notes say.
+        file.platform = Platform::Android;
+    }
+    let mut report = check_file(&file, &member.path, &name, options);
+    if let (true, Some(offset)) = (member.android, member.zip_data_offset) {
+        apply_zip_alignment(&mut report, &name, offset, options.findings);
+    }
+    Checked::Report(Box::new(report))
 }
 
 /// The name loaders print for an object: its file name.

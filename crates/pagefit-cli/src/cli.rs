@@ -55,6 +55,14 @@ Examples:
   pagefit explain libfoo.so --page-size 64k --loader glibc-2.34
   pagefit explain ./prog --page-size 16k,64k --format json";
 
+/// `pagefit check`'s output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Jsonl,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -93,12 +101,19 @@ pub struct CheckArgs {
     /// Count degraded results as acceptable for the exit status.
     #[arg(long)]
     pub allow_degraded: bool,
-    /// Output format.
+    /// Output format: text (a line per file), json (one document), jsonl (a JSON object per file, for huge scans).
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: CheckFormat,
     /// Show the findings behind every result that is not ok.
     #[arg(short, long)]
     pub verbose: bool,
+    /// After the files: counts per page size and outcome, and the worst offenders.
+    #[arg(long)]
+    pub summary: bool,
+    /// Count 32-bit libraries in Android packages towards the exit status
+    /// (Play requires 16 KB pages only for 64-bit ABIs).
+    #[arg(long)]
+    pub all_abis: bool,
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     pub jobs: Option<usize>,

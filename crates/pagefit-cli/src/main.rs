@@ -1,5 +1,6 @@
 //! The `pagefit` command: a thin layer over `pagefit-core`.
 
+mod archive;
 mod check;
 mod cli;
 mod explain;

@@ -64,6 +64,11 @@ impl FileSource {
         Ok(())
     }
 
+    /// The first bytes of the file (up to 4 KiB).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
     /// Whether the file starts with the ELF magic.
     pub fn is_elf(&self) -> bool {
         self.prefix.starts_with(b"\x7fELF")

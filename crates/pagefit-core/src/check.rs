@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::elf::{ElfFile, ElfKind, Platform, Role};
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingKind};
+use crate::memory::AddrRange;
 use crate::model::LoaderModel;
 use crate::page::PageSize;
 use crate::plan::{baseline, max_ok_page_size_against, plan, plan_against, verdict_against, LoadInput, Outcome, BASELINE_PAGE};
@@ -23,11 +24,20 @@ pub struct CheckOptions {
     /// Build each result's findings; without them a result holds just the
     /// outcome and message, which is all a one-line verdict shows.
     pub findings: bool,
+    /// Count 32-bit Android libraries towards the exit status (Play requires
+    /// 16 KB pages only for 64-bit ABIs, so by default they do not).
+    pub all_abis: bool,
 }
 
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
-        CheckOptions { page_sizes: vec![PageSize::K16, PageSize::K64], loaders: None, max_ok_limit: PageSize::M2, findings: true }
+        CheckOptions {
+            page_sizes: vec![PageSize::K16, PageSize::K64],
+            loaders: None,
+            max_ok_limit: PageSize::M2,
+            findings: true,
+            all_abis: false,
+        }
     }
 }
 
@@ -125,8 +135,52 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
         machine: file.machine_name(),
         bits: file.bits,
         platform: file.platform,
-        required: !(file.platform == Platform::Android && file.bits == 32),
+        required: options.all_abis || !(file.platform == Platform::Android && file.bits == 32),
         results,
         max_ok_page_size: max_ok,
+    }
+}
+
+/// The largest power of two that divides `offset` (a zip entry's data
+/// offset), capped at 2M: the largest page size it is aligned to.
+fn offset_alignment(offset: u64) -> u64 {
+    if offset == 0 {
+        PageSize::M2.bytes()
+    } else {
+        (1u64 << offset.trailing_zeros()).min(PageSize::M2.bytes())
+    }
+}
+
+/// Applies zipalign's rule to a library stored uncompressed in a zip (an APK)
+/// at `data_offset`: bionic maps it straight from the package, so at every
+/// page size the offset is not a multiple of, the library is rejected with
+/// bionic's message, and the largest ok page size is capped.
+pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64, findings: bool) {
+    let aligned_to = offset_alignment(data_offset);
+    for result in report.results.iter_mut().filter(|r| r.page_size.bytes() > aligned_to) {
+        result.outcome = Outcome::Rejected;
+        result.message = Some(format!("dlopen failed: file offset for the library \"{name}\" is not page-aligned: {data_offset}"));
+        if findings {
+            result.findings.push(Finding {
+                kind: FindingKind::ZipAlignment,
+                severity: crate::plan::Severity::Rejected,
+                segments: Vec::new(),
+                range: AddrRange::new(data_offset, data_offset),
+                sections: Vec::new(),
+                symbols: Vec::new(),
+                winner: None,
+                bytes_intact: None,
+                message: format!(
+                    "{} KB zip alignment, but {} KB is required: the library's data starts at offset {data_offset:#x} of the package",
+                    aligned_to / 1024,
+                    result.page_size.bytes() / 1024
+                ),
+                effects: Vec::new(),
+            });
+        }
+    }
+    let cap = PageSize::new(aligned_to).filter(|c| *c >= BASELINE_PAGE);
+    for size in report.max_ok_page_size.values_mut() {
+        *size = size.zip(cap).map(|(s, c)| s.min(c));
     }
 }

@@ -37,11 +37,14 @@ pub enum FindingKind {
     RelroOverHole,
     /// Bytes that differ from the 4K load for a reason none of the above covers.
     Remapped,
+    /// A library stored uncompressed in a zip (APK) at a file offset that is
+    /// not a multiple of P: bionic cannot map it from the package.
+    ZipAlignment,
 }
 
 impl FindingKind {
     /// Every kind, for SARIF rule tables.
-    pub const ALL: [FindingKind; 12] = [
+    pub const ALL: [FindingKind; 13] = [
         FindingKind::NonCongruent,
         FindingKind::SharedPage,
         FindingKind::AlignBelowPage,
@@ -54,6 +57,7 @@ impl FindingKind {
         FindingKind::NoLoadSegments,
         FindingKind::RelroOverHole,
         FindingKind::Remapped,
+        FindingKind::ZipAlignment,
     ];
 
     /// The JSON name.
@@ -71,6 +75,7 @@ impl FindingKind {
             FindingKind::NoLoadSegments => "NoLoadSegments",
             FindingKind::RelroOverHole => "RelroOverHole",
             FindingKind::Remapped => "Remapped",
+            FindingKind::ZipAlignment => "ZipAlignment",
         }
     }
 
@@ -93,6 +98,9 @@ impl FindingKind {
                 "PT_GNU_RELRO rounded to pages covers unmapped addresses, so mprotect fails with ENOMEM and ld.so exits"
             }
             FindingKind::Remapped => "bytes end up with other contents or protections than at 4K",
+            FindingKind::ZipAlignment => {
+                "a library stored uncompressed in a zip starts at a file offset that is not a multiple of the page size, so bionic cannot map it"
+            }
         }
     }
 }
