@@ -128,7 +128,8 @@ fn scan_zip<R: Read + Seek>(
         let data_offset = entry.data_start();
         let got = read_up_to(&mut entry, &mut magic).map_err(|e| format!("{path}: {e}"))?;
         let is_elf = got == 4 && &magic == b"\x7fELF";
-        if !is_elf && !(nested && &magic[..got.min(4)] == b"PK\x03\x04") {
+        let is_zip = nested && got == 4 && &magic == b"PK\x03\x04";
+        if !is_elf && !is_zip {
             continue;
         }
         let mut bytes = magic[..got].to_vec();
