@@ -125,7 +125,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.summary {
-        write_summary(&mut out, &tallies, document.errors.len())?;
+        // Machine-readable output stays parseable: there the summary goes to stderr.
+        match args.format {
+            CheckFormat::Text => write_summary(&mut out, &tallies, document.errors.len())?,
+            CheckFormat::Json | CheckFormat::Jsonl => write_summary(&mut std::io::stderr().lock(), &tallies, document.errors.len())?,
+        }
     }
     out.flush()?;
     let failed = tallies.iter().any(|t| !t.passes);

@@ -44,6 +44,9 @@ Examples:
   pagefit check /usr/lib/x86_64-linux-gnu
   pagefit check --page-size 4k,16k,64k --loader glibc-2.34 libQt5Core.so.5
   pagefit check --allow-degraded --format json build/ > verdicts.json
+  pagefit check --page-size 16k app-release.apk        # every lib/*/*.so, zip alignment too
+  pagefit check --summary --format jsonl *.deb > scan.jsonl
+  find / -xdev -name '*.so*' | pagefit check -
 
 Outcomes: ok (mapped exactly as at 4K), degraded (some bytes get weaker protections),
 broken (code loses execute, bytes clobbered or writes fault), rejected (the loader refuses).
@@ -107,7 +110,8 @@ pub struct CheckArgs {
     /// Show the findings behind every result that is not ok.
     #[arg(short, long)]
     pub verbose: bool,
-    /// After the files: counts per page size and outcome, and the worst offenders.
+    /// After the files: counts per page size and outcome, and the worst offenders
+    /// (on stderr with --format json or jsonl).
     #[arg(long)]
     pub summary: bool,
     /// Count 32-bit libraries in Android packages towards the exit status
