@@ -52,6 +52,11 @@ impl Arch {
         }
     }
 
+    /// The kernels booted for this architecture: the 4K baseline first.
+    pub fn page_sizes(self) -> [&'static str; 2] {
+        ["4k", self.big_page()]
+    }
+
     /// Parses `aarch64` or `ppc64le`.
     pub fn parse(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.name() == name)

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xtask::realkernel::{boot_arch, build_fixtures, build_pagefit, compare, prepare_fixtures, print_rows, workspace};
+use xtask::realkernel::{boot_arch, build_fixtures, build_pagefit, compare, prepare_fixtures, print_rows, read_recorded, workspace};
 use xtask::{setup, Arch};
 
 #[derive(Parser)]
@@ -69,13 +69,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         let dir = fixtures.join(arch.name());
         prepare_fixtures(arch, &dir)?;
         let boots = match &recorded {
-            Some(recorded) => ["4k", arch.big_page()]
-                .iter()
-                .map(|page| {
-                    let path = recorded.join(format!("{}-{page}.txt", arch.name()));
-                    std::fs::read_to_string(&path).map(|text| (page.to_string(), text)).with_context(|| format!("read {}", path.display()))
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Some(recorded) => read_recorded(recorded, arch)?,
             None => boot_arch(arch, &dir, &out, timeout)?,
         };
         if let Some(record) = &record {

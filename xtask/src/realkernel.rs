@@ -99,7 +99,7 @@ pub fn boot_arch(arch: Arch, fixtures: &Path, scratch: &Path, timeout: Duration)
         }
     }
     let mut outputs = Vec::new();
-    for page in ["4k", arch.big_page()] {
+    for page in arch.page_sizes() {
         let kernel = setup::kernel(arch, page)?;
         let started = Instant::now();
         let output = initramfs.boot(arch, &kernel, &work_script(arch), timeout)?;
@@ -112,6 +112,18 @@ pub fn boot_arch(arch: Arch, fixtures: &Path, scratch: &Path, timeout: Duration)
         outputs.push((page.to_string(), output));
     }
     Ok(outputs)
+}
+
+/// Reads the boots of `arch` recorded in `dir` by `--record` (`<arch>-<page>.txt`).
+pub fn read_recorded(dir: &Path, arch: Arch) -> Result<Vec<(String, String)>> {
+    arch.page_sizes()
+        .iter()
+        .map(|page| {
+            let path = dir.join(format!("{}-{page}.txt", arch.name()));
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            Ok((page.to_string(), text))
+        })
+        .collect()
 }
 
 /// Prepares the glibc 2.31 programs for `arch` (aarch64 only) in its fixture directory.

@@ -75,7 +75,7 @@ impl Initramfs {
         );
         let init_path = self.root.join("init");
         std::fs::write(&init_path, init)?;
-        run(Command::new("chmod").arg("755").arg(&init_path))?;
+        std::fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let image = self.root.with_extension("cpio");
         // An uncompressed newc archive: every Debian kernel takes it, and it costs no compression time.
         run(Command::new("sh").arg("-c").arg(format!(

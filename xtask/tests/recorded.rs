@@ -4,7 +4,7 @@
 //! (`cargo xtask realkernel`, run by .ci/run) also covers the runs under
 //! Debian 11's glibc 2.31, whose programs need that glibc to build.
 
-use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, workspace};
+use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, workspace};
 use xtask::Arch;
 
 #[test]
@@ -15,13 +15,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
     let observed = workspace().join("fixtures/observed");
     let mut rows = Vec::new();
     for arch in Arch::ALL {
-        let boots: Vec<(String, String)> = ["4k", arch.big_page()]
-            .iter()
-            .map(|page| {
-                let path = observed.join(format!("{}-{page}.txt", arch.name()));
-                (page.to_string(), std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-            })
-            .collect();
+        let boots = read_recorded(&observed, arch).expect("the recorded boots");
         rows.extend(compare(arch, &fixtures.join(arch.name()), &pagefit, &boots, false).expect("compare"));
     }
     let (agreed, total) = print_rows(&rows);

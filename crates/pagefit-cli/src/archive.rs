@@ -82,10 +82,28 @@ pub fn detect(prefix: &[u8]) -> Option<ArchiveKind> {
     }
 }
 
+/// Zips that are Android packages.
+const ANDROID_SUFFIXES: &[&str] = &[".apk", ".aab", ".aar", ".apex", ".apks", ".capex"];
+/// Zips followed when nested in another zip.
+const NESTED_ZIP_SUFFIXES: &[&str] = &[".apk", ".zip", ".jar", ".aar", ".apex", ".capex"];
+/// Every archive name `has_archive_name` recognises, beyond the Android ones.
+const OTHER_ARCHIVE_SUFFIXES: &[&str] = &[".jar", ".zip", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
+
+fn ends_with_any(name: &str, suffixes: &[&str]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    suffixes.iter().any(|suffix| lower.ends_with(suffix))
+}
+
 /// Whether a zip with this name is an Android package.
 fn is_android_package(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".apk", ".aab", ".aar", ".apex", ".apks", ".capex"].iter().any(|ext| lower.ends_with(ext))
+    ends_with_any(name, ANDROID_SUFFIXES)
+}
+
+/// Archives found while walking a directory are opened only when their name
+/// says so (a named file is recognised by its contents alone).
+pub fn has_archive_name(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    ends_with_any(&name, ANDROID_SUFFIXES) || ends_with_any(&name, OTHER_ARCHIVE_SUFFIXES)
 }
 
 /// How deep nested archives are followed (an APK inside .apks is depth 1).
@@ -121,8 +139,7 @@ fn scan_zip<R: Read + Seek>(
         }
         let name = entry.name().to_string();
         let path = format!("{outer}!/{name}");
-        let nested = depth < MAX_NESTING
-            && [".apk", ".zip", ".jar", ".aar", ".apex", ".capex"].iter().any(|e| name.to_ascii_lowercase().ends_with(e));
+        let nested = depth < MAX_NESTING && ends_with_any(&name, NESTED_ZIP_SUFFIXES);
         let mut magic = [0u8; 4];
         let stored = entry.compression() == zip::CompressionMethod::Stored;
         let data_offset = entry.data_start();

@@ -225,17 +225,6 @@ fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
     Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), tally: Tally::of(&report, args.allow_degraded) }
 }
 
-/// Archives found while walking a directory are opened only when their name
-/// says so; a named file is recognised by its contents.
-fn archive_by_name(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    const SUFFIXES: &[&str] = &[
-        ".apk", ".aab", ".aar", ".apex", ".apks", ".capex", ".jar", ".zip", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz",
-        ".tar.zst", ".tar.bz2",
-    ];
-    SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
 fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Checked>) {
     let path = candidate.path.display().to_string();
     let error = |message: String| (None, vec![Checked::Error(InputError { path: path.clone(), message })]);
@@ -246,11 +235,8 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
         Err(_) => return (None, vec![Checked::NotElf]),
     };
     let id = Some((metadata.dev(), metadata.ino()));
-    if metadata.is_dir() {
-        return (None, vec![Checked::Directory]);
-    }
     if !source.is_elf() {
-        match archive::detect(source.prefix()).filter(|_| candidate.named || archive_by_name(&candidate.path)) {
+        match archive::detect(source.prefix()).filter(|_| candidate.named || archive::has_archive_name(&candidate.path)) {
             Some(kind) => return (id, check_archive(&candidate.path, kind, options)),
             // A named file that is neither gets the parser's error, with its offset.
             None if !candidate.named => return (id, vec![Checked::NotElf]),

@@ -31,35 +31,24 @@ pub struct FileSource {
 
 impl FileSource {
     /// Opens `path` and reads its first 4 KiB. Also returns the file's
-    /// metadata, from `fstat` on the open file.
+    /// metadata, from `fstat` on the open file. A directory is an
+    /// `IsADirectory` error, whatever size the filesystem gives it.
     pub fn open(path: &Path) -> std::io::Result<(FileSource, std::fs::Metadata)> {
         let file = File::open(path)?;
         let metadata = file.metadata()?;
-        let len = metadata.len();
-        let mut prefix = vec![0u8; PREFIX_LEN.min(usize::try_from(len).unwrap_or(PREFIX_LEN))];
-        let mut filled = 0;
-        while filled < prefix.len() {
-            match file.read_at(&mut prefix[filled..], filled as u64)? {
-                0 => break,
-                n => filled += n,
-            }
+        if metadata.is_dir() {
+            return Err(std::io::ErrorKind::IsADirectory.into());
         }
-        prefix.truncate(filled);
-        let len = if filled < PREFIX_LEN { filled as u64 } else { len };
+        let len = metadata.len();
+        let mut prefix = Vec::new();
+        read_fully_at(&file, &mut prefix, 0, PREFIX_LEN.min(usize::try_from(len).unwrap_or(PREFIX_LEN)))?;
+        let len = if prefix.len() < PREFIX_LEN { prefix.len() as u64 } else { len };
         Ok((FileSource { file, len, position: 0, prefix, window_start: 0, window: Vec::new() }, metadata))
     }
 
     fn fill_window(&mut self, start: u64) -> std::io::Result<()> {
         let len = WINDOW_LEN.min(self.len.saturating_sub(start)) as usize;
-        self.window.resize(len, 0);
-        let mut filled = 0;
-        while filled < len {
-            match self.file.read_at(&mut self.window[filled..], start + filled as u64)? {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        self.window.truncate(filled);
+        read_fully_at(&self.file, &mut self.window, start, len)?;
         self.window_start = start;
         Ok(())
     }
@@ -110,6 +99,21 @@ impl ReadCacheOps for FileSource {
         }
         Ok(())
     }
+}
+
+/// Replaces `buf`'s contents with up to `len` bytes of `file` from `offset`
+/// (fewer at the end of the file).
+fn read_fully_at(file: &File, buf: &mut Vec<u8>, offset: u64, len: usize) -> std::io::Result<()> {
+    buf.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
 }
 
 /// Copies into `buf` what `block` (which starts at file offset `block_start`)

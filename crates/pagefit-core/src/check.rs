@@ -113,14 +113,18 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     let baselines: Vec<_> = loaders.iter().map(|&loader| baseline(&input, BASELINE_PAGE, loader)).collect();
     for &page in &options.page_sizes {
         for (&loader, base) in loaders.iter().zip(&baselines) {
-            let result = if options.findings || page < BASELINE_PAGE {
-                let planned = if page < BASELINE_PAGE { plan(&input, page, loader) } else { plan_against(&input, page, loader, base) };
-                CheckResult { page_size: page, loader, outcome: planned.outcome, message: planned.message, findings: planned.findings }
+            // Below 4K the baseline is the load at that page size itself (see `plan`).
+            let (outcome, message, findings) = if page < BASELINE_PAGE {
+                let planned = plan(&input, page, loader);
+                (planned.outcome, planned.message, planned.findings)
+            } else if options.findings {
+                let planned = plan_against(&input, page, loader, base);
+                (planned.outcome, planned.message, planned.findings)
             } else {
                 let (outcome, message) = verdict_against(&input, page, loader, base);
-                CheckResult { page_size: page, loader, outcome, message, findings: Vec::new() }
+                (outcome, message, Vec::new())
             };
-            results.push(result);
+            results.push(CheckResult { page_size: page, loader, outcome, message, findings });
         }
     }
     let max_ok = loaders
