@@ -272,7 +272,7 @@ fn check_member(member: Member, options: &CheckOptions) -> Checked {
         Ok(file) => file,
         Err(e) => return Checked::Error(InputError { path: member.path, message: e.to_string() }),
     };
-    let name = member.path.rsplit('/').next().unwrap_or(&member.path).to_string();
+    let name = file_name(Path::new(&member.path));
     if member.android {
         // Inside an Android package: bionic and Android's rules, whatever the notes say.
         file.platform = Platform::Android;
