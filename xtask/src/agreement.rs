@@ -95,6 +95,79 @@ pub fn predict(pagefit: &Path, dir: &Path, file: &str, page: &str, loader: Optio
     })
 }
 
+/// What `pagefit check --closure` predicts for a program at one page size.
+#[derive(Clone, Debug)]
+pub struct ClosurePrediction {
+    /// ld.so's error for the first library that cannot be found.
+    pub missing: Option<String>,
+    /// The first object in load order that is not ok: its outcome and message.
+    pub weakest: Option<(String, Option<String>)>,
+}
+
+impl ClosurePrediction {
+    /// The predicted column of the table.
+    pub fn summary(&self) -> String {
+        match (&self.missing, &self.weakest) {
+            (Some(missing), _) => format!("closure: {missing}"),
+            (None, Some((outcome, Some(message)))) => format!("closure {outcome} ({message})"),
+            (None, Some((outcome, None))) => format!("closure {outcome}"),
+            (None, None) => "closure ok".to_string(),
+        }
+    }
+}
+
+/// Asks `pagefit check --closure` about `program` (in `dir`) at `page`,
+/// resolving system libraries in `sysroot`.
+pub fn predict_closure(pagefit: &Path, dir: &Path, program: &str, page: &str, sysroot: &Path) -> Result<ClosurePrediction> {
+    let output = Command::new(pagefit)
+        .args(["check", "--closure", program, "--page-size", page, "--format", "json", "--sysroot"])
+        .arg(sysroot)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    let document: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("pagefit check --closure {program}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let closure = &document["closure"];
+    let missing = closure["unresolved"].as_array().and_then(|u| u.first()).map(|u| {
+        format!("error while loading shared libraries: {}: {}", u["name"].as_str().unwrap_or("?"), u["reason"].as_str().unwrap_or("?"))
+    });
+    let weakest = closure["weakest_links"]
+        .as_array()
+        .and_then(|w| w.first())
+        .map(|w| (w["outcome"].as_str().unwrap_or("?").to_string(), w["message"].as_str().map(str::to_string)));
+    Ok(ClosurePrediction { missing, weakest })
+}
+
+/// Every way a closure run contradicts the prediction; empty when they agree.
+pub fn closure_disagreements(run: &Run, baseline: Option<&Run>, expected: &ClosurePrediction) -> Vec<String> {
+    let mut problems = Vec::new();
+    let failure = expected
+        .missing
+        .as_deref()
+        .or(expected.weakest.as_ref().and_then(|(outcome, message)| (outcome == "rejected").then_some(message.as_deref().unwrap_or("?"))));
+    match (failure, &expected.weakest) {
+        (Some(message), _) => {
+            if run.rc != 127 || !run.output.contains(message) {
+                problems.push(format!("predicted ld.so to say {message:?}, observed rc {} with {:?}", run.rc, run.output.trim()));
+            }
+        }
+        (None, Some((outcome, _))) if outcome == "broken" => {
+            if run.rc == 0 && baseline.is_some_and(|b| page_independent_output(run) == page_independent_output(b)) {
+                problems.push("predicted broken, but it ran exactly as on 4K".into());
+            }
+        }
+        (None, _) => {
+            if run.rc != 0 {
+                problems.push(format!("predicted it runs, observed rc {}", run.rc));
+            }
+            if baseline.is_some_and(|b| page_independent_output(run) != page_independent_output(b)) {
+                problems.push("predicted it runs, but the output differs from the 4K run".into());
+            }
+        }
+    }
+    problems
+}
+
 /// The observation in a few words, for the table.
 pub fn observed_summary(run: &Run) -> String {
     let mut summary = match run.rc {

@@ -44,6 +44,11 @@ impl Arch {
         }
     }
 
+    /// Where Debian's cross glibc for this architecture lives.
+    pub fn sysroot(self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/usr/{}", self.triple()))
+    }
+
     /// The page size of this architecture's large-page kernel.
     pub fn big_page(self) -> &'static str {
         match self {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::agreement::{disagreements, observed_summary, parse_runs, predict, Expectation, Prediction, Run};
+use crate::agreement::{
+    closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, Expectation, Prediction, Run,
+};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
@@ -186,6 +188,23 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
         anyhow::ensure!(output.starts_with(&banner), "the {page} {} boot ran another kernel: {:?}", arch.name(), output.lines().next());
         let runs = parse_runs(output);
         for name in &expected_runs {
+            let run = runs.iter().find(|r: &&Run| &r.name == name);
+            let baseline = baseline_runs.iter().find(|r| &r.name == name);
+            if name.starts_with("closure/") {
+                let expected = predict_closure(pagefit, fixtures, name, page, &arch.sysroot())?;
+                let (observed, problems) = match run {
+                    Some(run) => (observed_summary(run), closure_disagreements(run, baseline, &expected)),
+                    None => missing_run(),
+                };
+                rows.push(Row {
+                    run: format!("{}/{name}", arch.name()),
+                    page: page.clone(),
+                    observed,
+                    predicted: expected.summary(),
+                    problems,
+                });
+                continue;
+            }
             let (program, loader, library) = subjects(name);
             let mut prediction = |file: &str| -> Result<Prediction> {
                 let key = (file.to_string(), page.clone(), loader);
@@ -199,12 +218,9 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
             let program_prediction = prediction(&program)?;
             let library_prediction = library.as_deref().map(&mut prediction).transpose()?;
             let expectation = Expectation { program: &program_prediction, library: library_prediction.as_ref() };
-            let (observed, problems) = match runs.iter().find(|r: &&Run| &r.name == name) {
-                Some(run) => {
-                    let baseline = baseline_runs.iter().find(|r| &r.name == name);
-                    (observed_summary(run), disagreements(run, baseline, &expectation, intended_status(name)))
-                }
-                None => ("missing".to_string(), vec!["the VM printed no result for this run".to_string()]),
+            let (observed, problems) = match run {
+                Some(run) => (observed_summary(run), disagreements(run, baseline, &expectation, intended_status(name))),
+                None => missing_run(),
             };
             rows.push(Row {
                 run: format!("{}/{name}", arch.name()),
@@ -216,6 +232,10 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
         }
     }
     Ok(rows)
+}
+
+fn missing_run() -> (String, Vec<String>) {
+    ("missing".to_string(), vec!["the VM printed no result for this run".to_string()])
 }
 
 /// Prints the table; the last line is `real-kernel agreement: X/Y`.

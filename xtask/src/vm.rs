@@ -34,7 +34,7 @@ impl Initramfs {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
         let triple = arch.triple();
-        let sysroot = PathBuf::from(format!("/usr/{triple}/lib"));
+        let sysroot = arch.sysroot().join("lib");
         let (interp_dir, interp) = match arch {
             Arch::Aarch64 => ("lib", "ld-linux-aarch64.so.1"),
             Arch::Ppc64le => ("lib64", "ld64.so.2"),

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::archive::{self, Member};
 use crate::cli::{CheckArgs, CheckFormat};
+use crate::closure;
 use crate::inputs::{collect, walk, Candidate};
 use crate::source::FileSource;
 
@@ -66,6 +67,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         all_abis: args.all_abis,
         ..CheckOptions::default()
     };
+    if let Some(program) = &args.closure {
+        return closure::run(program, args, &options);
+    }
     let (candidates, missing) = collect(&args.paths);
     let progress = progress_bar(candidates.len() as u64);
     let mut checked = check_all(&candidates, &options, args, &progress);

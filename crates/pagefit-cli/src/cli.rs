@@ -46,6 +46,8 @@ Examples:
   pagefit check --allow-degraded --format json build/ > verdicts.json
   pagefit check --page-size 16k app-release.apk        # every lib/*/*.so, zip alignment too
   pagefit check --summary --format jsonl *.deb > scan.jsonl
+  pagefit check --closure ./app --page-size 16k         # app, its ld.so and every library it loads
+  pagefit check --closure rootfs/usr/bin/foo --sysroot rootfs
   find / -xdev -name '*.so*' | pagefit check -
 
 Outcomes: ok (mapped exactly as at 4K), degraded (some bytes get weaker protections),
@@ -121,6 +123,18 @@ pub struct CheckArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Check a program and everything it loads: its interpreter and every
+    /// DT_NEEDED, found as ld.so would (nothing is executed).
+    #[arg(long, value_name = "BIN", conflicts_with = "paths")]
+    pub closure: Option<String>,
+    /// With --closure: resolve the interpreter, ld.so.conf and absolute search
+    /// directories under DIR instead of /.
+    #[arg(long, value_name = "DIR", requires = "closure")]
+    pub sysroot: Option<String>,
+    /// With --closure: the LD_LIBRARY_PATH to assume (default: the environment's,
+    /// or none with --sysroot).
+    #[arg(long, value_name = "DIRS", requires = "closure")]
+    pub library_path: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 mod archive;
 mod check;
 mod cli;
+mod closure;
 mod explain;
 mod inputs;
 mod source;

@@ -329,3 +329,106 @@ fn thirty_two_bit_android_libraries_do_not_count_unless_all_abis() {
     let output = pagefit(&["check", "--page-size", "16k", "--all-abis", "app.apk"], dir.path());
     assert_eq!(output.status.code(), Some(1));
 }
+
+fn closure_json(args: &[&str]) -> (Option<i32>, Value) {
+    let mut full = vec!["check", "--format", "json", "--sysroot", "/usr/aarch64-linux-gnu", "--closure"];
+    full.extend(args);
+    let output = pagefit(&full, &fixtures().join("aarch64"));
+    (output.status.code(), json(&output))
+}
+
+fn object_names(document: &Value) -> Vec<String> {
+    document["closure"]["objects"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn closures_follow_runpath_rpath_and_origin_as_ld_so_does() {
+    let dir = fixtures().join("aarch64");
+    // The text names the weakest link, with how ld.so reached it.
+    let text = pagefit(&["check", "--closure", "closure/app", "--sysroot", "/usr/aarch64-linux-gnu", "--page-size", "16k"], &dir);
+    assert_eq!(text.status.code(), Some(1));
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        stdout.contains("libb.so, needed by liba.so via $ORIGIN/sub, is the reason app cannot run with 16K pages (rejected)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("error while loading shared libraries: libb.so: ELF load command address/offset not page-aligned"), "{stdout}");
+
+    // Every resolved file is in the JSON, in load order, with a report each.
+    let (code, document) = closure_json(&["closure/app", "--page-size", "16k"]);
+    assert_eq!(code, Some(1));
+    let names = object_names(&document);
+    assert_eq!(names[1..], ["/lib/ld-linux-aarch64.so.1", "liba.so", "libc.so.6", "libb.so"]);
+    assert_eq!(document["files"].as_array().unwrap().len(), names.len());
+    let objects = document["closure"]["objects"].as_array().unwrap();
+    assert_eq!(objects[4]["via"], serde_json::json!({"kind": "runpath", "entry": "$ORIGIN/sub"}));
+    assert_eq!(objects[4]["needed_by"], 2);
+    assert!(objects[4]["host_path"].as_str().unwrap().ends_with("closure/lib/sub/libb.so"));
+    assert_eq!(objects[3]["host_path"], "/usr/aarch64-linux-gnu/lib/libc.so.6");
+    let link = &document["closure"]["weakest_links"][0];
+    assert_eq!((link["object"].as_u64(), link["outcome"].as_str()), (Some(4), Some("rejected")));
+    // libc.so.6 names ld-linux-aarch64.so.1, loaded as the interpreter: found by its soname, not searched.
+    let libc_deps = objects[3]["dependencies"].as_array().unwrap();
+    assert_eq!((libc_deps[0]["object"].as_u64(), libc_deps[0]["first"].as_bool()), (Some(1), Some(false)));
+
+    // At 4K the whole closure loads.
+    assert_eq!(closure_json(&["closure/app", "--page-size", "4k"]).0, Some(0));
+
+    // The program's DT_RPATH serves its libraries' needs too...
+    let (_, document) = closure_json(&["closure/app-rpath", "--page-size", "4k"]);
+    let libb = &document["closure"]["objects"][4];
+    assert_eq!(libb["via"], serde_json::json!({"kind": "rpath", "owner": 0, "entry": "$ORIGIN/lib/sub"}));
+    // ...its DT_RUNPATH does not: libb.so is missing, as ld.so says on the real kernels.
+    let (code, document) = closure_json(&["closure/app-runpath-missing", "--page-size", "4k"]);
+    assert_eq!(code, Some(1));
+    let unresolved = &document["closure"]["unresolved"][0];
+    assert_eq!(unresolved["name"], "libb.so");
+    assert_eq!(unresolved["reason"], "cannot open shared object file: No such file or directory");
+    let searched: Vec<&str> = unresolved["searched"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(searched, ["/lib/aarch64-linux-gnu/libb.so", "/usr/lib/aarch64-linux-gnu/libb.so", "/lib/libb.so", "/usr/lib/libb.so"]);
+}
+
+#[test]
+fn closure_sysroots_follow_ld_so_conf_includes_and_absolute_symlinks_inside_the_root() {
+    let dir = fixtures().join("aarch64");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for sub in ["etc/ld.so.conf.d", "usr/lib", "opt/chain"] {
+        std::fs::create_dir_all(r.join(sub)).unwrap();
+    }
+    std::fs::write(r.join("etc/ld.so.conf"), "# comment\ninclude /etc/ld.so.conf.d/*.conf\n").unwrap();
+    std::fs::write(r.join("etc/ld.so.conf.d/chain.conf"), "/opt/chain\n").unwrap();
+    std::fs::write(r.join("etc/ld.so.conf.d/.hidden.conf"), "/nowhere\n").unwrap();
+    // /lib is an absolute symlink: it must resolve inside the sysroot, not on this machine.
+    std::os::unix::fs::symlink("/usr/lib", r.join("lib")).unwrap();
+    for lib in ["ld-linux-aarch64.so.1", "libc.so.6"] {
+        std::fs::copy(Path::new("/usr/aarch64-linux-gnu/lib").join(lib), r.join("usr/lib").join(lib)).unwrap();
+    }
+    std::fs::copy(dir.join("closure/lib/sub/libb.so"), r.join("opt/chain/libb.so")).unwrap();
+    let output = pagefit(
+        &["check", "--format", "json", "--page-size", "4k", "--sysroot", r.to_str().unwrap(), "--closure", "closure/app-runpath-missing"],
+        &dir,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let document = json(&output);
+    let objects = document["closure"]["objects"].as_array().unwrap();
+    assert_eq!(objects[1]["host_path"].as_str().unwrap(), r.join("usr/lib/ld-linux-aarch64.so.1").to_str().unwrap());
+    let libb = objects.iter().find(|o| o["name"] == "libb.so").unwrap();
+    assert_eq!(libb["via"], serde_json::json!({"kind": "ld-so-conf", "entry": "/opt/chain"}));
+    // Nothing here is run: a program for another machine resolves all the same.
+    assert_eq!(objects[0]["path"]["in_sysroot"], false);
+
+    // LD_LIBRARY_PATH (a directory of the target system) comes before ld.so.conf.
+    std::fs::create_dir_all(r.join("opt/other")).unwrap();
+    std::fs::copy(dir.join("closure/lib/sub/libb.so"), r.join("opt/other/libb.so")).unwrap();
+    let output = pagefit(
+        &["check", "--format", "json", "--page-size", "4k", "--sysroot", r.to_str().unwrap(), "--library-path", "/opt/other"]
+            .into_iter()
+            .chain(["--closure", "closure/app-runpath-missing"])
+            .collect::<Vec<_>>(),
+        &dir,
+    );
+    let document = json(&output);
+    let libb = document["closure"]["objects"].as_array().unwrap().iter().find(|o| o["name"] == "libb.so").unwrap().clone();
+    assert_eq!(libb["via"], serde_json::json!({"kind": "library-path", "entry": "/opt/other"}));
+}

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod closure;
 pub mod elf;
 pub mod error;
 pub mod finding;
