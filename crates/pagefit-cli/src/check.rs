@@ -12,6 +12,7 @@ use pagefit_core::check::{apply_zip_alignment, check_file, CheckOptions, FileRep
 use pagefit_core::elf::{parse, ParseOptions, Platform};
 use pagefit_core::plan::Outcome;
 use pagefit_core::report::{write_check_text, CheckDocument, InputError};
+use pagefit_core::sarif::sarif_log;
 use rayon::prelude::*;
 
 use crate::archive::{self, Member};
@@ -116,6 +117,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &document)?;
             writeln!(out)?;
         }
+        CheckFormat::Sarif => {
+            serde_json::to_writer_pretty(&mut out, &sarif_log(&document.files, &document.errors))?;
+            writeln!(out)?;
+        }
         CheckFormat::Jsonl => {
             for error in &document.errors {
                 serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))?;
@@ -132,7 +137,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         // Machine-readable output stays parseable: there the summary goes to stderr.
         match args.format {
             CheckFormat::Text => write_summary(&mut out, &tallies, document.errors.len())?,
-            CheckFormat::Json | CheckFormat::Jsonl => write_summary(&mut std::io::stderr().lock(), &tallies, document.errors.len())?,
+            CheckFormat::Json | CheckFormat::Jsonl | CheckFormat::Sarif => {
+                write_summary(&mut std::io::stderr().lock(), &tallies, document.errors.len())?
+            }
         }
     }
     out.flush()?;
@@ -224,7 +231,7 @@ fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
             let _ = serde_json::to_writer(&mut text, &report);
             text.push(b'\n');
         }
-        CheckFormat::Json => return Checked::Report(report),
+        CheckFormat::Json | CheckFormat::Sarif => return Checked::Report(report),
     }
     Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), tally: Tally::of(&report, args.allow_degraded) }
 }

@@ -44,6 +44,7 @@ Examples:
   pagefit check /usr/lib/x86_64-linux-gnu
   pagefit check --page-size 4k,16k,64k --loader glibc-2.34 libQt5Core.so.5
   pagefit check --allow-degraded --format json build/ > verdicts.json
+  pagefit check --format sarif app.apk > pagefit.sarif
   pagefit check --page-size 16k app-release.apk        # every lib/*/*.so, zip alignment too
   pagefit check --summary --format jsonl *.deb > scan.jsonl
   pagefit check --closure ./app --page-size 16k         # app, its ld.so and every library it loads
@@ -66,6 +67,7 @@ pub enum CheckFormat {
     Text,
     Json,
     Jsonl,
+    Sarif,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,7 +108,8 @@ pub struct CheckArgs {
     /// Count degraded results as acceptable for the exit status.
     #[arg(long)]
     pub allow_degraded: bool,
-    /// Output format: text (a line per file), json (one document), jsonl (a JSON object per file, for huge scans).
+    /// Output format: text (a line per file), json (one document), jsonl (a JSON object per file, for huge scans),
+    /// sarif (SARIF 2.1.0 for code-scanning tools: a result per finding).
     #[arg(long, value_enum, default_value = "text")]
     pub format: CheckFormat,
     /// Show the findings behind every result that is not ok.

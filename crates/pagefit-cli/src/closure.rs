@@ -15,6 +15,7 @@ use pagefit_core::elf::{parse, ParseOptions};
 use pagefit_core::page::PageSize;
 use pagefit_core::plan::Outcome;
 use pagefit_core::report::{write_check_text, CheckDocument};
+use pagefit_core::sarif::sarif_log;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, CheckFormat};
@@ -148,6 +149,10 @@ pub fn run(program: &str, args: &CheckArgs, options: &CheckOptions) -> anyhow::R
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
         CheckFormat::Text => write_tree(&mut out, &closure, &reports, &links, args.verbose)?,
+        CheckFormat::Sarif => {
+            serde_json::to_writer_pretty(&mut out, &sarif_log(&reports, &[]))?;
+            writeln!(out)?;
+        }
         CheckFormat::Json | CheckFormat::Jsonl => {
             let document = ClosureDocument {
                 check: CheckDocument { files: reports, errors: Vec::new() },

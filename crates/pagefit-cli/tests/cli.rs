@@ -432,3 +432,57 @@ fn closure_sysroots_follow_ld_so_conf_includes_and_absolute_symlinks_inside_the_
     let libb = document["closure"]["objects"].as_array().unwrap().iter().find(|o| o["name"] == "libb.so").unwrap().clone();
     assert_eq!(libb["via"], serde_json::json!({"kind": "library-path", "entry": "/opt/other"}));
 }
+
+#[test]
+fn sarif_is_valid_against_the_sarif_2_1_0_schema_with_a_rule_per_finding_kind() {
+    let schema_path = workspace().join("crates/pagefit-cli/tests/data/sarif-schema-2.1.0.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the SARIF schema compiles");
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("app.apk");
+    build_apk(&apk, &fixtures().join("aarch64"));
+    let libs = fixtures().join("aarch64");
+    let mut args = vec!["check", "--format", "sarif", "--page-size", "16k,64k", apk.to_str().unwrap()];
+    args.extend(GOLDEN_FIXTURES);
+    let output = pagefit(&args, &libs);
+    assert_eq!(output.status.code(), Some(1));
+    let log = json(&output);
+    let problems: Vec<String> = validator.iter_errors(&log).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(problems.is_empty(), "invalid SARIF: {problems:#?}");
+    let mut broken = log.clone();
+    broken["runs"][0]["results"][0]["level"] = "fatal".into();
+    assert!(!validator.is_valid(&broken), "the schema check must be able to fail");
+
+    let run = &log["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(rules.len(), 13);
+    let results = run["results"].as_array().unwrap();
+    for result in results {
+        assert_eq!(rules[result["ruleIndex"].as_u64().unwrap() as usize], result["ruleId"].as_str().unwrap());
+    }
+    // Every failing (file, page size, loader) of the JSON output has at least one SARIF result.
+    let json_args: Vec<&str> = args.iter().map(|a| if *a == "sarif" { "json" } else { a }).collect();
+    let document = json(&pagefit(&json_args, &libs));
+    for file in document["files"].as_array().unwrap() {
+        for verdict in file["results"].as_array().unwrap().iter().filter(|r| r["outcome"] != "ok") {
+            let found = results.iter().any(|r| {
+                let path = r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"]
+                    .as_str()
+                    .unwrap_or_else(|| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap());
+                path == file["path"]
+                    && r["properties"]["pageSize"] == verdict["page_size"]
+                    && r["properties"]["loader"] == verdict["loader"]
+            });
+            assert!(found, "no SARIF result for {} at {}", file["path"], verdict["page_size"]);
+        }
+    }
+    // APK members point at the package, and name the member.
+    let zip_result = results
+        .iter()
+        .find(|r| r["ruleId"] == "ZipAlignment" && r["properties"]["pageSize"] == 16384)
+        .expect("a ZipAlignment result at 16K");
+    let location = &zip_result["locations"][0];
+    assert!(location["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap().ends_with("/app.apk"));
+    assert_eq!(location["logicalLocations"][0]["name"], "lib/arm64-v8a/libmisaligned.so");
+    assert_eq!(zip_result["level"], "error");
+}

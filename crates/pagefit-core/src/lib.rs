@@ -9,7 +9,8 @@
 //! - [`plan`] is the load planner: (segments, page size, loader) → mappings,
 //!   effects, findings and an outcome;
 //! - [`check`] turns a parsed file into a report for several page sizes and
-//!   loaders, and [`report`] renders reports as text or JSON.
+//!   loaders, and [`report`] renders reports as text or JSON, [`sarif`] as SARIF 2.1.0;
+//! - [`closure`] finds every object a program loads, searching as ld.so does.
 //!
 //! ```
 //! use pagefit_core::{elf::{ProgramHeader, Prot}, model::LoaderModel, page::PageSize, plan::{plan, LoadInput, Outcome}};
@@ -33,3 +34,4 @@ pub mod model;
 pub mod page;
 pub mod plan;
 pub mod report;
+pub mod sarif;
