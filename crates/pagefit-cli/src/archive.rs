@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
 use std::path::Path;
 
+use crate::image::{self, record_entry, Container, TarIndex};
+
 /// An ELF file found inside an archive.
 pub struct Member {
     /// `outer.apk!/lib/arm64-v8a/libfoo.so` (nested: `a.apks!/b.apk!/lib/...`).
@@ -18,6 +20,9 @@ pub struct Member {
     /// For an entry stored uncompressed in a zip: where its data starts.
     pub zip_data_offset: Option<u64>,
 }
+
+/// What a scan calls for each ELF member.
+pub type Visitor<'v> = &'v mut dyn FnMut(Member);
 
 /// An archive that could not be read: the message names the member or offset.
 pub type ArchiveError = String;
@@ -44,7 +49,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn from_magic(prefix: &[u8]) -> Option<Compression> {
+    pub fn from_magic(prefix: &[u8]) -> Option<Compression> {
         if prefix.starts_with(&[0x1f, 0x8b]) {
             Some(Compression::Gzip)
         } else if prefix.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
@@ -58,7 +63,7 @@ impl Compression {
         }
     }
 
-    fn decoder<'r>(self, reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
+    pub fn decoder<'r>(self, reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
         Ok(match self {
             Compression::None => Box::new(reader),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
@@ -117,7 +122,19 @@ pub fn scan(path: &Path, kind: ArchiveKind, visit: &mut dyn FnMut(Member)) -> Re
     match kind {
         ArchiveKind::Zip => scan_zip(file, &display, android, 0, visit),
         ArchiveKind::Deb => scan_deb(file, &display, visit),
-        ArchiveKind::Tar(compression) => scan_tar(file, compression, &display, visit),
+        ArchiveKind::Tar(Compression::None) => match image::uncompressed_tar_image(path)? {
+            Some(container) => image::scan(&container, &display, visit),
+            None => scan_tar(file, Compression::None, &display, visit).map(drop),
+        },
+        // A compressed tar is read once as a plain tar; if it turns out to
+        // hold an image, its layers are read afterwards.
+        ArchiveKind::Tar(compression) => {
+            let entries = scan_tar(file, compression, &display, visit)?;
+            if image::is_image(&entries) {
+                image::scan(&Container::Tar { path: path.to_path_buf(), compression, entries }, &display, visit)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -184,16 +201,19 @@ fn scan_deb(file: File, outer: &str, visit: &mut dyn FnMut(Member)) -> Result<()
     }
 }
 
-fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: &mut dyn FnMut(Member)) -> Result<(), ArchiveError> {
+/// Visits a tar stream's ELF files; returns the index of its entries.
+fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: &mut dyn FnMut(Member)) -> Result<TarIndex, ArchiveError> {
     let decoder = compression.decoder(reader).map_err(|e| format!("cannot decompress: {e}"))?;
     let mut tar = tar::Archive::new(decoder);
     let entries = tar.entries().map_err(|e| format!("not a readable tar: {e}"))?;
+    let mut index = TarIndex::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("tar: {e}"))?;
+        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
+        record_entry(&mut index, &name, None, entry.size());
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
         let name = name.trim_start_matches("./");
         let path = format!("{outer}!/{name}");
         let mut magic = [0u8; 4];
@@ -205,11 +225,11 @@ fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: &mu
         entry.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
         visit(Member { path, bytes, android: false, zip_data_offset: None });
     }
-    Ok(())
+    Ok(index)
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..])? {

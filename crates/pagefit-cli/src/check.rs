@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::archive::{self, Member};
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::closure;
+use crate::image::{self, Container};
 use crate::inputs::{collect, walk, Candidate};
 use crate::source::FileSource;
 
@@ -239,6 +240,10 @@ fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
 fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Checked>) {
     let path = candidate.path.display().to_string();
     let error = |message: String| (None, vec![Checked::Error(InputError { path: path.clone(), message })]);
+    if candidate.named && image::is_oci_layout(&candidate.path) {
+        let layout = Container::Directory(candidate.path.clone());
+        return (None, check_members(&candidate.path, options, &mut |visit| image::scan(&layout, &path, visit)));
+    }
     let (source, metadata) = match FileSource::open(&candidate.path) {
         Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return (None, vec![Checked::Directory]),
@@ -248,7 +253,9 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
     let id = Some((metadata.dev(), metadata.ino()));
     if !source.is_elf() {
         match archive::detect(source.prefix()).filter(|_| candidate.named || archive::has_archive_name(&candidate.path)) {
-            Some(kind) => return (id, check_archive(&candidate.path, kind, options)),
+            Some(kind) => {
+                return (id, check_members(&candidate.path, options, &mut |visit| archive::scan(&candidate.path, kind, visit)));
+            }
             // A named file that is neither gets the parser's error, with its offset.
             None if !candidate.named => return (id, vec![Checked::NotElf]),
             None => {}
@@ -269,9 +276,14 @@ fn parse_options(options: &CheckOptions) -> ParseOptions {
     ParseOptions { sections: true, section_names: options.findings, ..ParseOptions::default() }
 }
 
-fn check_archive(path: &Path, kind: archive::ArchiveKind, options: &CheckOptions) -> Vec<Checked> {
+/// Checks the members an archive or image scan visits.
+fn check_members(
+    path: &Path,
+    options: &CheckOptions,
+    scan: &mut dyn FnMut(archive::Visitor<'_>) -> Result<(), archive::ArchiveError>,
+) -> Vec<Checked> {
     let mut checked = Vec::new();
-    let result = archive::scan(path, kind, &mut |member| checked.push(check_member(member, options)));
+    let result = scan(&mut |member| checked.push(check_member(member, options)));
     if let Err(message) = result {
         checked.push(Checked::Error(InputError { path: path.display().to_string(), message }));
     }

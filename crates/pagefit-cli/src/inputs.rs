@@ -36,7 +36,8 @@ pub fn collect(args: &[String]) -> (Vec<Candidate>, Vec<(String, String)>) {
             continue;
         }
         match std::fs::metadata(arg) {
-            Ok(m) if m.is_dir() => walk(PathBuf::from(arg), &mut files),
+            // An OCI image layout is one input, read as an image.
+            Ok(m) if m.is_dir() && !crate::image::is_oci_layout(std::path::Path::new(arg)) => walk(PathBuf::from(arg), &mut files),
             Ok(_) => files.push(Candidate { path: PathBuf::from(arg), named: true }),
             Err(e) => errors.push((arg.clone(), format!("cannot read: {e}"))),
         }

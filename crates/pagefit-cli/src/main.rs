@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod closure;
 mod explain;
+mod image;
 mod inputs;
 mod source;
 

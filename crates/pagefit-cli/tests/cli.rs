@@ -486,3 +486,148 @@ fn sarif_is_valid_against_the_sarif_2_1_0_schema_with_a_rule_per_finding_kind() 
     assert_eq!(location["logicalLocations"][0]["name"], "lib/arm64-v8a/libmisaligned.so");
     assert_eq!(zip_result["level"], "error");
 }
+
+/// A tar of directories (names ending in `/`) and files, in order.
+fn tar_bytes(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        if name.ends_with('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+        } else {
+            header.set_mode(0o755);
+            header.set_size(bytes.len() as u64);
+        }
+        header.set_mtime(1_700_000_000);
+        builder.append_data(&mut header, name, bytes.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn sha256(bytes: &[u8], scratch: &Path) -> String {
+    let file = scratch.join("to-hash");
+    std::fs::write(&file, bytes).unwrap();
+    let output = Command::new("sha256sum").arg(&file).output().unwrap();
+    String::from_utf8(output.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Two layers: the upper one deletes liblib-4k.so (`.wh.`), hides /opt/old
+/// (an opaque /opt) and replaces liblib-16k.so with 64K-linked bytes.
+fn image_layers(libs: &Path) -> (Vec<u8>, Vec<u8>) {
+    let read = |name: &str| std::fs::read(libs.join(name)).unwrap();
+    let lower = tar_bytes(&[
+        ("usr/", vec![]),
+        ("usr/lib/", vec![]),
+        ("usr/lib/liblib-4k.so", read("liblib-4k.so")),
+        ("usr/lib/liblib-16k.so", read("liblib-16k.so")),
+        ("usr/bin/", vec![]),
+        ("usr/bin/c-pie-bfd-4k", read("c-pie-bfd-4k")),
+        ("opt/old/liblib-4k.so", read("liblib-4k.so")),
+    ]);
+    let upper = tar_bytes(&[
+        ("usr/lib/.wh.liblib-4k.so", vec![]),
+        ("usr/lib/liblib-16k.so", read("liblib-64k.so")),
+        ("opt/", vec![]),
+        ("opt/.wh..wh..opq", vec![]),
+        ("opt/new/liblib-seed000.so", read("liblib-seed000.so")),
+    ]);
+    (gzip(&lower), upper)
+}
+
+/// An OCI image layout directory holding the two layers.
+fn write_oci_layout(dir: &Path, lower: &[u8], upper: &[u8]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let digest = sha256(bytes, dir);
+        std::fs::write(blobs.join(&digest), bytes).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    let (config, config_len) = put(b"{}");
+    let (lower_digest, lower_len) = put(lower);
+    let (upper_digest, upper_len) = put(upper);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len },
+        "layers": [
+            { "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": lower_digest, "size": lower_len },
+            { "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": upper_digest, "size": upper_len },
+        ],
+    });
+    let (manifest_digest, manifest_len) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_len }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::remove_file(dir.join("to-hash")).unwrap();
+}
+
+#[test]
+fn container_images_are_scanned_layer_by_layer_with_whiteouts_applied() {
+    let libs = fixtures().join("aarch64");
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let (lower, upper) = image_layers(&libs);
+
+    // `docker save`: manifest.json names the layer tars; also gzip-compressed as a whole.
+    let manifest = r#"[{"Config":"config.json","RepoTags":["pagefit/test:1"],"Layers":["aaa/layer.tar","bbb/layer.tar"]}]"#;
+    let saved = tar_bytes(&[
+        ("aaa/", vec![]),
+        ("aaa/layer.tar", lower.clone()),
+        ("bbb/", vec![]),
+        ("bbb/layer.tar", upper.clone()),
+        ("config.json", b"{}".to_vec()),
+        ("manifest.json", manifest.as_bytes().to_vec()),
+    ]);
+    std::fs::write(s.join("saved.tar"), &saved).unwrap();
+    std::fs::write(s.join("saved.tar.gz"), gzip(&saved)).unwrap();
+    // An OCI layout, as a directory and as a tar.
+    let layout = s.join("layout");
+    write_oci_layout(&layout, &lower, &upper);
+    let mut oci_entries: Vec<(String, Vec<u8>)> = vec![("blobs/".into(), vec![]), ("blobs/sha256/".into(), vec![])];
+    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        oci_entries.push((format!("blobs/sha256/{}", entry.file_name().to_string_lossy()), std::fs::read(entry.path()).unwrap()));
+    }
+    for name in ["index.json", "oci-layout"] {
+        oci_entries.push((name.into(), std::fs::read(layout.join(name)).unwrap()));
+    }
+    let oci_refs: Vec<(&str, Vec<u8>)> = oci_entries.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    std::fs::write(s.join("oci.tar"), tar_bytes(&oci_refs)).unwrap();
+
+    let output = pagefit(&["check", "--format", "json", "--page-size", "64k", "saved.tar", "saved.tar.gz", "layout", "oci.tar"], s);
+    let document = json(&output);
+    assert_eq!(document["errors"], serde_json::json!([]));
+    for image in ["saved.tar", "saved.tar.gz", "layout", "oci.tar"] {
+        let mut verdicts: Vec<(String, String)> = document["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| {
+                let path = f["path"].as_str().unwrap().strip_prefix(&format!("{image}!/"))?.to_string();
+                Some((path, f["results"][0]["outcome"].as_str().unwrap().to_string()))
+            })
+            .collect();
+        verdicts.sort();
+        let expected = [
+            ("opt/new/liblib-seed000.so", "ok"),
+            ("usr/bin/c-pie-bfd-4k", "rejected"),
+            // The upper layer's 64K build, not the lower layer's 16K one.
+            ("usr/lib/liblib-16k.so", "ok"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect();
+        assert_eq!(verdicts, expected, "{image}");
+    }
+}
