@@ -8,13 +8,14 @@ use std::io::{self, Cursor, Read, Seek};
 use std::path::Path;
 
 use crate::image::{self, record_entry, Container, TarIndex};
+use crate::sparse::SparseFile;
 
 /// An ELF file found inside an archive.
 pub struct Member {
     /// `outer.apk!/lib/arm64-v8a/libfoo.so` (nested: `a.apks!/b.apk!/lib/...`).
     pub path: String,
-    /// The whole file.
-    pub bytes: Vec<u8>,
+    /// The file, as the ranges a verdict reads.
+    pub data: SparseFile,
     /// Found inside an Android package: the bionic model and Android's rules apply.
     pub android: bool,
     /// For an entry stored uncompressed in a zip: where its data starts.
@@ -166,11 +167,15 @@ fn scan_zip<R: Read + Seek>(
         if !is_elf && !is_zip {
             continue;
         }
-        let mut bytes = magic[..got].to_vec();
-        entry.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
+        let len = entry.size();
+        let mut rest = Cursor::new(magic[..got].to_vec()).chain(entry);
         if is_elf {
-            visit(Member { path, bytes, android, zip_data_offset: if stored { data_offset } else { None } });
+            let data = SparseFile::read(&mut rest, len).map_err(|e| format!("{path}: {e}"))?;
+            visit(Member { path, data, android, zip_data_offset: if stored { data_offset } else { None } });
         } else {
+            // A nested zip is read whole: the zip format needs to seek.
+            let mut bytes = Vec::new();
+            rest.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
             let inner_android = android || is_android_package(&name);
             scan_zip(Cursor::new(bytes), &path, inner_android, depth + 1, visit)?;
         }
@@ -221,9 +226,9 @@ fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: &mu
         if got < 4 || &magic != b"\x7fELF" {
             continue;
         }
-        let mut bytes = magic.to_vec();
-        entry.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
-        visit(Member { path, bytes, android: false, zip_data_offset: None });
+        let len = entry.size();
+        let data = SparseFile::read(&mut Cursor::new(magic).chain(entry), len).map_err(|e| format!("{path}: {e}"))?;
+        visit(Member { path, data, android: false, zip_data_offset: None });
     }
     Ok(index)
 }

@@ -291,7 +291,7 @@ fn check_members(
 }
 
 fn check_member(member: Member, options: &CheckOptions) -> Checked {
-    let mut file = match parse(member.bytes.as_slice(), parse_options(options)) {
+    let mut file = match parse(&member.data, parse_options(options)) {
         Ok(file) => file,
         Err(e) => return Checked::Error(InputError { path: member.path, message: e.to_string() }),
     };

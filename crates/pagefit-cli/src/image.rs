@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::archive::{read_up_to, ArchiveError, Compression, Member};
+use crate::sparse::SparseFile;
 
 /// JSON files of an image (manifests, configs, indexes) are small; anything
 /// larger is a layer.
@@ -245,9 +246,9 @@ fn scan_layer(reader: &mut dyn Read, upper: &Overlay, prefix: &str, visit: &mut 
         if got < 4 || &head != b"\x7fELF" {
             continue;
         }
-        let mut bytes = head.to_vec();
-        entry.read_to_end(&mut bytes).map_err(|e| format!("{member_path}: {e}"))?;
-        visit(Member { path: member_path, bytes, android: false, zip_data_offset: None });
+        let len = entry.size();
+        let data = SparseFile::read(&mut std::io::Cursor::new(head).chain(entry), len).map_err(|e| format!("{member_path}: {e}"))?;
+        visit(Member { path: member_path, data, android: false, zip_data_offset: None });
     }
     Ok(this_layer)
 }

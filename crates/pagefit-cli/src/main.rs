@@ -8,6 +8,7 @@ mod explain;
 mod image;
 mod inputs;
 mod source;
+mod sparse;
 
 use std::io::Write;
 use std::process::ExitCode;
