@@ -9,7 +9,9 @@
 //! - [`plan`] is the load planner: (segments, page size, loader) → mappings,
 //!   effects, findings and an outcome;
 //! - [`check`] turns a parsed file into a report for several page sizes and
-//!   loaders, and [`report`] renders reports as text or JSON.
+//!   loaders, and [`report`] renders reports as text or JSON;
+//! - [`fat`] reads, validates and writes FatELF files (several ELF builds in
+//!   one file), including pagefit's page-size variants (version 2).
 //!
 //! ```
 //! use pagefit_core::{elf::{ProgramHeader, Prot}, model::LoaderModel, page::PageSize, plan::{plan, LoadInput, Outcome}};
@@ -26,6 +28,7 @@
 pub mod check;
 pub mod elf;
 pub mod error;
+pub mod fat;
 pub mod finding;
 pub mod memory;
 pub mod model;
