@@ -1,7 +1,8 @@
 //! Reading ELF files out of archives without extracting anything to disk:
 //! the zip family (APK, AAB, AAR, APEX, JAR, .apks), Debian packages (ar,
-//! then data.tar.*), and tar archives, plain or compressed. One member is in
-//! memory at a time; compressed streams are decoded as they are read.
+//! then data.tar.*), tar archives, plain or compressed, and FatELF files
+//! (`app.fat!record0 (x86_64)`). One member is in memory at a time;
+//! compressed streams are decoded as they are read.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
@@ -31,6 +32,8 @@ pub enum ArchiveKind {
     Deb,
     /// A tar stream, maybe compressed.
     Tar(Compression),
+    /// FatELF: several ELF builds, one per record.
+    Fat,
 }
 
 /// How a tar stream is compressed.
@@ -73,6 +76,8 @@ impl Compression {
 pub fn detect(prefix: &[u8]) -> Option<ArchiveKind> {
     if prefix.starts_with(b"PK\x03\x04") {
         Some(ArchiveKind::Zip)
+    } else if pagefit_core::fat::is_fat(prefix) {
+        Some(ArchiveKind::Fat)
     } else if prefix.starts_with(b"!<arch>\n") {
         Some(ArchiveKind::Deb)
     } else if prefix.len() >= 262 && &prefix[257..262] == b"ustar" {
@@ -118,7 +123,23 @@ pub fn scan(path: &Path, kind: ArchiveKind, visit: &mut dyn FnMut(Member)) -> Re
         ArchiveKind::Zip => scan_zip(file, &display, android, 0, visit),
         ArchiveKind::Deb => scan_deb(file, &display, visit),
         ArchiveKind::Tar(compression) => scan_tar(file, compression, &display, visit),
+        ArchiveKind::Fat => scan_fat(file, &display, visit),
     }
+}
+
+/// Every record of a FatELF file, validated first (a record whose ELF
+/// header disagrees with it is an error for the whole file).
+fn scan_fat(mut file: File, outer: &str, visit: &mut dyn FnMut(Member)) -> Result<(), ArchiveError> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    let fat = pagefit_core::fat::FatFile::parse(bytes.as_slice()).map_err(|e| e.to_string())?;
+    for record in &fat.records {
+        // `parse` checked that every record lies inside the file.
+        let body = bytes[record.offset as usize..record.range().end as usize].to_vec();
+        let path = format!("{outer}!{} ({})", record.name(), record.target.machine_label());
+        visit(Member { path, bytes: body, android: false, zip_data_offset: None });
+    }
+    Ok(())
 }
 
 fn scan_zip<R: Read + Seek>(

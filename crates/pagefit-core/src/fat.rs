@@ -772,6 +772,50 @@ fn write_zeros(out: &mut dyn Write, mut len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The name of pagefit's handler under `/proc/sys/fs/binfmt_misc`.
+pub const BINFMT_NAME: &str = "pagefit-fatelf";
+
+/// The handler's flags: `P` keeps the program's own `argv[0]` (the
+/// interpreter is run as `INTERPRETER /full/path/app.fat ARGV0 ARGS...`) and
+/// `F` makes the kernel open the interpreter once, at registration, so the
+/// handler also works inside containers and chroots.
+pub const BINFMT_FLAGS: &str = "PF";
+
+/// The kernel's limit on a registration line (`MAX_REGISTER_LENGTH`).
+const BINFMT_MAX_REGISTRATION: usize = 1920;
+
+/// The line written to `/proc/sys/fs/binfmt_misc/register` to run every file
+/// starting with the FatELF magic (any version) with `interpreter`:
+/// `:pagefit-fatelf:M::\xfa\x70\x0e\x1f::/usr/bin/pagefit:PF`.
+pub fn binfmt_registration(interpreter: &str) -> Result<String, InvalidInterpreter> {
+    let refuse = |why: &str| Err(InvalidInterpreter(format!("interpreter {interpreter:?} {why}")));
+    if !interpreter.starts_with('/') {
+        return refuse("is not an absolute path");
+    }
+    // ':' separates the fields; the kernel reads one line.
+    if interpreter.contains([':', '\n', '\0']) {
+        return refuse("contains ':', a newline or a NUL, which binfmt_misc cannot take");
+    }
+    let magic: String = MAGIC.to_le_bytes().iter().map(|byte| format!("\\x{byte:02x}")).collect();
+    let line = format!(":{BINFMT_NAME}:M::{magic}::{interpreter}:{BINFMT_FLAGS}");
+    if line.len() > BINFMT_MAX_REGISTRATION {
+        return refuse(&format!("is too long: binfmt_misc takes {BINFMT_MAX_REGISTRATION} bytes per registration"));
+    }
+    Ok(line)
+}
+
+/// An interpreter path binfmt_misc cannot register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidInterpreter(pub String);
+
+impl fmt::Display for InvalidInterpreter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInterpreter {}
+
 /// A FatELF file that cannot be read or written, with the offset of the
 /// offending bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

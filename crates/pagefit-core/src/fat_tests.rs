@@ -232,3 +232,12 @@ fn mangled_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn binfmt_registration_matches_the_magic_of_every_version() {
+    assert_eq!(binfmt_registration("/usr/bin/pagefit").unwrap(), r":pagefit-fatelf:M::\xfa\x70\x0e\x1f::/usr/bin/pagefit:PF");
+    for bad in ["pagefit", "./pagefit", "/opt/a:b/pagefit", "/tmp/x\ny"] {
+        assert!(binfmt_registration(bad).is_err(), "{bad:?}");
+    }
+    assert!(binfmt_registration(&format!("/{}", "x".repeat(2000))).is_err());
+}
