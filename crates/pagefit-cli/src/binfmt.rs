@@ -2,7 +2,7 @@
 //! interpreter of FatELF files, so that `./app.fat` is handed to pagefit.
 //!
 //! The registration line comes from `pagefit_core::fat::binfmt_registration`.
-//! The kernel then runs `pagefit /full/path/app.fat ARGV0 ARGS...` (flags
+//! The kernel then runs `pagefit PATH ARGV0 ARGS...` (PATH as `execve` got it; flags
 //! `PF`); the `pagefit run` that will load the chosen record is not built
 //! yet, so until then such a run ends in pagefit's usage error.
 
@@ -32,7 +32,7 @@ Examples:
   sudo pagefit binfmt uninstall
 
 Needs root (or root in a user namespace with its own binfmt_misc, Linux 6.7+) and binfmt_misc
-mounted at /proc/sys/fs/binfmt_misc. The kernel runs `pagefit /path/app.fat ARGV0 ARGS...`;
+mounted at /proc/sys/fs/binfmt_misc. The kernel runs `pagefit ./app.fat ARGV0 ARGS...`;
 executing FatELF files needs `pagefit run`, which is not built yet.";
 
 #[derive(Subcommand, Debug)]

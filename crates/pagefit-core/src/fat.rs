@@ -776,7 +776,8 @@ fn write_zeros(out: &mut dyn Write, mut len: u64) -> io::Result<()> {
 pub const BINFMT_NAME: &str = "pagefit-fatelf";
 
 /// The handler's flags: `P` keeps the program's own `argv[0]` (the
-/// interpreter is run as `INTERPRETER /full/path/app.fat ARGV0 ARGS...`) and
+/// interpreter is run as `INTERPRETER PATH ARGV0 ARGS...`, PATH being the path
+/// `execve` got, e.g. `./app.fat`) and
 /// `F` makes the kernel open the interpreter once, at registration, so the
 /// handler also works inside containers and chroots.
 pub const BINFMT_FLAGS: &str = "PF";
