@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use pagefit_core::fat::{
-    largest_ok_page, osabi_name, FatFile, FatLayout, FatRecord, Target, TargetSelector, DEFAULT_ALIGN, VERSION_PAGE_VARIANTS,
+    is_fat, largest_ok_page, osabi_name, FatFile, FatLayout, FatRecord, Target, TargetSelector, DEFAULT_ALIGN, VERSION_PAGE_VARIANTS,
 };
 use pagefit_core::page::PageSize;
 use serde::Serialize;
@@ -245,7 +245,10 @@ struct FatBytes {
 
 impl FatBytes {
     fn read(path: &Path) -> anyhow::Result<FatBytes> {
-        let bytes = read(path)?;
+        FatBytes::parse(path, read(path)?)
+    }
+
+    fn parse(path: &Path, bytes: Vec<u8>) -> anyhow::Result<FatBytes> {
         let fat = FatFile::parse(bytes.as_slice()).with_context(|| path.display().to_string())?;
         Ok(FatBytes { path: path.to_path_buf(), bytes, fat })
     }
@@ -443,8 +446,12 @@ pub fn record_named_by(spec: &str) -> anyhow::Result<Option<Vec<u8>>> {
         Some((record, label)) if label.ends_with(')') => record,
         _ => selector,
     };
+    let bytes = read(Path::new(outer))?;
+    if !is_fat(&bytes) {
+        return Ok(None);
+    }
     let selector: TargetSelector = selector.parse().with_context(|| spec.to_string())?;
-    let fat = FatBytes::read(Path::new(outer))?;
+    let fat = FatBytes::parse(Path::new(outer), bytes)?;
     let record = fat.only_match(&selector)?;
     Ok(Some(fat.body(record).to_vec()))
 }
