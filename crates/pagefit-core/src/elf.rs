@@ -300,11 +300,7 @@ impl ElfFile {
     }
     /// A name for `e_machine` (`x86_64`, `aarch64`, `ppc64le`, ...).
     pub fn machine_name(&self) -> String {
-        match (machine_name(self.machine), self.little_endian) {
-            (name, true) if name == "ppc64" => "ppc64le".to_string(),
-            (name, false) if name == "aarch64" => "aarch64_be".to_string(),
-            (name, _) => name,
-        }
+        machine_label(self.machine, self.little_endian)
     }
     /// DF_1_PIE is set.
     pub fn is_pie(&self) -> bool {
@@ -361,6 +357,16 @@ pub fn machine_name(machine: u16) -> String {
         constant
     } else {
         short.to_string()
+    }
+}
+
+/// [`machine_name`], but saying the byte order where `uname -m` does:
+/// `ppc64le`, `aarch64_be`.
+pub fn machine_label(machine: u16, little_endian: bool) -> String {
+    match (machine_name(machine), little_endian) {
+        (name, true) if name == "ppc64" => "ppc64le".to_string(),
+        (name, false) if name == "aarch64" => "aarch64_be".to_string(),
+        (name, _) => name,
     }
 }
 

@@ -66,7 +66,7 @@ use object::elf;
 use object::read::ReadRef;
 
 use crate::check::{check_file, CheckOptions};
-use crate::elf::{machine_from_name, machine_name, parse, ParseOptions};
+use crate::elf::{machine_from_name, machine_label, machine_name, parse, ParseOptions};
 use crate::error::ParseError;
 use crate::page::PageSize;
 
@@ -186,18 +186,13 @@ impl Target {
     /// The target of an ELF file, from its identification bytes and
     /// `e_machine` (no page size: see [`largest_ok_page`]).
     pub fn of_elf(bytes: &[u8]) -> Result<Target, FatError> {
-        let header = ElfIdent::read(bytes, 0).map_err(|e| e.in_context("the ELF file"))?;
-        Ok(header.target())
+        Ok(ElfIdent::read(bytes, 0)?.target())
     }
 
     /// A name for the machine that also says the byte order where `uname -m`
     /// does (`ppc64le`, `aarch64_be`), as `pagefit check` prints it.
     pub fn machine_label(&self) -> String {
-        match (machine_name(self.machine).as_str(), self.byte_order) {
-            ("ppc64", ByteOrder::Little) => "ppc64le".to_string(),
-            ("aarch64", ByteOrder::Big) => "aarch64_be".to_string(),
-            (name, _) => name.to_string(),
-        }
+        machine_label(self.machine, self.byte_order == ByteOrder::Little)
     }
 }
 
@@ -873,7 +868,7 @@ impl fmt::Display for FatError {
             FatErrorKind::RecordPastEnd => "record past the end of the file",
             FatErrorKind::OverlappingRecords => "overlapping records",
             FatErrorKind::DuplicateTarget => "duplicate target",
-            FatErrorKind::NotElf => "record is not an ELF file",
+            FatErrorKind::NotElf => "not an ELF file",
             FatErrorKind::TargetMismatch => "record and ELF header disagree",
         };
         match self.offset {
