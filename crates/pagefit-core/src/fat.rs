@@ -719,23 +719,23 @@ impl FatLayout {
     }
 
     /// The header and record table.
-    pub fn header_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity((HEADER_LEN + RECORD_LEN * self.records.len() as u64) as usize);
+    fn header_bytes(&self) -> io::Result<Vec<u8>> {
+        let count = u8::try_from(self.records.len()).map_err(|_| invalid_layout("more than 255 records"))?;
+        let mut bytes = Vec::with_capacity(HEADER_LEN as usize + RECORD_LEN as usize * self.records.len());
         bytes.extend_from_slice(&MAGIC.to_le_bytes());
         bytes.extend_from_slice(&self.version.to_le_bytes());
-        // `plan` bounds the count by MAX_RECORDS.
-        bytes.push(u8::try_from(self.records.len()).unwrap_or(u8::MAX));
-        bytes.push(0);
+        bytes.extend_from_slice(&[count, 0]);
         for record in &self.records {
             let target = &record.target;
             bytes.extend_from_slice(&target.machine.to_le_bytes());
             bytes.extend_from_slice(&[target.osabi, target.osabi_version, target.word_size.code(), target.byte_order.code()]);
+            // A power of two up to 2^63: its logarithm fits in a byte.
             let page_log2 = target.max_page.map_or(0, |page| page.bytes().trailing_zeros() as u8);
             bytes.extend_from_slice(&[page_log2, 0]);
             bytes.extend_from_slice(&record.offset.to_le_bytes());
             bytes.extend_from_slice(&record.size.to_le_bytes());
         }
-        bytes
+        Ok(bytes)
     }
 
     /// Writes the file: header, table, each record's bytes at its offset
@@ -743,18 +743,24 @@ impl FatLayout {
     /// must have the planned sizes.
     pub fn write(&self, out: &mut dyn Write, bodies: &[&[u8]], trailing: &[u8]) -> io::Result<()> {
         if bodies.len() != self.records.len() || self.records.iter().zip(bodies).any(|(r, b)| r.size != b.len() as u64) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the record bodies do not match the planned layout"));
+            return Err(invalid_layout("the record bodies do not match the planned layout"));
         }
-        let header = self.header_bytes();
+        let header = self.header_bytes()?;
         out.write_all(&header)?;
         let mut position = header.len() as u64;
         for (record, body) in self.records.iter().zip(bodies) {
-            write_zeros(out, record.offset - position)?;
+            let gap = record.offset.checked_sub(position).ok_or_else(|| invalid_layout("records overlap or are out of order"))?;
+            write_zeros(out, gap)?;
             out.write_all(body)?;
-            position = record.range().end;
+            position = record.offset.checked_add(record.size).ok_or_else(|| invalid_layout("a record ends past 2^64"))?;
         }
         out.write_all(trailing)
     }
+}
+
+/// A layout `plan` would not have made.
+fn invalid_layout(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("invalid FatELF layout: {why}"))
 }
 
 fn write_zeros(out: &mut dyn Write, mut len: u64) -> io::Result<()> {
