@@ -48,7 +48,8 @@
 //!   16 means up to 64K.
 //!
 //! The page size is part of the target (`x86_64:64bit:le:sysv:osabiver0:maxpage64k`),
-//! so two records may differ by it alone. A record whose largest page size is
+//! so two records may differ by it alone (a record without one conflicts
+//! with every variant of its build: nothing could choose between them). A record whose largest page size is
 //! below the file's alignment only needs that page size's alignment (it is
 //! only chosen on hosts with such pages), which saves padding. Readers that
 //! know only version 1 (the reference tools, the 2009 kernel and glibc
@@ -187,6 +188,14 @@ impl Target {
     /// `e_machine` (no page size: see [`largest_ok_page`]).
     pub fn of_elf(bytes: &[u8]) -> Result<Target, FatError> {
         Ok(ElfIdent::read(bytes, 0)?.target())
+    }
+
+    /// Whether two records with these targets cannot share a file: the same
+    /// target, or page-size variants of which one has no page size (nothing,
+    /// `pagefit run` included, could tell which of the two to choose).
+    pub fn conflicts_with(&self, other: &Target) -> bool {
+        let same_build = Target { max_page: None, ..*self } == Target { max_page: None, ..*other };
+        same_build && (self.max_page == other.max_page || self.max_page.is_none() || other.max_page.is_none())
     }
 
     /// A name for the machine that also says the byte order where `uname -m`
@@ -509,11 +518,11 @@ fn check_no_overlap(records: &[FatRecord]) -> Result<(), FatError> {
 
 fn check_distinct_targets(records: &[FatRecord]) -> Result<(), FatError> {
     for (later, record) in records.iter().enumerate() {
-        if let Some(earlier) = records[..later].iter().find(|r| r.target == record.target) {
+        if let Some(earlier) = records[..later].iter().find(|r| r.target.conflicts_with(&record.target)) {
             return Err(FatError::new(
                 FatErrorKind::DuplicateTarget,
                 Some(record.table_offset()),
-                format!("{} and {} both hold {}", earlier.name(), record.name(), record.target),
+                format!("{} ({}) and {} ({}) are one target", earlier.name(), earlier.target, record.name(), record.target),
             ));
         }
     }
@@ -702,9 +711,12 @@ impl FatLayout {
         let mut end = HEADER_LEN + RECORD_LEN * targets.len() as u64;
         for (index, &(target, size)) in targets.iter().enumerate() {
             let target = Target { max_page: target.max_page.filter(|_| page_variants), ..target };
-            if let Some(earlier) = records.iter().find(|r| r.target == target) {
+            if let Some(earlier) = records.iter().find(|r| r.target.conflicts_with(&target)) {
                 let hint = if page_variants { "" } else { " (builds for different page sizes need --page-variants)" };
-                return fail(FatErrorKind::DuplicateTarget, format!("input {} and input {index} are both {target}{hint}", earlier.index));
+                return fail(
+                    FatErrorKind::DuplicateTarget,
+                    format!("input {} ({}) and input {index} ({target}) are one target{hint}", earlier.index, earlier.target),
+                );
             }
             let record_align = match target.max_page {
                 Some(page) => align.min(page.bytes().max(PageSize::K4.bytes())),

@@ -133,6 +133,12 @@ fn page_variants_share_a_target_and_save_padding() {
     let select = |text: &str| fat.select(&text.parse().unwrap()).unwrap().iter().map(|r| r.index).collect::<Vec<_>>();
     assert_eq!(select("aarch64:maxpage4k"), [0]);
     assert_eq!(select("aarch64"), [0, 1]);
+    // A variant without a page size cannot be told from the others.
+    let unmeasured = Target { max_page: None, ..base };
+    assert_eq!(FatLayout::plan(&[(k4, 5064), (unmeasured, 5064)], DEFAULT_ALIGN, true).unwrap_err().kind, FatErrorKind::DuplicateTarget);
+    let mut unmeasured_bytes = bytes.clone();
+    unmeasured_bytes[8 + 6] = 0;
+    assert_eq!(FatFile::parse(unmeasured_bytes.as_slice()).unwrap_err().kind, FatErrorKind::DuplicateTarget);
     // Version 1 readers see the reserved byte as reserved: a duplicate.
     let mut as_v1 = bytes.clone();
     as_v1[4] = 1;
