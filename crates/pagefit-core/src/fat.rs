@@ -47,14 +47,15 @@
 //!   file's default loader), or 0 when it was not measured. 12 means 4K only,
 //!   16 means up to 64K.
 //!
-//! The page size is part of the target (`x86_64:64bit:le:sysv:osabiver0:maxpage64k`),
-//! so two records may differ by it alone (a record without one conflicts
-//! with every variant of its build: nothing could choose between them). A record whose largest page size is
-//! below the file's alignment only needs that page size's alignment (it is
-//! only chosen on hosts with such pages), which saves padding. Readers that
-//! know only version 1 (the reference tools, the 2009 kernel and glibc
-//! patches) check the version and refuse the file instead of misreading it;
-//! everything else is byte-for-byte version 1.
+//! The page size is part of the target
+//! (`x86_64:64bit:le:sysv:osabiver0:maxpage64k`), so two records may differ
+//! by it alone; a record without one conflicts with every variant of its
+//! build, since nothing could choose between them. A record whose largest
+//! page size is below the file's alignment only needs that page size's
+//! alignment (it is only chosen on hosts with such pages), which saves
+//! padding. Readers that know only version 1 (the reference tools, the 2009
+//! kernel and glibc patches) check the version and refuse the file instead of
+//! misreading it; everything else is byte-for-byte version 1.
 
 use std::collections::HashMap;
 use std::fmt;
