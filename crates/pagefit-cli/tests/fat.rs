@@ -344,3 +344,19 @@ $p binfmt status; echo "removed-rc=$?"
     // The kernel ran pagefit for the FatELF file: `pagefit PATH ARGV0`, both the path the shell ran.
     assert!(out.contains("exec-rc=2") && err.contains(&format!("unrecognized subcommand '{}'", fat.display())), "{out}\n{err}");
 }
+
+#[test]
+fn non_elf_and_non_fat_inputs_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not an ELF file").unwrap();
+    let x86 = fixture("x86_64", "c-pie-bfd-4k");
+    let output = pagefit(&["fat", "glue", "-o", "out.fat", x86.to_str().unwrap(), "notes.txt"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("notes.txt: not an ELF file at offset 0x0"), "{}", stderr(&output));
+    let output = pagefit(&["fat", "info", x86.to_str().unwrap()], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not a FatELF file at offset 0x0"), "{}", stderr(&output));
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["notes.txt"]);
+}
