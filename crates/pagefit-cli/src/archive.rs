@@ -1,7 +1,8 @@
 //! Reading ELF files out of archives without extracting anything to disk:
 //! the zip family (APK, AAB, AAR, APEX, JAR, .apks), Debian packages (ar,
-//! then data.tar.*), and tar archives, plain or compressed. One member is in
-//! memory at a time; compressed streams are decoded as they are read.
+//! then data.tar.*), tar archives, plain or compressed, and FatELF files
+//! (`app.fat!record0 (x86_64)`). One member is in memory at a time;
+//! compressed streams are decoded as they are read.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek};
@@ -37,6 +38,8 @@ pub enum ArchiveKind {
     Deb,
     /// A tar stream, maybe compressed.
     Tar(Compression),
+    /// FatELF: several ELF builds, one per record.
+    Fat,
 }
 
 /// How a tar stream is compressed.
@@ -79,6 +82,8 @@ impl Compression {
 pub fn detect(prefix: &[u8]) -> Option<ArchiveKind> {
     if prefix.starts_with(b"PK\x03\x04") {
         Some(ArchiveKind::Zip)
+    } else if pagefit_core::fat::is_fat(prefix) {
+        Some(ArchiveKind::Fat)
     } else if prefix.starts_with(b"!<arch>\n") {
         Some(ArchiveKind::Deb)
     } else if prefix.len() >= 262 && &prefix[257..262] == b"ustar" {
@@ -136,7 +141,22 @@ pub fn scan(path: &Path, kind: ArchiveKind, visit: &mut dyn FnMut(Member)) -> Re
             }
             Ok(())
         }
+        ArchiveKind::Fat => scan_fat(file, &display, visit),
     }
+}
+
+/// Every record of a FatELF file, validated first (a record whose ELF
+/// header disagrees with it is an error for the whole file).
+fn scan_fat(mut file: File, outer: &str, visit: &mut dyn FnMut(Member)) -> Result<(), ArchiveError> {
+    let fat = pagefit_core::fat::FatFile::parse(&object::read::ReadCache::new(&file)).map_err(|e| e.to_string())?;
+    for record in &fat.records {
+        let path = format!("{outer}!{} ({})", record.name(), record.target.machine_label());
+        file.seek(io::SeekFrom::Start(record.offset)).map_err(|e| format!("{path}: {e}"))?;
+        // `parse` checked that every record lies inside the file.
+        let data = SparseFile::read(&mut (&mut file).take(record.size), record.size).map_err(|e| format!("{path}: {e}"))?;
+        visit(Member { path, data, android: false, zip_data_offset: None });
+    }
+    Ok(())
 }
 
 fn scan_zip<R: Read + Seek>(

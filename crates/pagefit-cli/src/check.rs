@@ -252,7 +252,11 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
     };
     let id = Some((metadata.dev(), metadata.ino()));
     if !source.is_elf() {
-        match archive::detect(source.prefix()).filter(|_| candidate.named || archive::has_archive_name(&candidate.path)) {
+        // FatELF's magic is unambiguous and cheap to follow, whatever the file's name.
+        let follow = |kind: &archive::ArchiveKind| {
+            candidate.named || *kind == archive::ArchiveKind::Fat || archive::has_archive_name(&candidate.path)
+        };
+        match archive::detect(source.prefix()).filter(follow) {
             Some(kind) => {
                 return (id, check_members(&candidate.path, options, &mut |visit| archive::scan(&candidate.path, kind, visit)));
             }

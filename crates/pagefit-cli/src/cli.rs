@@ -30,6 +30,10 @@ pub enum Command {
     /// Show the predicted memory map at 4K and at P side by side, and every finding in words.
     #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
+    /// Make, inspect, take apart and validate FatELF files (several ELF builds in one file).
+    Fat(crate::fat::FatArgs),
+    /// Register (or remove) a binfmt_misc handler that runs FatELF files with pagefit.
+    Binfmt(crate::binfmt::BinfmtArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -59,7 +63,8 @@ const EXPLAIN_EXAMPLES: &str = "\
 Examples:
   pagefit explain ./prog --page-size 16k
   pagefit explain libfoo.so --page-size 64k --loader glibc-2.34
-  pagefit explain ./prog --page-size 16k,64k --format json";
+  pagefit explain ./prog --page-size 16k,64k --format json
+  pagefit explain 'app.fat!record1' --page-size 64k   # one record of a FatELF file";
 
 /// `pagefit check`'s output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -142,7 +147,7 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// The ELF file.
+    /// The ELF file, or a record of a FatELF file: `app.fat!record1`.
     pub file: String,
     /// Page size(s) to explain, comma-separated.
     #[arg(long, default_value = "16k", value_parser = page_sizes)]

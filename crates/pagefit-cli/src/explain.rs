@@ -27,9 +27,14 @@ struct ExplainDocument<'a> {
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let path = Path::new(&args.file);
-    let (source, _) = FileSource::open(path).with_context(|| format!("{}: cannot read", args.file))?;
-    let cache = ReadCache::new(source);
-    let file = parse(&cache, ParseOptions::everything()).with_context(|| args.file.clone())?;
+    let file = match crate::fat::record_named_by(&args.file)? {
+        Some(record) => parse(record.as_slice(), ParseOptions::everything()),
+        None => {
+            let (source, _) = FileSource::open(path).with_context(|| format!("{}: cannot read", args.file))?;
+            parse(&ReadCache::new(source), ParseOptions::everything())
+        }
+    }
+    .with_context(|| args.file.clone())?;
     let loaders = args.loader.as_ref().map(|l| l.0.clone()).unwrap_or_else(|| default_loaders(&file));
     anyhow::ensure!(!loaders.is_empty(), "{}: a {:?} file is not loaded by any loader", args.file, file.kind);
     let name = file_name(path);

@@ -1,10 +1,12 @@
 //! The `pagefit` command: a thin layer over `pagefit-core`.
 
 mod archive;
+mod binfmt;
 mod check;
 mod cli;
 mod closure;
 mod explain;
+mod fat;
 mod image;
 mod inputs;
 mod source;
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Fat(args) => fat::run(&args),
+        Command::Binfmt(args) => binfmt::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -1,37 +1,15 @@
 //! End-to-end tests of the `pagefit` binary on real compiled fixtures
 //! (built by `fixtures/build.sh`), recorded real-kernel runs, golden files
-//! and mangled inputs. One test binary, as ripgrep does.
+//! and mangled inputs. One test binary, as ripgrep does, for all but the
+//! FatELF commands (`fat.rs`); the two share `common`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{fixtures, pagefit, workspace};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// The fixture corpus, built once per test run with the repo's deterministic script.
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::var_os("PAGEFIT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/fixtures"));
-        if ["aarch64", "ppc64le", "android"].iter().any(|arch| !dir.join(arch).join("MANIFEST").exists()) {
-            let status =
-                Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(&dir).status().expect("bash fixtures/build.sh");
-            assert!(
-                status.success(),
-                "fixtures/build.sh failed: install gcc, clang, lld and the aarch64/ppc64le cross compilers (see .ci/run)"
-            );
-        }
-        dir
-    })
-}
-
-fn pagefit(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagefit")).args(args).current_dir(cwd).output().expect("run pagefit")
-}
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))

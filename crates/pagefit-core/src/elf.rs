@@ -6,6 +6,9 @@
 //! without section headers are all accepted. Every count is bounded by the
 //! file length before anything is allocated.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use object::elf;
 use object::read::elf::{Dyn as _, FileHeader, ProgramHeader as _, SectionHeader as _, Sym as _};
 use object::{Endianness, ReadRef};
@@ -297,11 +300,7 @@ impl ElfFile {
     }
     /// A name for `e_machine` (`x86_64`, `aarch64`, `ppc64le`, ...).
     pub fn machine_name(&self) -> String {
-        match (machine_name(self.machine), self.little_endian) {
-            (name, true) if name == "ppc64" => "ppc64le".to_string(),
-            (name, false) if name == "aarch64" => "aarch64_be".to_string(),
-            (name, _) => name,
-        }
+        machine_label(self.machine, self.little_endian)
     }
     /// DF_1_PIE is set.
     pub fn is_pie(&self) -> bool {
@@ -309,35 +308,87 @@ impl ElfFile {
     }
 }
 
-/// Names for `e_machine` values, as `uname -m` would print them where one exists.
+/// The names `uname -m` prints, for the machines pagefit users meet most;
+/// every other `e_machine` is named after its `object::elf::EM_*` constant.
+const FRIENDLY_MACHINE_NAMES: &[(elf::Machine, &str)] = &[
+    (elf::EM_386, "i386"),
+    (elf::EM_X86_64, "x86_64"),
+    (elf::EM_ARM, "arm"),
+    (elf::EM_AARCH64, "aarch64"),
+    (elf::EM_PPC, "ppc"),
+    (elf::EM_PPC64, "ppc64"),
+    (elf::EM_RISCV, "riscv"),
+    (elf::EM_LOONGARCH, "loongarch"),
+    (elf::EM_MIPS, "mips"),
+    (elf::EM_S390, "s390"),
+    (elf::EM_SPARCV9, "sparc64"),
+    (elf::EM_SPARC, "sparc"),
+    (elf::EM_IA_64, "ia64"),
+    (elf::EM_ALPHA, "alpha"),
+    (elf::EM_PARISC, "parisc"),
+    (elf::EM_SH, "sh"),
+    (elf::EM_68K, "m68k"),
+    (elf::EM_BPF, "bpf"),
+    (elf::EM_XTENSA, "xtensa"),
+    (elf::EM_MICROBLAZE, "microblaze"),
+    (elf::EM_ARC_COMPACT2, "arc"),
+    (elf::EM_CSKY, "csky"),
+    (elf::EM_HEXAGON, "hexagon"),
+];
+
+/// Prefix of the name of an `e_machine` value nothing else names.
+const NUMERIC_MACHINE_PREFIX: &str = "machine-";
+
+/// A name for every `e_machine` value, each one distinct and accepted back by
+/// [`machine_from_name`]: the `uname -m` name for common machines (`x86_64`,
+/// `aarch64`, `ppc64`, `riscv`, `loongarch`, `s390`), else the `EM_*`
+/// constant's name in lower case (`EM_MSP430` is `msp430`; `em_arc` where the
+/// short form is taken by a common name), else `machine-N`.
 pub fn machine_name(machine: u16) -> String {
-    let name = match elf::Machine(machine) {
-        elf::EM_386 => "i386",
-        elf::EM_X86_64 => "x86_64",
-        elf::EM_ARM => "arm",
-        elf::EM_AARCH64 => "aarch64",
-        elf::EM_PPC => "ppc",
-        elf::EM_PPC64 => "ppc64",
-        elf::EM_RISCV => "riscv",
-        elf::EM_LOONGARCH => "loongarch",
-        elf::EM_MIPS => "mips",
-        elf::EM_S390 => "s390",
-        elf::EM_SPARCV9 => "sparc64",
-        elf::EM_SPARC => "sparc",
-        elf::EM_IA_64 => "ia64",
-        elf::EM_ALPHA => "alpha",
-        elf::EM_PARISC => "parisc",
-        elf::EM_SH => "sh",
-        elf::EM_68K => "m68k",
-        elf::EM_BPF => "bpf",
-        elf::EM_XTENSA => "xtensa",
-        elf::EM_MICROBLAZE => "microblaze",
-        elf::EM_ARC_COMPACT2 => "arc",
-        elf::EM_CSKY => "csky",
-        elf::EM_HEXAGON => "hexagon",
-        _ => return format!("machine-{machine}"),
+    if let Some((_, name)) = FRIENDLY_MACHINE_NAMES.iter().find(|(value, _)| value.0 == machine) {
+        return (*name).to_string();
+    }
+    let Some(constant) = elf::Machine(machine).name() else {
+        return format!("{NUMERIC_MACHINE_PREFIX}{machine}");
     };
-    name.to_string()
+    let constant = constant.to_ascii_lowercase();
+    let short = constant.trim_start_matches("em_");
+    if FRIENDLY_MACHINE_NAMES.iter().any(|(_, name)| *name == short) {
+        constant
+    } else {
+        short.to_string()
+    }
+}
+
+/// [`machine_name`], but saying the byte order where `uname -m` does:
+/// `ppc64le`, `aarch64_be`.
+pub fn machine_label(machine: u16, little_endian: bool) -> String {
+    match (machine_name(machine), little_endian) {
+        (name, true) if name == "ppc64" => "ppc64le".to_string(),
+        (name, false) if name == "aarch64" => "aarch64_be".to_string(),
+        (name, _) => name,
+    }
+}
+
+/// The `e_machine` value [`machine_name`] gives `name` (case-insensitive).
+pub fn machine_from_name(name: &str) -> Option<u16> {
+    let name = name.to_ascii_lowercase();
+    if let Some((value, _)) = FRIENDLY_MACHINE_NAMES.iter().find(|(_, friendly)| *friendly == name) {
+        return Some(value.0);
+    }
+    if let Some(number) = name.strip_prefix(NUMERIC_MACHINE_PREFIX) {
+        let machine = number.parse::<u16>().ok()?;
+        // Only the canonical spelling: `machine-62` is `x86_64`'s number, not a name of it.
+        return (machine_name(machine) == name).then_some(machine);
+    }
+    constant_machine_names().get(&name).copied()
+}
+
+/// [`machine_name`] of every `e_machine` value `object` has a constant for,
+/// built on the first name lookup (the constants are not listed, only looked up).
+fn constant_machine_names() -> &'static HashMap<String, u16> {
+    static NAMES: OnceLock<HashMap<String, u16>> = OnceLock::new();
+    NAMES.get_or_init(|| (0..=u16::MAX).filter(|&m| elf::Machine(m).name().is_some()).map(|m| (machine_name(m), m)).collect())
 }
 
 /// Reads an ELF file's headers (and, per `options`, its sections, symbols and

@@ -10,7 +10,9 @@
 //!   effects, findings and an outcome;
 //! - [`check`] turns a parsed file into a report for several page sizes and
 //!   loaders, and [`report`] renders reports as text or JSON, [`sarif`] as SARIF 2.1.0;
-//! - [`closure`] finds every object a program loads, searching as ld.so does.
+//! - [`closure`] finds every object a program loads, searching as ld.so does;
+//! - [`fat`] reads, validates and writes FatELF files (several ELF builds in
+//!   one file), including pagefit's page-size variants (version 2).
 //!
 //! ```
 //! use pagefit_core::{elf::{ProgramHeader, Prot}, model::LoaderModel, page::PageSize, plan::{plan, LoadInput, Outcome}};
@@ -28,6 +30,7 @@ pub mod check;
 pub mod closure;
 pub mod elf;
 pub mod error;
+pub mod fat;
 pub mod finding;
 pub mod memory;
 pub mod model;
