@@ -239,18 +239,22 @@ fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: &mu
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = name.trim_start_matches("./");
-        let path = format!("{outer}!/{name}");
-        let mut magic = [0u8; 4];
-        let got = read_up_to(&mut entry, &mut magic).map_err(|e| format!("{path}: {e}"))?;
-        if got < 4 || &magic != b"\x7fELF" {
-            continue;
-        }
         let len = entry.size();
-        let data = SparseFile::read(&mut Cursor::new(magic).chain(entry), len).map_err(|e| format!("{path}: {e}"))?;
-        visit(Member { path, data, android: false, zip_data_offset: None });
+        visit_if_elf(&mut entry, len, format!("{outer}!/{}", name.trim_start_matches("./")), visit)?;
     }
     Ok(index)
+}
+
+/// Visits a tar entry of `len` bytes as the member `path` if it is an ELF file.
+pub fn visit_if_elf(entry: &mut dyn Read, len: u64, path: String, visit: Visitor<'_>) -> Result<(), ArchiveError> {
+    let mut magic = [0u8; 4];
+    let got = read_up_to(entry, &mut magic).map_err(|e| format!("{path}: {e}"))?;
+    if got < 4 || &magic != b"\x7fELF" {
+        return Ok(());
+    }
+    let data = SparseFile::read(&mut Cursor::new(magic).chain(entry), len).map_err(|e| format!("{path}: {e}"))?;
+    visit(Member { path, data, android: false, zip_data_offset: None });
+    Ok(())
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.

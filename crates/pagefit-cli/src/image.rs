@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::archive::{read_up_to, ArchiveError, Compression, Member};
-use crate::sparse::SparseFile;
+use crate::archive::{read_up_to, visit_if_elf, ArchiveError, Compression, Member};
 
 /// JSON files of an image (manifests, configs, indexes) are small; anything
 /// larger is a layer.
@@ -240,15 +239,8 @@ fn scan_layer(reader: &mut dyn Read, upper: &Overlay, prefix: &str, visit: &mut 
         if entry_type != tar::EntryType::Regular {
             continue;
         }
-        let member_path = format!("{prefix}/{path}");
-        let mut head = [0u8; 4];
-        let got = read_up_to(&mut entry, &mut head).map_err(|e| format!("{member_path}: {e}"))?;
-        if got < 4 || &head != b"\x7fELF" {
-            continue;
-        }
         let len = entry.size();
-        let data = SparseFile::read(&mut std::io::Cursor::new(head).chain(entry), len).map_err(|e| format!("{member_path}: {e}"))?;
-        visit(Member { path: member_path, data, android: false, zip_data_offset: None });
+        visit_if_elf(&mut entry, len, format!("{prefix}/{path}"), visit)?;
     }
     Ok(this_layer)
 }
