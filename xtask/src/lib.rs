@@ -44,6 +44,14 @@ impl Arch {
         }
     }
 
+    /// Rust's target triple, to build pagefit itself for the VM.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+            Arch::Ppc64le => "powerpc64le-unknown-linux-gnu",
+        }
+    }
+
     /// Where Debian's cross glibc for this architecture lives.
     pub fn sysroot(self) -> std::path::PathBuf {
         std::path::PathBuf::from(format!("/usr/{}", self.triple()))

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xtask::realkernel::{boot_arch, build_fixtures, build_pagefit, compare, prepare_fixtures, print_rows, read_recorded, workspace};
+use xtask::realkernel::{
+    boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, workspace,
+};
 use xtask::{setup, Arch};
 
 #[derive(Parser)]
@@ -70,7 +72,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         prepare_fixtures(arch, &dir)?;
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
-            None => boot_arch(arch, &dir, &out, timeout)?,
+            None => boot_arch(arch, &dir, &build_pagefit_for(arch)?, &out, timeout)?,
         };
         if let Some(record) = &record {
             std::fs::create_dir_all(record)?;

@@ -36,6 +36,25 @@ pub fn build_pagefit() -> Result<PathBuf> {
     Ok(workspace().join("target/release/pagefit"))
 }
 
+/// Cross-builds `pagefit` (release) for `arch` with Debian's cross gcc as
+/// linker and C compiler, so that the VM can run it; returns its path.
+pub fn build_pagefit_for(arch: Arch) -> Result<PathBuf> {
+    let target = arch.rust_target();
+    run(Command::new("rustup").args(["target", "add", target]))?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let env_target = target.replace('-', "_");
+    run(Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "pagefit-cli", "--target", target])
+        .env(format!("CARGO_TARGET_{}_LINKER", env_target.to_uppercase()), format!("{}-gcc", arch.triple()))
+        .env(format!("CC_{env_target}"), format!("{}-gcc", arch.triple()))
+        .env(format!("AR_{env_target}"), format!("{}-ar", arch.triple()))
+        .current_dir(workspace()))?;
+    Ok(workspace().join("target").join(target).join("release/pagefit"))
+}
+
+/// The run in which the VM checks its own fixtures with the cross-built pagefit.
+const SELF_CHECK: &str = "pagefit-check";
+
 /// One program of a fixture directory's MANIFEST that the VM runs.
 fn manifest_runs(dir: &Path) -> Result<Vec<String>> {
     let manifest = std::fs::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
@@ -71,9 +90,13 @@ fn build_glibc231_programs(sysroot: &Path, fixtures: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The shell script the VM runs: every fixture, then the glibc 2.31 runs.
+/// The shell script the VM runs: every fixture, pagefit checking them
+/// itself, then the glibc 2.31 runs.
 fn work_script(arch: Arch) -> String {
     let mut script = String::from("sh /t/run-manifest.sh /t/fx\n");
+    script.push_str(&format!(
+        "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
+    ));
     if arch == Arch::Aarch64 {
         script.push_str("cd /t/fx\n");
         for lib in GLIBC231_LIBS {
@@ -86,11 +109,13 @@ fn work_script(arch: Arch) -> String {
     script
 }
 
-/// Boots the 4K and the large-page kernel of `arch` and returns their outputs, by page size.
-pub fn boot_arch(arch: Arch, fixtures: &Path, scratch: &Path, timeout: Duration) -> Result<Vec<(String, String)>> {
+/// Boots the 4K and the large-page kernel of `arch` with the fixtures and
+/// `pagefit` built for it, and returns their outputs, by page size.
+pub fn boot_arch(arch: Arch, fixtures: &Path, pagefit: &Path, scratch: &Path, timeout: Duration) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
     let initramfs = Initramfs::new(&scratch.join(format!("{}-root", arch.name())), arch, &busybox)?;
     initramfs.add(fixtures, "fx")?;
+    initramfs.add(pagefit, "pagefit")?;
     initramfs.add(&workspace().join("fixtures/run-manifest.sh"), "run-manifest.sh")?;
     if arch == Arch::Aarch64 {
         let glibc = setup::bullseye_glibc()?;
@@ -230,8 +255,55 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
                 problems,
             });
         }
+        let (observed, problems) = match runs.iter().find(|r| r.name == SELF_CHECK) {
+            Some(run) => self_check_disagreements(run, &host_verdicts(pagefit, fixtures)?),
+            None => missing_run(),
+        };
+        let predicted = "same verdicts as on the host".to_string();
+        rows.push(Row { run: format!("{}/{SELF_CHECK}", arch.name()), page: page.clone(), observed, predicted, problems });
     }
     Ok(rows)
+}
+
+/// Each fixture's verdicts (`results` and `max_ok_page_size` of
+/// `pagefit check --format jsonl`), by path relative to the fixture directory.
+type Verdicts = HashMap<String, serde_json::Value>;
+
+fn verdicts_of(jsonl: &str, prefix: &str) -> Verdicts {
+    jsonl
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|report| {
+            let path = report["path"].as_str()?.strip_prefix(prefix)?.to_string();
+            Some((path, serde_json::json!([report["results"], report["max_ok_page_size"]])))
+        })
+        .collect()
+}
+
+/// The host's pagefit on the same fixtures.
+fn host_verdicts(pagefit: &Path, fixtures: &Path) -> Result<Verdicts> {
+    let output = Command::new(pagefit)
+        .args(["check", "--format", "jsonl", "--page-size", "4k,16k,64k"])
+        .arg(fixtures)
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    Ok(verdicts_of(&String::from_utf8_lossy(&output.stdout), &format!("{}/", fixtures.display())))
+}
+
+/// pagefit, run by the kernel under test, must give every fixture the
+/// verdicts the host's pagefit gives it.
+fn self_check_disagreements(run: &Run, host: &Verdicts) -> (String, Vec<String>) {
+    let in_vm = verdicts_of(&run.output, "/t/fx/");
+    let mut problems: Vec<String> = host
+        .iter()
+        .filter(|(path, verdict)| in_vm.get(*path) != Some(verdict))
+        .map(|(path, _)| format!("{path}: the VM's pagefit says otherwise"))
+        .collect();
+    if host.is_empty() {
+        problems.push("the host's pagefit checked no fixture".into());
+    }
+    problems.sort();
+    (format!("{} files checked in the VM", in_vm.len()), problems)
 }
 
 fn missing_run() -> (String, Vec<String>) {
