@@ -30,6 +30,9 @@ pub enum Command {
     /// Show the predicted memory map at 4K and at P side by side, and every finding in words.
     #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
+    /// Rewrite a file so that it loads at a larger page size exactly as at 4K, and prove it.
+    #[command(after_help = crate::fix::FIX_EXAMPLES)]
+    Fix(crate::fix::FixArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

@@ -32,3 +32,5 @@ pub mod model;
 pub mod page;
 pub mod plan;
 pub mod report;
+pub mod rewrite;
+pub mod verify;
