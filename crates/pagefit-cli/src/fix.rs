@@ -351,7 +351,9 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
     let page = report.page_size;
     let strategy = report.strategy.map(|s| s.name()).unwrap_or("-");
     match report.status {
-        FixStatus::Fixed => writeln!(out, "{}: fixed for {page} by {strategy} -> {}", report.path, report.output.as_deref().unwrap_or("?"))?,
+        FixStatus::Fixed => {
+            writeln!(out, "{}: fixed for {page} by {strategy} -> {}", report.path, report.output.as_deref().unwrap_or("?"))?
+        }
         FixStatus::AlreadyOk => writeln!(out, "{}: already ok at {page}; nothing to fix", report.path)?,
         FixStatus::Planned => writeln!(out, "{}: plan for {page} by {strategy} (dry run, nothing written)", report.path)?,
         FixStatus::Refused => {

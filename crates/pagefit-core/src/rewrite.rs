@@ -343,7 +343,11 @@ fn prove_loads_ok(file: &ElfFile, plan: &RewritePlan) -> Result<(), String> {
                 .message
                 .or_else(|| planned.findings.first().map(|f| f.message.clone()))
                 .unwrap_or_else(|| "the mapping differs from the 4K mapping".into());
-            return Err(format!("the rewritten headers would still be {} under {loader} at {}: {why}", planned.outcome.name(), plan.page_size));
+            return Err(format!(
+                "the rewritten headers would still be {} under {loader} at {}: {why}",
+                planned.outcome.name(),
+                plan.page_size
+            ));
         }
     }
     Ok(())
@@ -522,7 +526,8 @@ fn encode_section_headers(headers: &RawHeaders, table: &[RawSectionHeader]) -> R
             let raw = elf::SectionHeader32 {
                 sh_name: U32::new(e, sh.sh_name),
                 sh_type: U32::new(e, elf::SectionType(sh.sh_type)),
-                sh_flags: U32::new_u64(e, elf::SectionFlags(sh.sh_flags)).map_err(|_| format!("sh_flags {:#x} does not fit a 32-bit ELF file", sh.sh_flags))?,
+                sh_flags: U32::new_u64(e, elf::SectionFlags(sh.sh_flags))
+                    .map_err(|_| format!("sh_flags {:#x} does not fit a 32-bit ELF file", sh.sh_flags))?,
                 sh_addr: U32::new(e, word32(sh.sh_addr, "sh_addr")?),
                 sh_offset: U32::new(e, word32(sh.sh_offset, "sh_offset")?),
                 sh_size: U32::new(e, word32(sh.sh_size, "sh_size")?),
@@ -658,8 +663,11 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
             continue;
         }
         if !merge_flags {
-            let members: Vec<String> =
-                group.loads.iter().map(|&i| format!("PT_LOAD[{i}] ({})", Prot::from_p_flags(headers.program_headers[i].p_flags).readelf_string().trim_end())).collect();
+            let members: Vec<String> = group
+                .loads
+                .iter()
+                .map(|&i| format!("PT_LOAD[{i}] ({})", Prot::from_p_flags(headers.program_headers[i].p_flags).readelf_string().trim_end()))
+                .collect();
             return Err(format!(
                 "{} share {page} pages ({:#x}–{:#x}): their flags differ, so only merging or moving addresses can separate them",
                 members.join(" and "),
@@ -713,7 +721,11 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         } else {
             // Nothing to write: any congruent offset within the file will do.
             let back = page.offset_in_page(cursor.wrapping_sub(group.vaddr));
-            if cursor >= back { cursor - back } else { next_congruent(cursor, group.vaddr, page).ok_or("file offsets overflow")? }
+            if cursor >= back {
+                cursor - back
+            } else {
+                next_congruent(cursor, group.vaddr, page).ok_or("file offsets overflow")?
+            }
         };
         group.shift = i128::from(start) - i128::from(group.vaddr);
         if !has_file_bytes {
@@ -840,7 +852,16 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         table.push(new);
     }
     while table.len() < headers.program_headers.len() {
-        table.push(RawProgramHeader { p_type: elf::PT_NULL.0, p_flags: 0, p_offset: 0, p_vaddr: 0, p_paddr: 0, p_filesz: 0, p_memsz: 0, p_align: 0 });
+        table.push(RawProgramHeader {
+            p_type: elf::PT_NULL.0,
+            p_flags: 0,
+            p_offset: 0,
+            p_vaddr: 0,
+            p_paddr: 0,
+            p_filesz: 0,
+            p_memsz: 0,
+            p_align: 0,
+        });
     }
 
     if let (Some(r), Some(kept)) = (relro, relro_kept) {
@@ -876,8 +897,9 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         section.sh_offset = match placed {
             Some(group) => group.file_offset_of(section.sh_addr),
             None if !section.has_file_bytes() => section.sh_offset.min(output_len),
-            None => translate(&moves, section.sh_offset, section.sh_size)
-                .ok_or_else(|| format!("section {} (offset {:#x}) lies in bytes the rewrite does not keep", section.name, section.sh_offset))?,
+            None => translate(&moves, section.sh_offset, section.sh_size).ok_or_else(|| {
+                format!("section {} (offset {:#x}) lies in bytes the rewrite does not keep", section.name, section.sh_offset)
+            })?,
         };
     }
 
@@ -911,7 +933,8 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         }
         overlay(&mut pieces, offset, what, bytes);
     }
-    let writable_executable = table.iter().any(|ph| ph.p_type == elf::PT_LOAD.0 && Prot::from_p_flags(ph.p_flags).contains(Prot::W.union(Prot::X)));
+    let writable_executable =
+        table.iter().any(|ph| ph.p_type == elf::PT_LOAD.0 && Prot::from_p_flags(ph.p_flags).contains(Prot::W.union(Prot::X)));
     let mut warnings = Vec::new();
     if !costs.is_empty() && file.kind == ElfKind::Dyn && merge_flags {
         warnings.push(

@@ -92,7 +92,11 @@ pub fn image_checks(
                 let what = || {
                     let names: Vec<&str> =
                         input.sections.iter().filter(|s| s.addr <= at && at < s.end()).map(|s| s.name.as_str()).collect();
-                    if names.is_empty() { format!("{at:#x}") } else { format!("{at:#x} ({})", names.join(", ")) }
+                    if names.is_empty() {
+                        format!("{at:#x}")
+                    } else {
+                        format!("{at:#x} ({})", names.join(", "))
+                    }
                 };
                 let Some(region) = after.region_at(at) else {
                     return Err(format!("{} is not mapped by {loader} at {page}", what()));
@@ -108,12 +112,7 @@ pub fn image_checks(
                 let in_relro = relro.is_some_and(|r| r.start <= at && at < r.end);
                 let lost = |bit: Prot| was.contains(bit) && !now.contains(bit);
                 if lost(Prot::R) || code && lost(Prot::X) || written && !in_relro && lost(Prot::W) {
-                    return Err(format!(
-                        "{} is {} at 4K but {} under {loader} at {page}",
-                        what(),
-                        was.maps_string(),
-                        now.maps_string()
-                    ));
+                    return Err(format!("{} is {} at 4K but {} under {loader} at {page}", what(), was.maps_string(), now.maps_string()));
                 }
                 let expected = if at < segment.file_end() {
                     ByteSource::File { offset: segment.offset + (at - segment.vaddr) }
@@ -183,10 +182,10 @@ pub struct ComparedBytes {
 
 /// Compares the bytes of every check. `Ok(Err(message))` names the first
 /// address where the images differ; `Err` is a read error.
-pub fn compare_contents(
+pub fn compare_contents<I: ReadAt + ?Sized, O: ReadAt + ?Sized>(
     checks: &[ContentCheck],
-    input: &dyn ReadAt,
-    output: &dyn ReadAt,
+    input: &I,
+    output: &O,
 ) -> std::io::Result<Result<ComparedBytes, String>> {
     let mut expected = vec![0u8; COMPARE_CHUNK];
     let mut actual = vec![0u8; COMPARE_CHUNK];
@@ -214,7 +213,7 @@ pub fn compare_contents(
     Ok(Ok(compared))
 }
 
-fn fill(buf: &mut [u8], source: ByteSource, file: &dyn ReadAt) -> std::io::Result<()> {
+fn fill<F: ReadAt + ?Sized>(buf: &mut [u8], source: ByteSource, file: &F) -> std::io::Result<()> {
     match source {
         ByteSource::Zero => {
             buf.fill(0);
