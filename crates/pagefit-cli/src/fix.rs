@@ -16,6 +16,7 @@ use object::read::ReadCache;
 use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::elf::{parse, ElfFile, ParseOptions, Role};
 use pagefit_core::page::PageSize;
+use pagefit_core::plan::{Outcome, BASELINE_PAGE};
 use pagefit_core::rewrite::{plan_rewrite, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
 use pagefit_core::verify::{compare_contents, image_checks, ComparedBytes, ReadAt};
 use serde::Serialize;
@@ -199,10 +200,11 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     finish(args, &report)
 }
 
-/// Whether `check` calls the file ok at `page` under every loader; if not, why.
+/// Whether `check` calls the file ok under every loader at every page size
+/// from 4K to `page` (a file fixed for 64K must still run at 4K); if not, why.
 fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[pagefit_core::model::LoaderModel]) -> Result<(), String> {
     let options = CheckOptions {
-        page_sizes: vec![page],
+        page_sizes: BASELINE_PAGE.up_to(page).collect(),
         loaders: Some(loaders.to_vec()),
         max_ok_limit: PageSize::K4,
         findings: true,
@@ -210,7 +212,7 @@ fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[pagefit_core::mo
     };
     let name = file_name(Path::new(path));
     let report = check_file(file, path, &name, &options);
-    match report.results.iter().find(|r| r.outcome != pagefit_core::plan::Outcome::Ok) {
+    match report.results.iter().find(|r| r.outcome != Outcome::Ok) {
         None => Ok(()),
         Some(result) => {
             let why = result.message.clone().or_else(|| result.findings.first().map(|f| f.message.clone())).unwrap_or_default();
@@ -238,10 +240,15 @@ fn prove(
     if let Err(why) = ok_at(&written, &temp.path.display().to_string(), page, loaders) {
         return Ok(Err(format!("the output is {why}")));
     }
-    let checks = match image_checks(file, &written, page, loaders, &plan.rewritten) {
-        Ok(checks) => checks,
-        Err(why) => return Ok(Err(why)),
-    };
+    let mut checks = Vec::new();
+    for size in BASELINE_PAGE.up_to(page) {
+        match image_checks(file, &written, size, loaders, &plan.rewritten) {
+            Ok(more) => checks.extend(more),
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    checks.sort_unstable();
+    checks.dedup();
     let compared = compare_contents(&checks, &Pread(input), &Pread(&temp.file)).context("comparing the images")?;
     Ok(compared)
 }
@@ -397,7 +404,7 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
     if let Some(compared) = report.verified {
         writeln!(
             out,
-            "  verified: ok at {page} under {}; its image equals the input's 4K image over {} ranges ({} bytes compared)",
+            "  verified: ok at 4K to {page} under {}; its image equals the input's 4K image over {} ranges ({} bytes compared)",
             report.loaders.join(", "),
             compared.ranges,
             compared.bytes

@@ -145,7 +145,7 @@ pub struct RawSectionHeader {
 
 impl RawSectionHeader {
     fn is_alloc(&self) -> bool {
-        self.sh_flags & u64::from(elf::SHF_ALLOC.0) != 0
+        self.sh_flags & elf::SHF_ALLOC.0 != 0
     }
     fn has_file_bytes(&self) -> bool {
         self.sh_type != elf::SHT_NOBITS.0 && self.sh_type != elf::SHT_NULL.0 && self.sh_size > 0
@@ -331,23 +331,22 @@ pub fn rewritten_file(file: &ElfFile, plan: &RewritePlan) -> ElfFile {
 }
 
 /// The pure half of verification, run before anything is written: the new
-/// headers load `ok` at P under every target loader.
+/// headers load `ok` under every target loader at every page size from 4K to
+/// P (a file fixed for 64K still runs on 4K and 16K kernels).
 fn prove_loads_ok(file: &ElfFile, plan: &RewritePlan) -> Result<(), String> {
     let out = rewritten_file(file, plan);
     let input = LoadInput::from_elf(&out, "output");
     for loader in target_loaders(file) {
         let base = baseline(&input, BASELINE_PAGE, loader);
-        let planned = plan_against(&input, plan.page_size, loader, &base);
-        if planned.outcome != Outcome::Ok {
-            let why = planned
-                .message
-                .or_else(|| planned.findings.first().map(|f| f.message.clone()))
-                .unwrap_or_else(|| "the mapping differs from the 4K mapping".into());
-            return Err(format!(
-                "the rewritten headers would still be {} under {loader} at {}: {why}",
-                planned.outcome.name(),
-                plan.page_size
-            ));
+        for page in BASELINE_PAGE.up_to(plan.page_size) {
+            let planned = plan_against(&input, page, loader, &base);
+            if planned.outcome != Outcome::Ok {
+                let why = planned
+                    .message
+                    .or_else(|| planned.findings.first().map(|f| f.message.clone()))
+                    .unwrap_or_else(|| "the mapping differs from the 4K mapping".into());
+                return Err(format!("the rewritten headers would still be {} under {loader} at {page}: {why}", planned.outcome.name()));
+            }
         }
     }
     Ok(())
@@ -807,11 +806,24 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
     let output_len = cursor;
 
     // The new program header table.
+    let relro = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_GNU_RELRO.0 && ph.p_memsz > 0);
+    let relro_kept = relro.map(|r| trim_relro(AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz), &groups, page));
+    // A RELRO that ends alone on its last page is extended to the page end;
+    // its segment grows with it (zeros), so the range is mapped at every page size.
+    let mut warnings = Vec::new();
+    if let Some(kept) = relro_kept.flatten() {
+        if let Some(group) = groups.iter_mut().find(|g| g.contains(kept.start)).filter(|g| g.mem_end < kept.end) {
+            warnings.push(format!(
+                "the segment at {:#x} grows by {} of zeros so that PT_GNU_RELRO ends on a {page} boundary",
+                group.vaddr,
+                kib(kept.end - group.mem_end)
+            ));
+            group.mem_end = kept.end;
+        }
+    }
     let group_of = |address: u64| groups.iter().find(|g| g.contains(address) || (g.vaddr == address && g.mem_end == address));
     let mut table: Vec<RawProgramHeader> = Vec::new();
     let mut next_group = groups.iter();
-    let relro = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_GNU_RELRO.0 && ph.p_memsz > 0);
-    let relro_kept = relro.map(|r| trim_relro(AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz), &groups, page));
     for ph in &headers.program_headers {
         if ph.p_type == elf::PT_LOAD.0 {
             if ph.p_memsz == 0 {
@@ -935,7 +947,6 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
     }
     let writable_executable =
         table.iter().any(|ph| ph.p_type == elf::PT_LOAD.0 && Prot::from_p_flags(ph.p_flags).contains(Prot::W.union(Prot::X)));
-    let mut warnings = Vec::new();
     if !costs.is_empty() && file.kind == ElfKind::Dyn && merge_flags {
         warnings.push(
             "rebase, which would keep the permissions of a shared object or PIE, is not implemented yet; merge widened them instead"
