@@ -56,7 +56,10 @@ for page in ("16k", "64k"):
             continue
         report = json.loads(out)
         status = report["status"]
-        counts[report["strategy"] if status == "fixed" else status] += 1
+        label = report["strategy"] if status == "fixed" else status
+        if status == "fixed" and report["writable_executable"]:
+            label += " (W+X)"
+        counts[label] += 1
         if status == "verification-failed":
             bad += 1
             print(f"  VERIFICATION FAILED {page} {path}: {report['reason']}")

@@ -54,6 +54,7 @@ pub struct FixArgs {
     #[arg(short, long, conflicts_with = "in_place", required_unless_present_any = ["in_place", "dry_run"])]
     pub output: Option<PathBuf>,
     /// Replace the input atomically (temporary file, fsync, rename), keeping its mode bits.
+    /// (-o also writes a temporary file and renames it, but does not fsync, as cp does not.)
     #[arg(long)]
     pub in_place: bool,
     /// With --in-place, keep the original as INPUT.bak.
@@ -177,7 +178,11 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     let input = cache.into_inner().into_file();
     let temp = TempFile::create(&destination, metadata.permissions().mode() & 0o7777)?;
     write_pieces(&input, &temp.file, &plan).with_context(|| format!("{}: cannot write", temp.path.display()))?;
-    temp.file.sync_all().with_context(|| format!("{}: fsync", temp.path.display()))?;
+    // Replacing a file must survive a crash: either the old or the new file.
+    // A new output is as durable as `cp` makes it, which is much faster on big files.
+    if args.in_place {
+        temp.file.sync_all().with_context(|| format!("{}: fsync", temp.path.display()))?;
+    }
     match prove(&file, &input, &temp, page, &loaders, &plan)? {
         Err(reason) => {
             report.status = FixStatus::VerificationFailed;
@@ -191,7 +196,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
                     .or_else(|_| std::fs::copy(&args.input, &backup).map(|_| ()))
                     .with_context(|| format!("{}: cannot keep a backup", backup.display()))?;
             }
-            temp.persist(&destination)?;
+            temp.persist(&destination, args.in_place)?;
             report.status = FixStatus::Fixed;
             report.verified = Some(compared);
             report.output = Some(destination.display().to_string());
@@ -309,12 +314,14 @@ impl TempFile {
         Ok(TempFile { path, file, kept: false })
     }
 
-    /// Renames the file over `destination` and makes the rename durable.
-    fn persist(mut self, destination: &Path) -> anyhow::Result<()> {
+    /// Renames the file over `destination`; with `durable`, also syncs the directory.
+    fn persist(mut self, destination: &Path, durable: bool) -> anyhow::Result<()> {
         std::fs::rename(&self.path, destination).with_context(|| format!("{}: cannot rename into place", destination.display()))?;
         self.kept = true;
-        let directory = destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(directory).and_then(|d| d.sync_all()).with_context(|| format!("{}: fsync", directory.display()))?;
+        if durable {
+            let directory = destination.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(directory).and_then(|d| d.sync_all()).with_context(|| format!("{}: fsync", directory.display()))?;
+        }
         Ok(())
     }
 }

@@ -609,11 +609,13 @@ fn translate(moves: &[Moved], offset: u64, len: u64) -> Option<u64> {
     moves.iter().find(|m| m.from <= offset && offset + len <= m.from + m.len).map(|m| m.to + (offset - m.from))
 }
 
-fn kib(bytes: u64) -> String {
-    if bytes < 1024 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
+/// `612 bytes`, `1.9 KiB`, `17.6 MiB`.
+fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    match bytes {
+        b if b < KIB => format!("{b} bytes"),
+        b if b < KIB * KIB => format!("{:.1} KiB", b as f64 / KIB as f64),
+        b => format!("{:.1} MiB", b as f64 / (KIB * KIB) as f64),
     }
 }
 
@@ -694,7 +696,7 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
                     range.start,
                     range.end,
                     flags_name(union),
-                    kib(range.len()),
+                    human_size(range.len()),
                     describe(prot),
                     describe_gain(union.without(prot))
                 ),
@@ -816,7 +818,7 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
             warnings.push(format!(
                 "the segment at {:#x} grows by {} of zeros so that PT_GNU_RELRO ends on a {page} boundary",
                 group.vaddr,
-                kib(kept.end - group.mem_end)
+                human_size(kept.end - group.mem_end)
             ));
             group.mem_end = kept.end;
         }
@@ -894,7 +896,7 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
                     old.start,
                     old.end,
                     if kept.is_empty() { "nothing".to_string() } else { format!("{:#x}–{:#x}", kept.start, kept.end) },
-                    kib(lost.len()),
+                    human_size(lost.len()),
                     lost.start,
                     lost.end
                 ),
