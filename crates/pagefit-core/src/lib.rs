@@ -9,7 +9,9 @@
 //! - [`plan`] is the load planner: (segments, page size, loader) → mappings,
 //!   effects, findings and an outcome;
 //! - [`check`] turns a parsed file into a report for several page sizes and
-//!   loaders, and [`report`] renders reports as text or JSON.
+//!   loaders, and [`report`] renders reports as text or JSON;
+//! - [`rewrite`] plans `pagefit fix`'s rewrite (new headers and output
+//!   pieces), and [`verify`] proves a rewritten file loads as the input did.
 //!
 //! ```
 //! use pagefit_core::{elf::{ProgramHeader, Prot}, model::LoaderModel, page::PageSize, plan::{plan, LoadInput, Outcome}};
