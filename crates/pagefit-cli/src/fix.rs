@@ -14,10 +14,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use object::read::ReadCache;
 use pagefit_core::check::{check_file, CheckOptions};
-use pagefit_core::elf::{parse, ElfFile, ParseOptions, Role};
+use pagefit_core::elf::{parse, ElfFile, ParseOptions, Prot, Role};
 use pagefit_core::page::PageSize;
 use pagefit_core::plan::{Outcome, BASELINE_PAGE};
-use pagefit_core::rewrite::{plan_rewrite, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
+use pagefit_core::rewrite::{plan_rewrite, program_type_name, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
 use pagefit_core::verify::{compare_contents, image_checks, ComparedBytes, ReadAt};
 use serde::Serialize;
 
@@ -391,11 +391,18 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
     }
     if let Some(plan) = report.plan {
         writeln!(out, "  program headers (e_phoff {:#x}):", plan.phoff)?;
+        writeln!(out, "    {:<13} {:>10} {:>18} {:>10} {:>10} flg align", "type", "offset", "vaddr", "filesz", "memsz")?;
         for ph in &plan.program_headers {
             writeln!(
                 out,
-                "    type {:#010x} flags {:#x} offset {:#010x} vaddr {:#010x} filesz {:#08x} memsz {:#08x} align {:#x}",
-                ph.p_type, ph.p_flags, ph.p_offset, ph.p_vaddr, ph.p_filesz, ph.p_memsz, ph.p_align
+                "    {:<13} {:#010x} {:#018x} {:#010x} {:#010x} {} {:#x}",
+                program_type_name(ph.p_type),
+                ph.p_offset,
+                ph.p_vaddr,
+                ph.p_filesz,
+                ph.p_memsz,
+                Prot::from_p_flags(ph.p_flags).readelf_string(),
+                ph.p_align
             )?;
         }
         writeln!(out, "  output: {} bytes in {} pieces:", plan.output_len, plan.pieces.len())?;

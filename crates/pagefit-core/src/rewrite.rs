@@ -116,6 +116,25 @@ impl RawProgramHeader {
     }
 }
 
+/// readelf's name for a `p_type` (`LOAD`, `GNU_RELRO`), or its value in hex.
+pub fn program_type_name(p_type: u32) -> String {
+    let name = match elf::ProgramType(p_type) {
+        elf::PT_NULL => "NULL",
+        elf::PT_LOAD => "LOAD",
+        elf::PT_DYNAMIC => "DYNAMIC",
+        elf::PT_INTERP => "INTERP",
+        elf::PT_NOTE => "NOTE",
+        elf::PT_PHDR => "PHDR",
+        elf::PT_TLS => "TLS",
+        elf::PT_GNU_EH_FRAME => "GNU_EH_FRAME",
+        elf::PT_GNU_STACK => "GNU_STACK",
+        elf::PT_GNU_RELRO => "GNU_RELRO",
+        elf::PT_GNU_PROPERTY => "GNU_PROPERTY",
+        _ => return format!("{p_type:#x}"),
+    };
+    name.to_string()
+}
+
 /// A section header with every field, as it is written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RawSectionHeader {
@@ -606,7 +625,8 @@ struct Moved {
 }
 
 fn translate(moves: &[Moved], offset: u64, len: u64) -> Option<u64> {
-    moves.iter().find(|m| m.from <= offset && offset + len <= m.from + m.len).map(|m| m.to + (offset - m.from))
+    let end = offset.checked_add(len)?;
+    moves.iter().find(|m| m.from <= offset && end <= m.from + m.len).map(|m| m.to + (offset - m.from))
 }
 
 /// `612 bytes`, `1.9 KiB`, `17.6 MiB`.
@@ -791,9 +811,9 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         )
         .collect();
     if headers.shoff != 0 {
-        referenced.push((headers.shoff, headers.shoff + shdr_table_len));
+        referenced.push((headers.shoff, headers.shoff.saturating_add(shdr_table_len)));
     }
-    referenced.push((headers.phoff, headers.phoff + headers.program_header_size() * headers.program_headers.len() as u64));
+    referenced.push((headers.phoff, headers.phoff.saturating_add(headers.program_header_size() * headers.program_headers.len() as u64)));
     let last = unloaded.len().saturating_sub(1);
     for (n, &(start, end)) in unloaded.iter().enumerate() {
         let is_tail = n == last && end == file.file_len;
@@ -806,6 +826,12 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         cursor = to + (end - start);
     }
     let output_len = cursor;
+    // bss that merging puts inside the file is written as zeros; a lying
+    // p_memsz must not turn that into a file of terabytes.
+    let zeros: u64 = pieces.iter().filter(|p| p.source == PieceSource::Zeros).map(|p| p.len).sum();
+    if zeros > file.file_len.saturating_add(16 * p) {
+        return Err(format!("the segments would need {} of zeros written into the file for the bss between them", human_size(zeros)));
+    }
 
     // The new program header table.
     let relro = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_GNU_RELRO.0 && ph.p_memsz > 0);

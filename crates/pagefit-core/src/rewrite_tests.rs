@@ -245,3 +245,34 @@ fn a_header_mapped_at_an_unaligned_address_is_refused() {
     let refused = fix(&data, PageSize::K16, Strategy::Relayout).unwrap_err();
     assert!(refused[0].reason.contains("the header cannot move"), "{refused:?}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Mangled headers never make the planner or the proof panic, and
+    /// whatever plan comes out is either proven or caught by the proof.
+    #[test]
+    fn mangled_headers_never_panic(flips in proptest::collection::vec((0usize..0x200, proptest::prelude::any::<u8>()), 1..8)) {
+        let mut data = build(
+            object::elf::ET_DYN,
+            &[
+                Load { flags: 4, vaddr: 0, offset: 0, filesz: 0x6d0, memsz: 0x6d0 },
+                Load { flags: 5, vaddr: 0x1000, offset: 0x1000, filesz: 0x9a4, memsz: 0x9a4 },
+                Load { flags: 6, vaddr: 0x2df8, offset: 0x1df8, filesz: 0x260, memsz: 0x1280 },
+            ],
+            Some((0x2df8, 0x3000)),
+        );
+        for (at, value) in flips {
+            data[at] = value;
+        }
+        let Ok(file) = parse(data.as_slice(), ParseOptions::everything()) else { return Ok(()) };
+        for page in [PageSize::K16, PageSize::K64] {
+            let Ok(plan) = plan_rewrite(data.as_slice(), &file, page, Strategy::Auto) else { continue };
+            let out = apply(&data, &plan);
+            let Ok(written) = parse(out.as_slice(), ParseOptions::everything()) else { continue };
+            if let Ok(checks) = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten) {
+                let _ = compare_contents(&checks, data.as_slice(), out.as_slice());
+            }
+        }
+    }
+}
