@@ -138,6 +138,10 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         verified: None,
         plan: None,
     };
+    let backup = args.backup.then(|| with_suffix(&args.input, ".bak"));
+    if let Some(backup) = backup.as_ref().filter(|b| b.symlink_metadata().is_ok()) {
+        bail!("{shown}: the backup {} already exists", backup.display());
+    }
     if let Some(output) = &args.output {
         if is_same_file(&metadata, output) {
             bail!("{shown}: the output {} is the input; use --in-place to replace it", output.display());
@@ -190,10 +194,10 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
             drop(temp);
         }
         Ok(compared) => {
-            if args.backup {
-                let backup = with_suffix(&args.input, ".bak");
-                std::fs::hard_link(&args.input, &backup)
-                    .or_else(|_| std::fs::copy(&args.input, &backup).map(|_| ()))
+            if let Some(backup) = &backup {
+                // A hard link keeps the original's inode, mode and times; a copy where links are not possible.
+                std::fs::hard_link(&args.input, backup)
+                    .or_else(|_| std::fs::copy(&args.input, backup).map(|_| ()))
                     .with_context(|| format!("{}: cannot keep a backup", backup.display()))?;
             }
             temp.persist(&destination, args.in_place)?;

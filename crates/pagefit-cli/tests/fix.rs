@@ -128,14 +128,22 @@ fn fixed_x86_64_programs_still_run_with_the_same_output() {
     if std::env::consts::ARCH != "x86_64" {
         return;
     }
+    for page in ["16k", "64k"] {
+        run_fixed_programs(page);
+    }
+}
+
+/// Fixes every x86_64 fixture for `page`, then runs each MANIFEST program
+/// (with its fixed library) and compares what it prints with the original.
+fn run_fixed_programs(page: &str) {
     let original = fixtures().join("x86_64");
     let fixed_dir = tempfile::tempdir().unwrap();
     let mut strategy_of: BTreeMap<String, String> = BTreeMap::new();
     for name in fixture_files("x86_64") {
         let fixed = fixed_dir.path().join(&name);
         std::fs::copy(original.join(&name), &fixed).unwrap();
-        // Fixed for 16K in place; the programs then run on this 4K machine.
-        let output = pagefit(&["fix", "--page-size", "16k", "--in-place", fixed.to_str().unwrap(), "--format", "json"], Path::new("."));
+        // Fixed in place; the programs then run on this 4K machine.
+        let output = pagefit(&["fix", "--page-size", page, "--in-place", fixed.to_str().unwrap(), "--format", "json"], Path::new("."));
         assert_eq!(output.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&output.stdout));
         strategy_of.insert(name.clone(), json(&output)["strategy"].as_str().unwrap_or("unchanged").to_string());
     }
@@ -170,11 +178,11 @@ fn fixed_x86_64_programs_still_run_with_the_same_output() {
         };
         let only_relayout =
             [Some(program), library.as_deref()].into_iter().flatten().all(|f| strategy_of.get(f).is_none_or(|s| s != "merge"));
-        assert_eq!(observed(&before, only_relayout), observed(&after, only_relayout), "{name}");
+        assert_eq!(observed(&before, only_relayout), observed(&after, only_relayout), "{name} fixed for {page}");
         ran += 1;
     }
     assert!(ran >= 40, "ran {ran}");
-    eprintln!("ran {ran} fixed programs with the same output; these failed before fixing and run now: {fixed_what_failed:?}");
+    eprintln!("{page}: ran {ran} fixed programs with the same output; these failed before fixing and run now: {fixed_what_failed:?}");
 }
 
 #[test]
@@ -192,6 +200,14 @@ fn in_place_is_atomic_keeps_mode_bits_and_a_backup() {
     assert!(is_ok_at(&target, "64k"));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temporary file is left behind: {leftovers:?}");
+    // An existing backup is never overwritten.
+    std::fs::copy(fixtures().join("aarch64/c-pie-bfd-4k"), dir.path().join("other")).unwrap();
+    std::fs::write(dir.path().join("other.bak"), b"keep me").unwrap();
+    let kept = pagefit(&["fix", "--page-size", "64k", "other", "--in-place", "--backup"], dir.path());
+    assert_eq!(kept.status.code(), Some(2));
+    assert_eq!(std::fs::read(dir.path().join("other.bak")).unwrap(), b"keep me");
+    std::fs::remove_file(dir.path().join("other")).unwrap();
+    std::fs::remove_file(dir.path().join("other.bak")).unwrap();
     // Fixing it again finds nothing to do.
     let again = pagefit(&["fix", "--page-size", "64k", "prog", "--in-place"], dir.path());
     assert_eq!(again.status.code(), Some(0));
@@ -274,4 +290,44 @@ fn help_has_examples() {
     let output = pagefit(&["fix", "--help"], Path::new("."));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("Examples:") && text.contains("--in-place") && text.contains("Exit status"), "{text}");
+}
+
+/// Removes the section header table from an ELF64 file (what sstrip does).
+fn without_section_headers(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let (header, _) = object::pod::from_bytes_mut::<object::elf::FileHeader64<object::Endianness>>(&mut bytes).unwrap();
+    let endian = object::Endianness::Little;
+    header.e_shoff = object::U64::new(endian, 0);
+    header.e_shnum = object::U16::new(endian, 0);
+    header.e_shstrndx = object::U16::new(endian, object::elf::SymbolSection(0));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn stripped_programs_and_ones_without_section_headers_are_fixed_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixtures().join("x86_64/c-pie-bfd-4k");
+    let expected = Command::new(&original).output().unwrap();
+    for (name, strip) in [("stripped", true), ("no-sections", false)] {
+        let path = dir.path().join(name);
+        std::fs::copy(&original, &path).unwrap();
+        if strip {
+            assert!(Command::new("strip").arg("-s").arg(&path).status().unwrap().success());
+        } else {
+            without_section_headers(&path);
+        }
+        let output = pagefit(&["fix", "--page-size", "64k", name, "--in-place", "--format", "json"], dir.path());
+        let report = json(&output);
+        assert_eq!(report["status"], "fixed", "{name}: {report}");
+        assert!(is_ok_at(&path, "64k"), "{name}");
+        if std::env::consts::ARCH == "x86_64" {
+            let ran = Command::new(&path).output().unwrap();
+            assert!(ran.status.success(), "{name}");
+            assert_eq!(
+                observed(&String::from_utf8_lossy(&ran.stdout), false),
+                observed(&String::from_utf8_lossy(&expected.stdout), false),
+                "{name}"
+            );
+        }
+    }
 }
