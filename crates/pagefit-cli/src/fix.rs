@@ -122,6 +122,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         bail!("{shown}: a {:?} file is not loaded by any loader, so there is nothing to fix", file.kind);
     }
     let page = args.page_size;
+    if page < BASELINE_PAGE {
+        bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
+    }
     let loaders = target_loaders(&file);
     let mut report = FixReport {
         path: shown.clone(),

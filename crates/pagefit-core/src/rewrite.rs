@@ -335,7 +335,7 @@ fn rebase_refusal(file: &ElfFile) -> String {
 }
 
 /// The new headers as the planner sees them, before anything is written.
-pub fn rewritten_file(file: &ElfFile, plan: &RewritePlan) -> ElfFile {
+fn rewritten_file(file: &ElfFile, plan: &RewritePlan) -> ElfFile {
     let mut out = file.clone();
     out.program_headers = plan.program_headers.iter().enumerate().map(|(i, ph)| ph.widened(i)).collect();
     out.program_header_offset = plan.phoff;
