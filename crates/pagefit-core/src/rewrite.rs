@@ -1016,8 +1016,25 @@ fn trim_relro(relro: AddrRange, groups: &[PageGroup], page: PageSize) -> Option<
     (end > start).then(|| AddrRange::new(start.max(relro.start), end))
 }
 
+/// The `len` bytes of `piece` that start `skip` bytes into it.
+fn part_of(piece: &OutputPiece, skip: u64, len: u64) -> OutputPiece {
+    let source = match &piece.source {
+        PieceSource::Copy { from } => PieceSource::Copy { from: from + skip },
+        PieceSource::Zeros => PieceSource::Zeros,
+        PieceSource::Bytes { what, bytes } => {
+            let start = usize::try_from(skip).unwrap_or(bytes.len()).min(bytes.len());
+            let end = usize::try_from(skip + len).unwrap_or(bytes.len()).min(bytes.len());
+            PieceSource::Bytes { what, bytes: bytes[start..end].to_vec() }
+        }
+    };
+    OutputPiece { offset: piece.offset + skip, len, source }
+}
+
 /// Writes `bytes` at `offset` over the pieces, splitting any piece they cover part of.
 fn overlay(pieces: &mut Vec<OutputPiece>, offset: u64, what: &'static str, bytes: Vec<u8>) {
+    if bytes.is_empty() {
+        return;
+    }
     let end = offset + bytes.len() as u64;
     let mut kept = Vec::with_capacity(pieces.len() + 2);
     for piece in pieces.drain(..) {
@@ -1026,18 +1043,10 @@ fn overlay(pieces: &mut Vec<OutputPiece>, offset: u64, what: &'static str, bytes
             continue;
         }
         if piece.offset < offset {
-            kept.push(OutputPiece { offset: piece.offset, len: offset - piece.offset, source: piece.source.clone() });
+            kept.push(part_of(&piece, 0, offset - piece.offset));
         }
         if end < piece.end() {
-            let skip = end - piece.offset;
-            let source = match &piece.source {
-                PieceSource::Copy { from } => PieceSource::Copy { from: from + skip },
-                PieceSource::Zeros => PieceSource::Zeros,
-                PieceSource::Bytes { what, bytes } => {
-                    PieceSource::Bytes { what, bytes: bytes[usize::try_from(skip).unwrap_or(bytes.len())..].to_vec() }
-                }
-            };
-            kept.push(OutputPiece { offset: end, len: piece.end() - end, source });
+            kept.push(part_of(&piece, end - piece.offset, piece.end() - end));
         }
     }
     kept.push(OutputPiece { offset, len: bytes.len() as u64, source: PieceSource::Bytes { what, bytes } });

@@ -276,3 +276,21 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn overlapping_header_tables_split_pieces_exactly() {
+    // A mangled e_shoff inside the ELF header once left a split literal with all its bytes.
+    let mut pieces = vec![OutputPiece { offset: 0, len: 0x100, source: PieceSource::Copy { from: 0 } }];
+    overlay(&mut pieces, 0, "ELF header", vec![1; 0x40]);
+    overlay(&mut pieces, 0x25, "section headers", vec![2; 0x80]);
+    let mut at = 0;
+    for piece in &pieces {
+        assert_eq!(piece.offset, at, "{pieces:?}");
+        if let PieceSource::Bytes { bytes, .. } = &piece.source {
+            assert_eq!(bytes.len() as u64, piece.len, "{pieces:?}");
+        }
+        at += piece.len;
+    }
+    assert_eq!(at, 0x100);
+    assert_eq!(pieces.len(), 3);
+}
