@@ -44,3 +44,17 @@ else
   echo "(LIEF not installed; skipped)"
 fi
 "$pagefit" fix --page-size 64k "$big" -o "$work/out" | sed -n '1p;$p'
+
+# The fixed library in use: a copy of the toolchain whose librustc_driver and
+# libLLVM are fixed for 64K compiles and runs a program (on this machine's pages).
+lib=$(dirname "$big")
+if [ -x "$lib/../bin/rustc" ]; then
+  mkdir -p "$work/toolchain/bin" "$work/toolchain/lib"
+  cp "$lib/../bin/rustc" "$work/toolchain/bin/"
+  ln -s "$lib/rustlib" "$work/toolchain/lib/rustlib"
+  for so in "$lib"/librustc_driver-*.so "$lib"/libLLVM.so.*; do
+    [ -f "$so" ] && "$pagefit" fix --page-size 64k "$so" -o "$work/toolchain/lib/$(basename "$so")" >/dev/null
+  done
+  printf 'fn main() { println!("hello from a rustc whose libraries were fixed for 64K"); }\n' >"$work/hello.rs"
+  "$work/toolchain/bin/rustc" -O "$work/hello.rs" -o "$work/hello" && "$work/hello"
+fi
