@@ -667,18 +667,16 @@ fn describe_gain(gained: Prot) -> &'static str {
     }
 }
 
-/// Relayout (`merge_flags` false) or merge: every address stays, file contents move.
-fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, merge_flags: bool) -> Result<RewritePlan, String> {
-    let p = page.bytes();
-    let mut loads: Vec<(usize, &RawProgramHeader)> =
-        headers.program_headers.iter().enumerate().filter(|(_, ph)| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
-    if loads.is_empty() {
-        return Err("the file has no PT_LOAD segment to lay out".into());
-    }
-    loads.sort_by_key(|(_, ph)| ph.p_vaddr);
-    let mut groups = page_groups(&loads, page);
+/// Refuses (relayout) or prices (merge) every group whose members' flags differ.
+fn merge_costs(
+    headers: &RawHeaders,
+    file: &ElfFile,
+    groups: &[PageGroup],
+    page: PageSize,
+    merge_flags: bool,
+) -> Result<Vec<PermissionCost>, String> {
     let mut costs = Vec::new();
-    for group in &groups {
+    for group in groups {
         let flags: Vec<Prot> = group.loads.iter().map(|&i| Prot::from_p_flags(headers.program_headers[i].p_flags)).collect();
         if flags.iter().all(|f| *f == flags[0]) {
             continue;
@@ -724,28 +722,35 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         }
     }
 
-    // Place the groups in the output, in address order, each at the first
-    // offset congruent to its address. Whatever precedes the first loaded
+    Ok(costs)
+}
+
+/// Places the groups in the output, in address order, each at the first
+/// offset congruent to its address (setting each group's shift).
+fn place_groups(
+    headers: &RawHeaders,
+    loads: &[(usize, &RawProgramHeader)],
+    groups: &mut [PageGroup],
+    page: PageSize,
+) -> Result<OutputLayout, String> {
+    // Whatever precedes the first loaded
     // byte (usually nothing: the first segment maps the ELF header) keeps its place.
     let first_loaded = loads.iter().filter(|(_, ph)| ph.p_filesz > 0).map(|(_, ph)| ph.p_offset).min().unwrap_or(0);
-    let mut pieces: Vec<OutputPiece> = Vec::new();
-    let mut moves: Vec<Moved> = Vec::new();
+    let mut layout = OutputLayout { pieces: Vec::new(), moves: Vec::new(), cursor: first_loaded, first_loaded };
     if first_loaded > 0 {
-        pieces.push(OutputPiece { offset: 0, len: first_loaded, source: PieceSource::Copy { from: 0 } });
-        moves.push(Moved { from: 0, len: first_loaded, to: 0 });
+        layout.copy(0, first_loaded, 0);
     }
-    let mut cursor = first_loaded;
-    for group in &mut groups {
+    for group in groups.iter_mut() {
         let has_file_bytes = group.file_end > group.vaddr;
         let start = if has_file_bytes {
-            next_congruent(cursor, group.vaddr, page).ok_or("file offsets overflow")?
+            next_congruent(layout.cursor, group.vaddr, page).ok_or("file offsets overflow")?
         } else {
             // Nothing to write: any congruent offset within the file will do.
-            let back = page.offset_in_page(cursor.wrapping_sub(group.vaddr));
-            if cursor >= back {
-                cursor - back
+            let back = page.offset_in_page(layout.cursor.wrapping_sub(group.vaddr));
+            if layout.cursor >= back {
+                layout.cursor - back
             } else {
-                next_congruent(cursor, group.vaddr, page).ok_or("file offsets overflow")?
+                next_congruent(layout.cursor, group.vaddr, page).ok_or("file offsets overflow")?
             }
         };
         group.shift = i128::from(start) - i128::from(group.vaddr);
@@ -760,13 +765,12 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
             }
             let to = group.file_offset_of(ph.p_vaddr);
             if to > written {
-                pieces.push(OutputPiece { offset: written, len: to - written, source: PieceSource::Zeros });
+                layout.pieces.push(OutputPiece { offset: written, len: to - written, source: PieceSource::Zeros });
             }
-            pieces.push(OutputPiece { offset: to, len: ph.p_filesz, source: PieceSource::Copy { from: ph.p_offset } });
-            moves.push(Moved { from: ph.p_offset, len: ph.p_filesz, to });
+            layout.copy(ph.p_offset, ph.p_filesz, to);
             written = to + ph.p_filesz;
         }
-        cursor = written;
+        layout.cursor = written;
     }
     if let Some((_, header_load)) = loads.iter().find(|(_, ph)| ph.p_offset == 0 && ph.p_filesz > 0) {
         let moved = groups.iter().find(|g| g.contains(header_load.p_vaddr)).is_some_and(|g| g.file_offset_of(header_load.p_vaddr) != 0);
@@ -777,16 +781,24 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
             ));
         }
     }
+    Ok(layout)
+}
 
-    // File bytes no segment loads: keep the tail (non-alloc sections, the
-    // section header table, anything appended) and any gap between segments
-    // that a header points into, each at an offset congruent modulo 4K so
-    // their alignment holds.
+/// Keeps the file bytes no segment loads: the tail (non-alloc sections, the
+/// section header table, anything appended) and any gap between segments
+/// that a header points into, each at an offset congruent modulo 4K so their
+/// alignment holds.
+fn keep_unloaded_bytes(
+    headers: &RawHeaders,
+    file: &ElfFile,
+    loads: &[(usize, &RawProgramHeader)],
+    layout: &mut OutputLayout,
+) -> Result<(), String> {
     let mut loaded: Vec<(u64, u64)> =
         loads.iter().filter(|(_, ph)| ph.p_filesz > 0).map(|(_, ph)| (ph.p_offset, ph.p_offset + ph.p_filesz)).collect();
     loaded.sort_unstable();
     let mut unloaded: Vec<(u64, u64)> = Vec::new();
-    let mut at = first_loaded;
+    let mut at = layout.first_loaded;
     for &(start, end) in &loaded {
         if start > at {
             unloaded.push((at, start));
@@ -820,12 +832,75 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         if !is_tail && !referenced.iter().any(|&(a, b)| a < end && start < b) {
             continue;
         }
-        let to = next_congruent(cursor, start, PageSize::K4).ok_or("file offsets overflow")?;
-        pieces.push(OutputPiece { offset: to, len: end - start, source: PieceSource::Copy { from: start } });
-        moves.push(Moved { from: start, len: end - start, to });
-        cursor = to + (end - start);
+        let to = next_congruent(layout.cursor, start, PageSize::K4).ok_or("file offsets overflow")?;
+        layout.copy(start, end - start, to);
+        layout.cursor = to + (end - start);
     }
+    Ok(())
+}
+
+/// The output being laid out: its pieces, where input ranges went, and the
+/// end of what is placed so far.
+struct OutputLayout {
+    pieces: Vec<OutputPiece>,
+    moves: Vec<Moved>,
+    cursor: u64,
+    /// Input offset of the first byte a segment loads (what precedes it keeps its place).
+    first_loaded: u64,
+}
+
+impl OutputLayout {
+    fn copy(&mut self, from: u64, len: u64, to: u64) {
+        self.pieces.push(OutputPiece { offset: to, len, source: PieceSource::Copy { from } });
+        self.moves.push(Moved { from, len, to });
+    }
+}
+
+/// What trimming PT_GNU_RELRO `old` to `kept` gives up: loaded bytes that
+/// stay writable after relocation.
+fn relro_costs(old: AddrRange, kept: Option<AddrRange>, groups: &[PageGroup], file: &ElfFile, page: PageSize) -> Vec<PermissionCost> {
+    let mut costs = Vec::new();
+    let kept = kept.unwrap_or(AddrRange::new(old.start, old.start));
+    let trimmed = [AddrRange::new(old.start, kept.start.max(old.start).min(old.end)), AddrRange::new(kept.end.max(old.start), old.end)];
+    // Only loaded bytes lose anything: RELRO may run past its segment.
+    let lost_loaded = trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| t.intersect(&AddrRange::new(g.vaddr, g.mem_end))));
+    for lost in lost_loaded {
+        costs.push(PermissionCost {
+            range: lost,
+            bytes: lost.len(),
+            before: Prot::R,
+            after: Prot::RW,
+            sections: section_names_in(&file.sections, lost),
+            message: format!(
+                "PT_GNU_RELRO {:#x}–{:#x} trimmed to {}: {} at {:#x}–{:#x} stays writable after relocation, because a {page} page there also holds bytes that are written",
+                old.start,
+                old.end,
+                if kept.is_empty() { "nothing".to_string() } else { format!("{:#x}–{:#x}", kept.start, kept.end) },
+                human_size(lost.len()),
+                lost.start,
+                lost.end
+            ),
+        });
+    }
+    costs
+}
+
+/// Relayout (`merge_flags` false) or merge: every address stays, file contents move.
+fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, merge_flags: bool) -> Result<RewritePlan, String> {
+    let p = page.bytes();
+    let mut loads: Vec<(usize, &RawProgramHeader)> =
+        headers.program_headers.iter().enumerate().filter(|(_, ph)| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
+    if loads.is_empty() {
+        return Err("the file has no PT_LOAD segment to lay out".into());
+    }
+    loads.sort_by_key(|(_, ph)| ph.p_vaddr);
+    let mut groups = page_groups(&loads, page);
+    let mut costs = merge_costs(headers, file, &groups, page, merge_flags)?;
+    let mut layout = place_groups(headers, &loads, &mut groups, page)?;
+    keep_unloaded_bytes(headers, file, &loads, &mut layout)?;
+    let OutputLayout { mut pieces, moves, cursor, .. } = layout;
     let output_len = cursor;
+    let shdr_table_len = headers.section_header_size() * headers.sections.len() as u64;
     // bss that merging puts inside the file is written as zeros; a lying
     // p_memsz must not turn that into a file of terabytes.
     let zeros: u64 = pieces.iter().filter(|p| p.source == PieceSource::Zeros).map(|p| p.len).sum();
@@ -905,29 +980,7 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
     }
 
     if let (Some(r), Some(kept)) = (relro, relro_kept) {
-        let old = AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz);
-        let kept = kept.unwrap_or(AddrRange::new(old.start, old.start));
-        let trimmed = [AddrRange::new(old.start, kept.start.max(old.start).min(old.end)), AddrRange::new(kept.end.max(old.start), old.end)];
-        // Only loaded bytes lose anything: RELRO may run past its segment.
-        let lost_loaded = trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| t.intersect(&AddrRange::new(g.vaddr, g.mem_end))));
-        for lost in lost_loaded {
-            costs.push(PermissionCost {
-                range: lost,
-                bytes: lost.len(),
-                before: Prot::R,
-                after: Prot::RW,
-                sections: section_names_in(&file.sections, lost),
-                message: format!(
-                    "PT_GNU_RELRO {:#x}–{:#x} trimmed to {}: {} at {:#x}–{:#x} stays writable after relocation, because a {page} page there also holds bytes that are written",
-                    old.start,
-                    old.end,
-                    if kept.is_empty() { "nothing".to_string() } else { format!("{:#x}–{:#x}", kept.start, kept.end) },
-                    human_size(lost.len()),
-                    lost.start,
-                    lost.end
-                ),
-            });
-        }
+        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz), kept, &groups, file, page));
     }
 
     // Section headers: allocated sections follow their segment, the others their bytes.
