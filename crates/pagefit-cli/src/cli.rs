@@ -34,6 +34,9 @@ pub enum Command {
     Fat(crate::fat::FatArgs),
     /// Register (or remove) a binfmt_misc handler that runs FatELF files with pagefit.
     Binfmt(crate::binfmt::BinfmtArgs),
+    /// Rewrite a file so that it loads at a larger page size exactly as at 4K, and prove it.
+    #[command(after_help = crate::fix::FIX_EXAMPLES)]
+    Fix(crate::fix::FixArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

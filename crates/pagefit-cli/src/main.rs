@@ -7,6 +7,7 @@ mod cli;
 mod closure;
 mod explain;
 mod fat;
+mod fix;
 mod image;
 mod inputs;
 mod source;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Fat(args) => fat::run(&args),
         Command::Binfmt(args) => binfmt::run(&args),
+        Command::Fix(args) => fix::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

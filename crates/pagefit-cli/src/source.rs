@@ -53,6 +53,11 @@ impl FileSource {
         Ok(())
     }
 
+    /// The open file, for reading past the headers.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
     /// The first bytes of the file (up to 4 KiB).
     pub fn prefix(&self) -> &[u8] {
         &self.prefix

@@ -12,7 +12,9 @@
 //!   loaders, and [`report`] renders reports as text or JSON, [`sarif`] as SARIF 2.1.0;
 //! - [`closure`] finds every object a program loads, searching as ld.so does;
 //! - [`fat`] reads, validates and writes FatELF files (several ELF builds in
-//!   one file), including pagefit's page-size variants (version 2).
+//!   one file), including pagefit's page-size variants (version 2);
+//! - [`rewrite`] plans `pagefit fix`'s rewrite (new headers and output
+//!   pieces), and [`verify`] proves a rewritten file loads as the input did.
 //!
 //! ```
 //! use pagefit_core::{elf::{ProgramHeader, Prot}, model::LoaderModel, page::PageSize, plan::{plan, LoadInput, Outcome}};
@@ -37,4 +39,6 @@ pub mod model;
 pub mod page;
 pub mod plan;
 pub mod report;
+pub mod rewrite;
 pub mod sarif;
+pub mod verify;
