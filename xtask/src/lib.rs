@@ -3,6 +3,7 @@
 //! and compares what happened with pagefit's predictions.
 
 pub mod agreement;
+pub mod fixproof;
 pub mod realkernel;
 pub mod setup;
 pub mod vm;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use xtask::realkernel::{
     boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, workspace,
 };
-use xtask::{setup, Arch};
+use xtask::{fixproof, setup, Arch};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "pagefit project automation")]
@@ -70,9 +70,11 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
     for arch in Arch::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
         let dir = fixtures.join(arch.name());
         prepare_fixtures(arch, &dir)?;
+        let fixed = fixproof::prepare(arch, &dir, &pagefit, &out.join(format!("fixed/{}", arch.name())))?;
+        eprintln!("realkernel: {} fixtures fixed for {}: {}", arch.name(), arch.big_page(), fixed.strategies());
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
-            None => boot_arch(arch, &dir, &build_pagefit_for(arch)?, &out, timeout)?,
+            None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch)?, &out, timeout)?,
         };
         if let Some(record) = &record {
             std::fs::create_dir_all(record)?;
@@ -81,6 +83,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
             }
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
+        rows.extend(fixproof::compare(arch, &dir, &fixed, &boots)?);
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
     let (agreed, total) = print_rows(&rows);

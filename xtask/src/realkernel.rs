@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use crate::agreement::{
     closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, Expectation, Prediction, Run,
 };
+use crate::fixproof;
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
@@ -55,17 +56,23 @@ pub fn build_pagefit_for(arch: Arch) -> Result<PathBuf> {
 /// The run in which the VM checks its own fixtures with the cross-built pagefit.
 const SELF_CHECK: &str = "pagefit-check";
 
-/// One program of a fixture directory's MANIFEST that the VM runs.
-fn manifest_runs(dir: &Path) -> Result<Vec<String>> {
+/// A fixture directory's MANIFEST: each entry's name and how the VM runs it
+/// (`-` for a library).
+pub fn manifest_entries(dir: &Path) -> Result<Vec<(String, String)>> {
     let manifest = std::fs::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
     Ok(manifest
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let fields: Vec<&str> = l.split('\t').collect();
-            (fields.get(1) == Some(&"exe")).then(|| fields[0].to_string())
+            Some((fields.first()?.to_string(), fields.get(2)?.to_string()))
         })
         .collect())
+}
+
+/// The programs of a fixture directory's MANIFEST that the VM runs.
+fn manifest_runs(dir: &Path) -> Result<Vec<String>> {
+    Ok(manifest_entries(dir)?.into_iter().filter(|(_, command)| command != "-").map(|(name, _)| name).collect())
 }
 
 /// Builds `b31-uselib-<lib>` for each library against Debian 11's glibc 2.31,
@@ -90,10 +97,10 @@ fn build_glibc231_programs(sysroot: &Path, fixtures: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The shell script the VM runs: every fixture, pagefit checking them
-/// itself, then the glibc 2.31 runs.
+/// The shell script the VM runs: every fixture, every fixed fixture,
+/// pagefit checking the fixtures itself, then the glibc 2.31 runs.
 fn work_script(arch: Arch) -> String {
-    let mut script = String::from("sh /t/run-manifest.sh /t/fx\n");
+    let mut script = format!("sh /t/run-manifest.sh /t/fx\nsh /t/run-manifest.sh /t/fixed {}\n", fixproof::PREFIX);
     script.push_str(&format!(
         "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
     ));
@@ -109,12 +116,20 @@ fn work_script(arch: Arch) -> String {
     script
 }
 
-/// Boots the 4K and the large-page kernel of `arch` with the fixtures and
-/// `pagefit` built for it, and returns their outputs, by page size.
-pub fn boot_arch(arch: Arch, fixtures: &Path, pagefit: &Path, scratch: &Path, timeout: Duration) -> Result<Vec<(String, String)>> {
+/// Boots the 4K and the large-page kernel of `arch` with the fixtures, their
+/// fixed copies and `pagefit` built for it, and returns their outputs, by page size.
+pub fn boot_arch(
+    arch: Arch,
+    fixtures: &Path,
+    fixed: &Path,
+    pagefit: &Path,
+    scratch: &Path,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
     let initramfs = Initramfs::new(&scratch.join(format!("{}-root", arch.name())), arch, &busybox)?;
     initramfs.add(fixtures, "fx")?;
+    initramfs.add(fixed, "fixed")?;
     initramfs.add(pagefit, "pagefit")?;
     initramfs.add(&workspace().join("fixtures/run-manifest.sh"), "run-manifest.sh")?;
     if arch == Arch::Aarch64 {

@@ -1,11 +1,12 @@
 //! The real-kernel comparison, offline: pagefit's predictions for every
-//! fixture against the boots recorded in fixtures/observed/ by
+//! fixture, and for the fixed copies `pagefit fix` makes of them, against the
+//! boots recorded in fixtures/observed/ by
 //! `cargo xtask realkernel --record fixtures/observed`. The live suite
 //! (`cargo xtask realkernel`, run by .ci/run) also covers the runs under
 //! Debian 11's glibc 2.31, whose programs need that glibc to build.
 
 use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, workspace};
-use xtask::Arch;
+use xtask::{fixproof, Arch};
 
 #[test]
 fn predictions_agree_with_recorded_real_kernel_runs() {
@@ -16,9 +17,14 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
     let mut rows = Vec::new();
     for arch in Arch::ALL {
         let boots = read_recorded(&observed, arch).expect("the recorded boots");
-        rows.extend(compare(arch, &fixtures.join(arch.name()), &pagefit, &boots, false).expect("compare"));
+        let dir = fixtures.join(arch.name());
+        rows.extend(compare(arch, &dir, &pagefit, &boots, false).expect("compare"));
+        // The fixed copies, fixed again here by the pagefit under test.
+        let fixed = fixproof::prepare(arch, &dir, &pagefit, &workspace().join(format!("target/realkernel/recorded-fixed/{}", arch.name())))
+            .expect("fix the fixtures");
+        rows.extend(fixproof::compare(arch, &dir, &fixed, &boots).expect("compare the fixed runs"));
     }
     let (agreed, total) = print_rows(&rows);
-    assert!(total >= 170, "expected the whole recorded corpus, got {total} runs");
+    assert!(total >= 370, "expected the whole recorded corpus, got {total} runs");
     assert_eq!(agreed, total, "some recorded runs disagree with the predictions (see the table above)");
 }

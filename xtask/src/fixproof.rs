@@ -1,0 +1,200 @@
+//! `pagefit fix`, proven on the real kernels: a copy of the fixture corpus in
+//! which every file that is not ok at the architecture's large page size is
+//! fixed for it (`pagefit fix --in-place`), run in the same boots as the
+//! originals. Each fixed program must print what the original printed on
+//! the 4K kernel: the same lines, the same probe addresses, and the same
+//! page protections except where the fix reported widening them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::agreement::{observed_summary, parse_runs, Run};
+use crate::realkernel::{manifest_entries, Row};
+use crate::setup::run;
+use crate::Arch;
+
+/// Run names of the fixed corpus start with this.
+pub const PREFIX: &str = "fixed/";
+
+/// The fixed copy of one architecture's corpus.
+pub struct FixedCorpus {
+    /// Where it is: the VM gets it as /t/fixed.
+    pub dir: PathBuf,
+    /// `pagefit fix --format json` of every file that was fixed, by MANIFEST name.
+    reports: HashMap<String, Value>,
+}
+
+/// Copies `fixtures` to `out` and fixes there, for the large page size of
+/// `arch`, every file pagefit does not call ok at that size.
+pub fn prepare(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Result<FixedCorpus> {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out)?;
+    run(Command::new("cp").arg("-a").arg(format!("{}/.", fixtures.display())).arg(out))?;
+    let mut reports = HashMap::new();
+    let mut names: Vec<String> = manifest_entries(out)?.into_iter().map(|(name, _)| name).filter(|n| out.join(n).is_file()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let file = out.join(&name);
+        let checked = Command::new(pagefit).args(["check", "--page-size", arch.big_page()]).arg(&file).output()?;
+        if checked.status.code() == Some(0) {
+            continue;
+        }
+        let output = Command::new(pagefit)
+            .args(["fix", "--page-size", arch.big_page(), "--in-place", "--format", "json"])
+            .arg(&file)
+            .output()
+            .with_context(|| format!("cannot run {}", pagefit.display()))?;
+        let report: Value = serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("pagefit fix {name}: {}", String::from_utf8_lossy(&output.stderr)))?;
+        anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {name} for {}: {report}", arch.big_page());
+        reports.insert(name, report);
+    }
+    Ok(FixedCorpus { dir: out.to_path_buf(), reports })
+}
+
+impl FixedCorpus {
+    /// How many files were fixed, by strategy.
+    pub fn strategies(&self) -> String {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for report in self.reports.values() {
+            *counts.entry(report["strategy"].as_str().unwrap_or("?")).or_default() += 1;
+        }
+        let mut counts: Vec<String> = counts.into_iter().map(|(s, n)| format!("{n} {s}")).collect();
+        counts.sort();
+        counts.join(", ")
+    }
+
+    /// Whether the fix of `file` reported giving `address` the permission `wanted` (r, w or x).
+    fn widened(&self, file: &str, address: u64, wanted: char) -> bool {
+        let Some(costs) = self.reports.get(file).and_then(|r| r["costs"].as_array()) else { return false };
+        costs.iter().any(|cost| {
+            let (start, end) = (cost["range"]["start"].as_u64().unwrap_or(0), cost["range"]["end"].as_u64().unwrap_or(0));
+            start <= address && address < end && cost["after"].as_str().is_some_and(|after| after.contains(wanted))
+        })
+    }
+}
+
+/// The files behind a run: the program and the library its probes call `lprobe`.
+fn files_of(name: &str, command: &str) -> (String, Option<String>) {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let program = words.first().map_or(name, |w| w.trim_start_matches("./")).to_string();
+    let library = match words.get(1) {
+        Some(argument) => Some(argument.trim_start_matches("./").to_string()),
+        None => name.strip_prefix("uselib-").map(|lib| format!("liblib-{lib}.so")),
+    };
+    (program, library)
+}
+
+/// A probe line: kind (`probe`/`lprobe`), label, link-time address, perms.
+fn probe(line: &str) -> Option<(&str, &str, u64, &str)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [kind, label, address, perms] = fields.as_slice() else { return None };
+    if *kind != "probe" && *kind != "lprobe" {
+        return None;
+    }
+    let address = u64::from_str_radix(address.trim_start_matches("0x"), 16).ok()?;
+    Some((kind, label, address, &perms[..perms.len().min(3)]))
+}
+
+/// Probes that describe the program headers, which a fix changes on purpose.
+fn describes_headers(label: &str) -> bool {
+    label.starts_with("load") || label.starts_with("relro_seg")
+}
+
+/// Every way the fixed run differs from the reference run beyond what the fix reported.
+fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed: &Run, reference: &Run) -> Vec<String> {
+    let comparable = |run: &Run| -> Vec<String> {
+        run.output
+            .lines()
+            .filter(|l| !l.starts_with("auxv pagesz"))
+            .filter(|l| !(l.contains("probe ") && l.split_whitespace().nth(1).is_some_and(describes_headers)))
+            // The fixed corpus runs from its own directory.
+            .map(|l| l.replace("/t/fixed/", "/t/fx/"))
+            .collect()
+    };
+    let (got, want) = (comparable(fixed), comparable(reference));
+    let mut problems = Vec::new();
+    if fixed.rc != reference.rc {
+        problems.push(format!("rc {} where the reference run had {}", fixed.rc, reference.rc));
+    }
+    if got.len() != want.len() {
+        problems.push(format!("{} lines where the reference run printed {}", got.len(), want.len()));
+        return problems;
+    }
+    for (got, want) in got.iter().zip(&want) {
+        match (probe(got), probe(want)) {
+            (Some((kind, label, address, perms)), Some((want_kind, want_label, want_address, want_perms)))
+                if (kind, label, address) == (want_kind, want_label, want_address) =>
+            {
+                let file = if kind == "lprobe" { library.unwrap_or(program) } else { program };
+                for (have, had) in perms.chars().zip(want_perms.chars()) {
+                    let lost = had != '-' && have == '-';
+                    let unreported_gain = have != '-' && had == '-' && !corpus.widened(file, address, have);
+                    if lost || unreported_gain {
+                        problems.push(format!("{kind} {label} {address:#x}: {perms}, reference {want_perms}, not reported by the fix"));
+                        break;
+                    }
+                }
+            }
+            _ if got != want => problems.push(format!("printed {got:?} where the reference run printed {want:?}")),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// One row per fixed program and boot. The reference is the original's run
+/// on the 4K kernel or, where that failed because of the layout the fix
+/// repairs (lld's RELRO over a hole kills some programs even at 4K), its run
+/// on the large-page kernel; where both failed, the fixed program's run on
+/// the 4K kernel, which must itself run to the end with intact bytes.
+pub fn compare(arch: Arch, fixtures: &Path, corpus: &FixedCorpus, boots: &[(String, String)]) -> Result<Vec<Row>> {
+    let programs: Vec<(String, String)> = manifest_entries(fixtures)?.into_iter().filter(|(_, command)| command != "-").collect();
+    let runs_of = |page: &str| boots.iter().find(|(p, _)| p == page).map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let (small, large) = (runs_of("4k"), runs_of(arch.big_page()));
+    let mut rows = Vec::new();
+    for (page, output) in boots {
+        let runs = parse_runs(output);
+        for (name, command) in &programs {
+            let (program, library) = files_of(name, command);
+            let find = |runs: &[Run], name: &str| runs.iter().find(|r| r.name == name).cloned();
+            let fixed_name = format!("{PREFIX}{name}");
+            let program_fixed = corpus.reports.contains_key(&program);
+            let touched = program_fixed
+                || library.as_ref().is_some_and(|l| corpus.reports.contains_key(l))
+                || (name.starts_with("closure/") && corpus.reports.keys().any(|k| k.starts_with("closure/")));
+            let reference = match (find(&small, name), find(&large, name)) {
+                // Unchanged files must do exactly what the originals did on the same kernel.
+                _ if !touched => find(&runs, name),
+                (Some(original), _) if original.rc == 0 || !program_fixed => Some(original),
+                (_, Some(original)) if original.rc == 0 => Some(original),
+                _ if page != "4k" => find(&small, &fixed_name),
+                _ => None,
+            };
+            let predicted = if touched { format!("fixed for {}: runs as at 4K", arch.big_page()) } else { "unchanged".into() };
+            let (observed, problems) = match (runs.iter().find(|r| r.name == fixed_name), reference) {
+                (Some(fixed), Some(reference)) => {
+                    (observed_summary(fixed), differences(corpus, &program, library.as_deref(), fixed, &reference))
+                }
+                (Some(fixed), None) => (observed_summary(fixed), healthy(fixed)),
+                (None, _) => ("missing".into(), vec!["the VM printed no result for this run".into()]),
+            };
+            rows.push(Row { run: format!("{}/{fixed_name}", arch.name()), page: page.clone(), observed, predicted, problems });
+        }
+    }
+    Ok(rows)
+}
+
+/// A run with nothing to compare with must at least finish, with intact bytes.
+fn healthy(run: &Run) -> Vec<String> {
+    if run.rc == 0 && run.output.lines().any(|l| l == "done") && !run.output.contains("BAD") {
+        Vec::new()
+    } else {
+        vec![format!("rc {} without a clean finish: {:?}", run.rc, run.output.trim())]
+    }
+}
