@@ -146,6 +146,11 @@ pub fn closure_disagreements(run: &Run, baseline: Option<&Run>, expected: &Closu
         .as_deref()
         .or(expected.weakest.as_ref().and_then(|(outcome, message)| (outcome == "rejected").then_some(message.as_deref().unwrap_or("?"))));
     match (failure, &expected.weakest) {
+        (Some(message), _) if message.starts_with("killed by SIGSEGV") => {
+            if run.rc != 139 {
+                problems.push(format!("predicted death by SIGSEGV at exec, observed rc {}", run.rc));
+            }
+        }
         (Some(message), _) => {
             if run.rc != 127 || !run.output.contains(message) {
                 problems.push(format!("predicted ld.so to say {message:?}, observed rc {} with {:?}", run.rc, run.output.trim()));

@@ -20,6 +20,11 @@ use crate::Arch;
 /// Run names of the fixed corpus start with this.
 pub const PREFIX: &str = "fixed/";
 
+/// `pagefit fix --closure` writes the closure of `closure/app-4k` (a 4K
+/// program with 4K libraries) here, inside the fixed corpus.
+const CLOSURE_OUT: &str = "closure-fixed";
+const CLOSURE_PROGRAM: &str = "closure/app-4k";
+
 /// The fixed copy of one architecture's corpus.
 pub struct FixedCorpus {
     /// Where it is: the VM gets it as /t/fixed.
@@ -54,7 +59,43 @@ pub fn prepare(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {name} for {}: {report}", arch.big_page());
         reports.insert(name, report);
     }
+    fix_closure(arch, fixtures, pagefit, out)?;
     Ok(FixedCorpus { dir: out.to_path_buf(), reports })
+}
+
+/// `pagefit fix --closure` of the 4K program with 4K libraries into the
+/// fixed corpus, listed in its MANIFEST so the VM runs it.
+fn fix_closure(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Result<()> {
+    let destination = out.join(CLOSURE_OUT);
+    let output = Command::new(pagefit)
+        .args(["fix", "--page-size", arch.big_page(), "--format", "json", "--closure"])
+        .arg(fixtures.join(CLOSURE_PROGRAM))
+        .arg("--out")
+        .arg(&destination)
+        .arg("--sysroot")
+        .arg(arch.sysroot())
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("pagefit fix --closure {CLOSURE_PROGRAM}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    anyhow::ensure!(output.status.code() == Some(0), "pagefit fix --closure {CLOSURE_PROGRAM}: {report}");
+    let program = CLOSURE_PROGRAM.rsplit('/').next().unwrap_or(CLOSURE_PROGRAM);
+    let command = match report["launcher"].as_str() {
+        Some(_) => format!("./{CLOSURE_OUT}/{program}.sh"),
+        None => format!("./{CLOSURE_OUT}/{program}"),
+    };
+    let mut manifest = std::fs::read_to_string(out.join("MANIFEST"))?;
+    manifest.push_str(&format!("{CLOSURE_OUT}/{program}\texe\t{command}\tpagefit fix --closure {CLOSURE_PROGRAM}\n"));
+    std::fs::write(out.join("MANIFEST"), manifest)?;
+    Ok(())
+}
+
+/// The original run a fixed run is compared with.
+fn original_name(fixed_name: &str) -> String {
+    match fixed_name.strip_prefix(CLOSURE_OUT) {
+        Some(rest) => format!("closure{rest}"),
+        None => fixed_name.to_string(),
+    }
 }
 
 impl FixedCorpus {
@@ -153,8 +194,8 @@ fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed
 /// repairs (lld's RELRO over a hole kills some programs even at 4K), its run
 /// on the large-page kernel; where both failed, the fixed program's run on
 /// the 4K kernel, which must itself run to the end with intact bytes.
-pub fn compare(arch: Arch, fixtures: &Path, corpus: &FixedCorpus, boots: &[(String, String)]) -> Result<Vec<Row>> {
-    let programs: Vec<(String, String)> = manifest_entries(fixtures)?.into_iter().filter(|(_, command)| command != "-").collect();
+pub fn compare(arch: Arch, corpus: &FixedCorpus, boots: &[(String, String)]) -> Result<Vec<Row>> {
+    let programs: Vec<(String, String)> = manifest_entries(&corpus.dir)?.into_iter().filter(|(_, command)| command != "-").collect();
     let runs_of = |page: &str| boots.iter().find(|(p, _)| p == page).map(|(_, output)| parse_runs(output)).unwrap_or_default();
     let (small, large) = (runs_of("4k"), runs_of(arch.big_page()));
     let mut rows = Vec::new();
@@ -164,7 +205,9 @@ pub fn compare(arch: Arch, fixtures: &Path, corpus: &FixedCorpus, boots: &[(Stri
             let (program, library) = files_of(name, command);
             let find = |runs: &[Run], name: &str| runs.iter().find(|r| r.name == name).cloned();
             let fixed_name = format!("{PREFIX}{name}");
-            let program_fixed = corpus.reports.contains_key(&program);
+            let by_closure_mode = name.starts_with(CLOSURE_OUT);
+            let name = &original_name(name);
+            let program_fixed = by_closure_mode || corpus.reports.contains_key(&program);
             let touched = program_fixed
                 || library.as_ref().is_some_and(|l| corpus.reports.contains_key(l))
                 || (name.starts_with("closure/") && corpus.reports.keys().any(|k| k.starts_with("closure/")));
@@ -176,7 +219,11 @@ pub fn compare(arch: Arch, fixtures: &Path, corpus: &FixedCorpus, boots: &[(Stri
                 _ if page != "4k" => find(&small, &fixed_name),
                 _ => None,
             };
-            let predicted = if touched { format!("fixed for {}: runs as at 4K", arch.big_page()) } else { "unchanged".into() };
+            let predicted = match (by_closure_mode, touched) {
+                (true, _) => format!("fix --closure for {}: runs as at 4K", arch.big_page()),
+                (false, true) => format!("fixed for {}: runs as at 4K", arch.big_page()),
+                (false, false) => "unchanged".into(),
+            };
             let (observed, problems) = match (runs.iter().find(|r| r.name == fixed_name), reference) {
                 (Some(fixed), Some(reference)) => {
                     (observed_summary(fixed), differences(corpus, &program, library.as_deref(), fixed, &reference))

@@ -22,7 +22,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         // The fixed copies, fixed again here by the pagefit under test.
         let fixed = fixproof::prepare(arch, &dir, &pagefit, &workspace().join(format!("target/realkernel/recorded-fixed/{}", arch.name())))
             .expect("fix the fixtures");
-        rows.extend(fixproof::compare(arch, &dir, &fixed, &boots).expect("compare the fixed runs"));
+        rows.extend(fixproof::compare(arch, &fixed, &boots).expect("compare the fixed runs"));
     }
     let (agreed, total) = print_rows(&rows);
     assert!(total >= 370, "expected the whole recorded corpus, got {total} runs");

@@ -116,33 +116,52 @@ struct ClosureJson<'a> {
     weakest_links: &'a [WeakestLink],
 }
 
-pub fn run(program: &str, args: &CheckArgs, options: &CheckOptions) -> anyhow::Result<ExitCode> {
-    let sysroot = args.sysroot.as_deref().map(std::fs::canonicalize).transpose().context("--sysroot")?;
-    let canonical = std::fs::canonicalize(program).with_context(|| format!("{program}: cannot read"))?;
+/// Where and how to look for a program's libraries.
+pub struct Search<'a> {
+    /// Resolve the interpreter, ld.so.conf and absolute directories under this root.
+    pub sysroot: Option<&'a str>,
+    /// The LD_LIBRARY_PATH to assume (default: the environment's, or none with a sysroot).
+    pub library_path: Option<&'a str>,
+}
+
+/// Resolves the closure of `program` on this machine or in a sysroot.
+pub fn resolve_program(program: &Path, search: &Search<'_>, section_names: bool) -> anyhow::Result<Closure> {
+    let sysroot = search.sysroot.map(std::fs::canonicalize).transpose().context("--sysroot")?;
+    let canonical = std::fs::canonicalize(program).with_context(|| format!("{}: cannot read", program.display()))?;
     // ld.so's $ORIGIN for the program is its real directory (from /proc/self/exe).
     let root = match sysroot.as_deref().and_then(|root| canonical.strip_prefix(root).ok()) {
         Some(inside) => TargetPath { path: format!("/{}", inside.display()), in_sysroot: true },
         None => TargetPath { path: canonical.display().to_string(), in_sysroot: false },
     };
-    let library_path = match &args.library_path {
-        Some(list) => list.clone(),
+    let library_path = match search.library_path {
+        Some(list) => list.to_string(),
         None if sysroot.is_none() => std::env::var("LD_LIBRARY_PATH").unwrap_or_default(),
         None => String::new(),
     };
-    let search = SearchOptions { library_path: library_path.split([':', ';']).filter(|d| !d.is_empty()).map(str::to_string).collect() };
+    let options = SearchOptions { library_path: library_path.split([':', ';']).filter(|d| !d.is_empty()).map(str::to_string).collect() };
     let mut files = HostFiles {
         sysroot,
-        parse_options: ParseOptions { sections: true, section_names: options.findings, dynamic_strings: true, ..ParseOptions::default() },
+        parse_options: ParseOptions { sections: true, section_names, dynamic_strings: true, ..ParseOptions::default() },
     };
-    let closure = resolve(root, &mut files, &search).map_err(|e| anyhow::anyhow!(e))?;
-    let reports: Vec<FileReport> = closure
+    resolve(root, &mut files, &options).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Checks every object of a closure, each named as ld.so names it.
+pub fn check_objects(closure: &Closure, options: &CheckOptions) -> Vec<FileReport> {
+    closure
         .objects
         .iter()
         .map(|object| {
             let name = object.name.rsplit('/').next().unwrap_or(&object.name);
             check_file(&object.file, &object.host_path, name, options)
         })
-        .collect();
+        .collect()
+}
+
+pub fn run(program: &str, args: &CheckArgs, options: &CheckOptions) -> anyhow::Result<ExitCode> {
+    let search = Search { sysroot: args.sysroot.as_deref(), library_path: args.library_path.as_deref() };
+    let closure = resolve_program(Path::new(program), &search, options.findings)?;
+    let reports = check_objects(&closure, options);
     let links = closure::weakest_links(&closure, &reports, args.allow_degraded);
 
     let stdout = std::io::stdout();

@@ -31,6 +31,7 @@ Examples:
   pagefit fix --page-size 64k libfoo.so --in-place --backup     # keeps libfoo.so.bak
   pagefit fix --page-size 16k libfoo.so --dry-run               # print the plan, write nothing
   pagefit fix --page-size 16k ./prog -o out --no-wx --format json
+  pagefit fix --page-size 16k --closure ./app --out app-16k/   # app and every library it needs fixed
 
 Strategies (auto tries them in this order):
   relayout  move file contents so p_offset = p_vaddr (mod P); no permission changes
@@ -46,12 +47,13 @@ Exit status: 0 fixed (or already ok), 1 refused or verification failed, 2 error.
 #[derive(Args, Debug)]
 pub struct FixArgs {
     /// The ELF file to fix.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "closure")]
+    pub input: Option<PathBuf>,
     /// The page size the result must load at: 16k, 64k, 2m or a number of bytes.
     #[arg(long)]
     pub page_size: PageSize,
     /// Where to write the fixed file.
-    #[arg(short, long, conflicts_with = "in_place", required_unless_present_any = ["in_place", "dry_run"])]
+    #[arg(short, long, conflicts_with = "in_place", required_unless_present_any = ["in_place", "dry_run", "closure"])]
     pub output: Option<PathBuf>,
     /// Replace the input atomically (temporary file, fsync, rename), keeping its mode bits.
     /// (-o also writes a temporary file and renames it, but does not fsync, as cp does not.)
@@ -72,6 +74,16 @@ pub struct FixArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Fix a program and every library it loads that is not ok at P into --out DIR,
+    /// where the program finds them (see `pagefit check --closure`).
+    #[arg(long, value_name = "BIN", conflicts_with_all = ["input", "output", "in_place", "dry_run"], requires = "out")]
+    pub closure: Option<PathBuf>,
+    /// With --closure: the directory to write the program and the fixed libraries into.
+    #[arg(long, value_name = "DIR", requires = "closure")]
+    pub out: Option<PathBuf>,
+    /// With --closure: resolve the interpreter, ld.so.conf and absolute directories under DIR.
+    #[arg(long, value_name = "DIR", requires = "closure")]
+    pub sysroot: Option<String>,
 }
 
 /// What happened, in the order a script asks.
@@ -111,8 +123,13 @@ struct FixReport<'a> {
 }
 
 pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
-    let shown = args.input.display().to_string();
-    let (source, metadata) = FileSource::open(&args.input).with_context(|| format!("{shown}: cannot read"))?;
+    let input_path = match (&args.input, &args.closure, &args.out) {
+        (_, Some(program), Some(out)) => return crate::fix_closure::run(program, out, args),
+        (Some(path), _, _) => path,
+        _ => bail!("pagefit fix needs a file, or --closure BIN --out DIR"),
+    };
+    let shown = input_path.display().to_string();
+    let (source, metadata) = FileSource::open(input_path).with_context(|| format!("{shown}: cannot read"))?;
     let cache = ReadCache::new(source);
     // Symbols are not needed to move bytes, and reading them would hold
     // megabytes of symbol tables in the cache.
@@ -141,7 +158,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         verified: None,
         plan: None,
     };
-    let backup = args.backup.then(|| with_suffix(&args.input, ".bak"));
+    let backup = args.backup.then(|| with_suffix(input_path, ".bak"));
     if let Some(backup) = backup.as_ref().filter(|b| b.symlink_metadata().is_ok()) {
         bail!("{shown}: the backup {} already exists", backup.display());
     }
@@ -153,7 +170,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     if ok_at(&file, &shown, page, &loaders).is_ok() {
         report.status = FixStatus::AlreadyOk;
         if let (Some(output), false) = (&args.output, args.dry_run) {
-            std::fs::copy(&args.input, output).with_context(|| format!("{}: cannot write", output.display()))?;
+            std::fs::copy(input_path, output).with_context(|| format!("{}: cannot write", output.display()))?;
         }
         return finish(args, &report);
     }
@@ -181,7 +198,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         return finish(args, &report);
     }
 
-    let destination = args.output.clone().unwrap_or_else(|| args.input.clone());
+    let destination = args.output.clone().unwrap_or_else(|| input_path.clone());
     let input = cache.into_inner().into_file();
     let temp = TempFile::create(&destination, metadata.permissions().mode() & 0o7777)?;
     write_pieces(&input, &temp.file, &plan).with_context(|| format!("{}: cannot write", temp.path.display()))?;
@@ -199,8 +216,8 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         Ok(compared) => {
             if let Some(backup) = &backup {
                 // A hard link keeps the original's inode, mode and times; a copy where links are not possible.
-                std::fs::hard_link(&args.input, backup)
-                    .or_else(|_| std::fs::copy(&args.input, backup).map(|_| ()))
+                std::fs::hard_link(input_path, backup)
+                    .or_else(|_| std::fs::copy(input_path, backup).map(|_| ()))
                     .with_context(|| format!("{}: cannot keep a backup", backup.display()))?;
             }
             temp.persist(&destination, args.in_place)?;

@@ -8,6 +8,7 @@ mod closure;
 mod explain;
 mod fat;
 mod fix;
+mod fix_closure;
 mod image;
 mod inputs;
 mod source;

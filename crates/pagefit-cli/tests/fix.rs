@@ -312,3 +312,45 @@ fn stripped_programs_and_ones_without_section_headers_are_fixed_and_run() {
         }
     }
 }
+
+#[test]
+fn closure_mode_fixes_a_4k_program_and_its_4k_libraries_where_it_finds_them() {
+    // aarch64, against Debian's cross sysroot: libb.so is reached through liba-4k.so's $ORIGIN/sub.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("app-16k");
+    let program = fixtures().join("aarch64/closure/app-4k");
+    let sysroot = "/usr/aarch64-linux-gnu";
+    let args = ["fix", "--page-size", "16k", "--closure", program.to_str().unwrap(), "--out", dir.to_str().unwrap()];
+    let output = pagefit(&[&args[..], &["--sysroot", sysroot, "--format", "json"]].concat(), Path::new("."));
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let report = json(&output);
+    assert_eq!(report["proven"], true, "{report}");
+    let status: BTreeMap<&str, &str> =
+        report["objects"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap(), o["status"].as_str().unwrap())).collect();
+    let expected: BTreeMap<&str, &str> =
+        [("app-4k", "fixed"), ("ld-linux-aarch64.so.1", "kept"), ("liba-4k.so", "fixed"), ("libb.so", "fixed"), ("libc.so.6", "kept")]
+            .into();
+    assert_eq!(status, expected);
+    assert!(dir.join("lib/sub/libb.so").is_file() && report["launcher"].is_null());
+    // An independent second opinion on the written tree.
+    let check =
+        pagefit(&["check", "--closure", dir.join("app-4k").to_str().unwrap(), "--sysroot", sysroot, "--page-size", "16k"], Path::new("."));
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+
+    // x86_64, against this machine: its ld.so and libc need fixing too, so a
+    // launcher runs the program through the fixed ld.so; it prints what the original prints.
+    let original = Command::new(fixtures().join("x86_64/closure/app-4k")).output().unwrap();
+    for page in ["16k", "64k"] {
+        let dir = out.path().join(format!("x86-{page}"));
+        let program = fixtures().join("x86_64/closure/app-4k");
+        let output = pagefit(
+            &["fix", "--page-size", page, "--closure", program.to_str().unwrap(), "--out", dir.to_str().unwrap(), "--format", "json"],
+            Path::new("."),
+        );
+        let report = json(&output);
+        assert_eq!((output.status.code(), &report["proven"]), (Some(0), &Value::Bool(true)), "{report}");
+        let launched = Command::new(report["launcher"].as_str().unwrap()).output().unwrap();
+        assert_eq!(launched.status.code(), Some(0), "{}", String::from_utf8_lossy(&launched.stderr));
+        assert_eq!(launched.stdout, original.stdout, "fixed for {page}");
+    }
+}
