@@ -34,6 +34,8 @@ pub enum Command {
     Fat(crate::fat::FatArgs),
     /// Register (or remove) a binfmt_misc handler that runs FatELF files with pagefit.
     Binfmt(crate::binfmt::BinfmtArgs),
+    /// Load a program with pagefit's own loader at any page size and become it.
+    Run(crate::run::RunArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

@@ -9,6 +9,7 @@ mod explain;
 mod fat;
 mod image;
 mod inputs;
+mod run;
 mod source;
 mod sparse;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Fat(args) => fat::run(&args),
         Command::Binfmt(args) => binfmt::run(&args),
+        Command::Run(args) => run::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -68,6 +68,8 @@ pub mod auxv {
     pub const AT_MINSIGSTKSZ: u64 = 51;
 }
 
+use crate::memory::AddrRange;
+
 const WORD: u64 = 8;
 
 /// What goes on the stack.
@@ -97,6 +99,10 @@ pub struct StackImage {
     pub base: u64,
     /// The initial stack pointer: the address of argc, 16-byte aligned.
     pub sp: u64,
+    /// Where the argument strings lie (what `/proc/pid/cmdline` shows).
+    pub arg_strings: AddrRange,
+    /// Where the environment strings lie (what `/proc/pid/environ` shows).
+    pub env_strings: AddrRange,
 }
 
 /// Why a stack could not be laid out or read back.
@@ -131,6 +137,7 @@ pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, S
         env_at.push(at);
     }
     env_at.reverse();
+    let env_start = cursor;
     let mut arg_at = Vec::with_capacity(request.args.len());
     for arg in request.args.iter().rev() {
         let at = put(arg, true, &mut cursor)?;
@@ -178,7 +185,10 @@ pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, S
         let at = i * WORD as usize;
         bytes[at..at + WORD as usize].copy_from_slice(&word.to_le_bytes());
     }
-    Ok(StackImage { bytes, base: sp, sp })
+    // Arguments lie just below the environment, which lies just below execfn.
+    let arg_strings = AddrRange::new(arg_at.first().copied().unwrap_or(env_start), env_start);
+    let env_strings = AddrRange::new(env_start, execfn_at);
+    Ok(StackImage { bytes, base: sp, sp, arg_strings, env_strings })
 }
 
 /// A stack read back: what the program's `_start` will see.
@@ -279,6 +289,8 @@ mod tests {
         let stack = build_stack(&request, top).unwrap();
         assert_eq!(stack.sp % 16, 0, "the ABI wants a 16-byte aligned stack at entry");
         assert_eq!(stack.base + stack.bytes.len() as u64, top);
+        assert_eq!(stack.arg_strings.len(), b"/bin/true\0--version\0\0".len() as u64);
+        assert_eq!(stack.env_strings.len(), b"PATH=/usr/bin\0LANG=C.UTF-8\0".len() as u64);
         let parsed = parse_stack(&stack.bytes, stack.base, stack.sp).unwrap();
         assert_eq!(parsed.args, args);
         assert_eq!(parsed.env, env);

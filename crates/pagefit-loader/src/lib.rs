@@ -1,7 +1,427 @@
 //! pagefit-loader: the userspace ELF loader behind `pagefit run`.
 //!
-//! This crate will hold all of pagefit's unsafe code: `mmap` and friends
-//! through `rustix`, and the per-architecture entry jump in `arch/`. It
-//! executes plans made by `pagefit-core`'s pure planner and decides nothing
-//! itself. It is intentionally empty until the `run` capability is built.
+//! It executes plans made by `pagefit-core`'s pure planner
+//! ([`pagefit_core::robust`]) and decides nothing about layout itself:
+//!
+//! 1. [`prepare`] opens the program and its PT_INTERP, refuses what a
+//!    userspace loader cannot honour (setuid/setgid files, a foreign
+//!    `e_machine`, fixed addresses that collide with pagefit's own mappings)
+//!    and plans both;
+//! 2. [`Prepared::load`] reserves each object's span, maps and fills every
+//!    page, applies protections after all contents are in place, and lays
+//!    out a fresh, guarded initial stack with an auxv built from the host's;
+//! 3. [`Loaded::start`] makes the process look like the program's (name,
+//!    signals, descriptors, `PR_SET_MM` where permitted) and jumps to the
+//!    interpreter's (or the program's) entry point.
+//!
+//! What cannot be made identical to `execve`: `/proc/self/exe` stays
+//! pagefit (`PR_SET_MM_EXE_FILE` needs the old executable unmapped, and
+//! pagefit's own image stays mapped); `/proc/self/cmdline` and `environ`
+//! move to the new stack only with CAP_SYS_RESOURCE; pagefit's own image
+//! and heap stay mapped; the program's `brk` heap continues pagefit's.
+//!
+//! All of the project's `unsafe` code is in this crate: [`sys`] (system
+//! calls through `rustix`) and `arch/<arch>.rs` (the entry jump).
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+#[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+mod arch;
+mod host;
+mod sys;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use object::read::ReadCache;
+use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions};
+use pagefit_core::memory::AddrRange;
+use pagefit_core::page::PageSize;
+use pagefit_core::robust::{plan_as_kernel, plan_robust, GapPolicy, MappingSource, PlanError, RobustPlan};
+use pagefit_core::stack::{auxv, build_stack, StackRequest};
+use serde::Serialize;
+
+pub use host::HostAuxv;
+
+/// How to run a program.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// The page size every mapping decision uses and AT_PAGESZ reports.
+    pub page_size: PageSize,
+    /// The page size programs are linked for (whose image the robust plan reproduces).
+    pub guest_page_size: PageSize,
+    /// Map like Linux binfmt_elf at `page_size` instead of robustly.
+    pub as_kernel: bool,
+    /// Gap handling for the robust plan.
+    pub gaps: GapPolicy,
+}
+
+/// Why a program cannot be run.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A userspace loader cannot honour this (setuid, foreign machine, collisions).
+    Refused(String),
+    /// The file is not a loadable ELF program, or cannot be read.
+    Invalid(String),
+    /// Linux would kill the process at exec (`--as-kernel`): the reason.
+    KilledAtExec(String),
+    /// A system call failed while loading.
+    System(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Refused(m) | LoadError::Invalid(m) | LoadError::KilledAtExec(m) | LoadError::System(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// One ELF object to load, planned.
+#[derive(Debug)]
+struct PlannedObject {
+    path: PathBuf,
+    file: File,
+    elf: ElfFile,
+    plan: RobustPlan,
+}
+
+/// A program and its interpreter, checked and planned, nothing mapped yet.
+#[derive(Debug)]
+pub struct Prepared {
+    options: RunOptions,
+    program: PlannedObject,
+    interpreter: Option<PlannedObject>,
+    args: Vec<OsString>,
+}
+
+/// The host's page size, as the kernel reports it.
+pub fn host_page_size() -> PageSize {
+    PageSize::new(rustix::param::page_size() as u64).unwrap_or(PageSize::K4)
+}
+
+/// The machine this loader runs on, as an ELF `e_machine`.
+pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") { object::elf::EM_AARCH64.0 } else { object::elf::EM_X86_64.0 };
+
+/// Checks and plans `program` (run with `args`, `args[0]` included).
+pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Result<Prepared, LoadError> {
+    let program = plan_object(program, options, "program")?;
+    let interpreter = match &program.elf.interpreter {
+        Some(name) => Some(plan_object(Path::new(name), options, "interpreter")?),
+        None => None,
+    };
+    for object in std::iter::once(&program).chain(&interpreter) {
+        if object.elf.kind == ElfKind::Exec {
+            check_fixed_range_is_free(object)?;
+        }
+    }
+    Ok(Prepared { options, program, interpreter, args })
+}
+
+fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| LoadError::Invalid(format!("{shown}: cannot open the {role}: {e}")))?;
+    let metadata = file.metadata().map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
+    if metadata.permissions().mode() & 0o6000 != 0 {
+        return Err(LoadError::Refused(format!(
+            "{shown}: refusing a setuid/setgid {role}: a userspace loader cannot give it the privileges execve would"
+        )));
+    }
+    let elf = parse(&ReadCache::new(&file), ParseOptions::default()).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
+    if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
+        return Err(LoadError::Refused(format!(
+            "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
+            elf.machine_name(),
+            elf.bits,
+            pagefit_core::elf::machine_name(HOST_MACHINE)
+        )));
+    }
+    if !matches!(elf.kind, ElfKind::Exec | ElfKind::Dyn) {
+        return Err(LoadError::Invalid(format!("{shown}: not an executable or shared object")));
+    }
+    let loads: Vec<_> = elf.loads().cloned().collect();
+    let planned = if options.as_kernel {
+        plan_as_kernel(&loads, options.page_size)
+    } else {
+        plan_robust(&loads, options.page_size, options.guest_page_size, options.gaps)
+    };
+    let plan = planned.map_err(|error| match (error, options.as_kernel) {
+        (PlanError::Rejected(rejection), true) => LoadError::KilledAtExec(format!("{shown}: {}", rejection.loader_message)),
+        (error, _) => LoadError::Invalid(format!("{shown}: cannot be loaded even at {}: {error}", options.guest_page_size)),
+    })?;
+    Ok(PlannedObject { path: path.to_path_buf(), file, elf, plan })
+}
+
+/// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
+fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
+    let span = object.plan.span;
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| LoadError::System(format!("/proc/self/maps: {e}")))?;
+    for line in maps.lines() {
+        let Some((range, rest)) = line.split_once(' ') else { continue };
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+        if start < span.end && span.start < end {
+            let owner = rest.split_whitespace().nth(4).unwrap_or("anonymous memory");
+            return Err(LoadError::Refused(format!(
+                "{}: its fixed addresses {:#x}-{:#x} collide with pagefit's own mapping {start:#x}-{end:#x} ({owner})",
+                object.path.display(),
+                span.start,
+                span.end
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Prepared {
+    /// The main program's plan.
+    pub fn program_plan(&self) -> &RobustPlan {
+        &self.program.plan
+    }
+
+    /// Maps the program and interpreter and lays out the initial stack.
+    /// Signals stay blocked from here until [`Loaded::start`].
+    pub fn load(self) -> Result<Loaded, LoadError> {
+        let system = |what: &str, e: std::io::Error| LoadError::System(format!("{what}: {e}"));
+        let signal_mask = sys::block_signals().map_err(|e| system("sigprocmask", e))?;
+        let host = HostAuxv::read().map_err(|e| system("/proc/self/auxv", e))?;
+        let program = map_object(&self.program).map_err(|e| system(&format!("{}: mapping", self.program.path.display()), e))?;
+        let interpreter = match &self.interpreter {
+            Some(object) => Some(map_object(object).map_err(|e| system(&format!("{}: mapping", object.path.display()), e))?),
+            None => None,
+        };
+        let entry_of = |object: &PlannedObject, bias: u64| object.elf.entry.wrapping_add(bias);
+        let program_entry = entry_of(&self.program, program.bias);
+        let start_at = match (&self.interpreter, &interpreter) {
+            (Some(object), Some(mapped)) => entry_of(object, mapped.bias),
+            _ => program_entry,
+        };
+        let phdr = phdr_address(&self.program.elf)
+            .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))?
+            .wrapping_add(program.bias);
+        let page = self.options.page_size.bytes();
+        let plain_auxv = [
+            (auxv::AT_SYSINFO_EHDR, host.value(auxv::AT_SYSINFO_EHDR)),
+            (auxv::AT_MINSIGSTKSZ, host.value(auxv::AT_MINSIGSTKSZ)),
+            (auxv::AT_HWCAP, host.value(auxv::AT_HWCAP)),
+            (auxv::AT_PAGESZ, page),
+            (auxv::AT_CLKTCK, host.value(auxv::AT_CLKTCK)),
+            (auxv::AT_PHDR, phdr),
+            (auxv::AT_PHENT, 56),
+            (auxv::AT_PHNUM, self.program.elf.program_headers.len() as u64),
+            (auxv::AT_BASE, interpreter.as_ref().map_or(0, |i| i.bias)),
+            (auxv::AT_FLAGS, 0),
+            (auxv::AT_ENTRY, program_entry),
+            (auxv::AT_UID, host.value(auxv::AT_UID)),
+            (auxv::AT_EUID, host.value(auxv::AT_EUID)),
+            (auxv::AT_GID, host.value(auxv::AT_GID)),
+            (auxv::AT_EGID, host.value(auxv::AT_EGID)),
+            (auxv::AT_SECURE, host.value(auxv::AT_SECURE)),
+            (auxv::AT_HWCAP2, host.value(auxv::AT_HWCAP2)),
+        ];
+        let args: Vec<Vec<u8>> = self.args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let env: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
+        let execfn = self.program.path.as_os_str().as_bytes().to_vec();
+        let mut random = [0u8; 16];
+        rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(|e| system("getrandom", e.into()))?;
+        let platform = host.platform();
+        let request = StackRequest { args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
+        let stack = map_stack(&request, page).map_err(|e| system("initial stack", e))?;
+        let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
+        let report = objects.map(|(object, mapped)| ObjectReport::new(object, mapped.bias)).collect();
+        Ok(Loaded {
+            entry: start_at,
+            signal_mask,
+            name: process_name(&self.program.path),
+            report: RunReport {
+                mode: if self.options.as_kernel { "as-kernel" } else { "robust" },
+                page_size: self.options.page_size,
+                objects: report,
+                stack: StackReport { start: stack.range.start, end: stack.range.end, sp: stack.sp },
+            },
+            stack,
+        })
+    }
+}
+
+/// Where the program headers are in memory, before the load bias.
+fn phdr_address(elf: &ElfFile) -> Option<u64> {
+    if let Some(phdr) = elf.header_of_type(object::elf::PT_PHDR) {
+        return Some(phdr.vaddr);
+    }
+    let offset = elf.program_header_offset;
+    elf.loads().find(|s| s.offset <= offset && offset < s.offset + s.filesz).map(|s| s.vaddr + (offset - s.offset))
+}
+
+fn process_name(path: &Path) -> Vec<u8> {
+    let name = path.file_name().map_or_else(|| path.as_os_str().as_bytes(), |n| n.as_bytes());
+    name[..name.len().min(15)].to_vec()
+}
+
+struct MappedObject {
+    bias: u64,
+}
+
+/// Executes one plan: reserve the span, map and fill every mapping, give
+/// gaps back, then apply the final protections.
+fn map_object(object: &PlannedObject) -> std::io::Result<MappedObject> {
+    let plan = &object.plan;
+    let span = plan.span;
+    let len = usize::try_from(span.len()).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+    let (mut reservation, bias) = if object.elf.kind == ElfKind::Exec {
+        (sys::Reservation::fixed(span.start as usize, len)?, 0u64)
+    } else {
+        let align = usize::try_from(plan.base_alignment).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let reservation = sys::Reservation::anywhere(len, align)?;
+        let bias = (reservation.start() as u64).wrapping_sub(span.start);
+        (reservation, bias)
+    };
+    let at = |address: u64| address.wrapping_add(bias) as usize;
+    for mapping in &plan.mappings {
+        let (start, len) = (at(mapping.range.start), mapping.range.len() as usize);
+        let first_prot = if mapping.needs_writes() { pagefit_core::elf::Prot::RW } else { mapping.prot };
+        match &mapping.source {
+            MappingSource::File { offset } => reservation.map_file(start, len, first_prot, &object.file, *offset)?,
+            MappingSource::Composed { copies } => {
+                reservation.map_anonymous(start, len, first_prot)?;
+                for copy in copies {
+                    reservation.copy_from_file(at(copy.destination.start), copy.destination.len() as usize, &object.file, copy.file_offset)?;
+                }
+            }
+            MappingSource::Anonymous => reservation.map_anonymous(start, len, first_prot)?,
+            MappingSource::Reserved => {}
+        }
+        for zero in &mapping.zero {
+            reservation.zero(at(zero.start), zero.len() as usize);
+        }
+    }
+    for gap in &plan.unmapped {
+        reservation.unmap(at(gap.start), gap.len() as usize)?;
+    }
+    for mapping in plan.mappings.iter().filter(|m| m.needs_writes()) {
+        reservation.protect(at(mapping.range.start), mapping.range.len() as usize, mapping.prot)?;
+    }
+    Ok(MappedObject { bias })
+}
+
+/// The fresh stack: `RLIMIT_STACK` (8 MiB when unlimited, at most 256 MiB)
+/// of lazily allocated memory, with a `PROT_NONE` guard of 1 MiB below it.
+fn map_stack(request: &StackRequest<'_>, page: u64) -> std::io::Result<MappedStack> {
+    const GUARD: u64 = 1 << 20;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack).current.unwrap_or(8 << 20);
+    let size = limit.clamp(128 << 10, 256 << 20).next_multiple_of(page);
+    let total = usize::try_from(size + GUARD).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+    let mut reservation = sys::Reservation::anywhere(total, page as usize)?;
+    let start = reservation.start() as u64 + GUARD;
+    reservation.map_anonymous(start as usize, size as usize, pagefit_core::elf::Prot::RW)?;
+    let top = start + size;
+    let image = build_stack(request, top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    reservation.write(image.base as usize, &image.bytes);
+    Ok(MappedStack { range: AddrRange::new(start, top), sp: image.sp, arg_strings: image.arg_strings, env_strings: image.env_strings })
+}
+
+struct MappedStack {
+    range: AddrRange,
+    sp: u64,
+    arg_strings: AddrRange,
+    env_strings: AddrRange,
+}
+
+/// A loaded program, ready to start.
+pub struct Loaded {
+    entry: u64,
+    stack: MappedStack,
+    signal_mask: sys::SignalMask,
+    name: Vec<u8>,
+    report: RunReport,
+}
+
+impl Loaded {
+    /// What was mapped where, for `--report`.
+    pub fn report(&self) -> &RunReport {
+        &self.report
+    }
+
+    /// Becomes the program: process name, `PR_SET_MM` where permitted,
+    /// signal dispositions and mask as `execve` leaves them, `FD_CLOEXEC`
+    /// descriptors closed, then the jump. Never returns.
+    pub fn start(self) -> ! {
+        let mut name = self.name.clone();
+        name.push(0);
+        if let Ok(name) = std::ffi::CStr::from_bytes_with_nul(&name) {
+            let _ = rustix::thread::set_name(name);
+        }
+        use rustix::process::VirtualMemoryMapAddress as Field;
+        let (args, env) = (self.stack.arg_strings, self.stack.env_strings);
+        // Needs CAP_SYS_RESOURCE; without it /proc/self/cmdline keeps pagefit's arguments.
+        let _ = sys::set_mm_addresses(&[
+            (Field::ArgStart, args.start as usize),
+            (Field::ArgEnd, args.end as usize),
+            (Field::EnvironmentStart, env.start as usize),
+            (Field::EnvironmentEnd, env.end as usize),
+        ]);
+        sys::reset_signal_dispositions();
+        sys::close_cloexec_descriptors();
+        let _ = sys::restore_signal_mask(&self.signal_mask);
+        #[allow(unsafe_code)]
+        // SAFETY: `sp` points at the stack `build_stack` laid out and
+        // `map_stack` wrote, and `entry` into an object `map_object` mapped
+        // with its final protections.
+        unsafe {
+            sys::jump(self.entry as usize, self.stack.sp as usize)
+        }
+    }
+}
+
+/// Raises SIGSEGV with the default disposition, as the kernel kills a
+/// process whose segments it cannot map after the point of no return.
+pub fn die_like_the_kernel() -> ! {
+    sys::die_by_sigsegv()
+}
+
+/// What `--report` prints.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// `robust` or `as-kernel`.
+    pub mode: &'static str,
+    /// The page size mappings were planned with (AT_PAGESZ).
+    pub page_size: PageSize,
+    /// The program, then its interpreter.
+    pub objects: Vec<ObjectReport>,
+    /// The initial stack.
+    pub stack: StackReport,
+}
+
+/// One loaded object.
+#[derive(Debug, Serialize)]
+pub struct ObjectReport {
+    /// Its path.
+    pub path: String,
+    /// The load bias (0 for fixed-address programs).
+    pub bias: u64,
+    /// The plan, in link-time addresses.
+    pub plan: RobustPlan,
+}
+
+impl ObjectReport {
+    fn new(object: &PlannedObject, bias: u64) -> ObjectReport {
+        ObjectReport { path: object.path.display().to_string(), bias, plan: object.plan.clone() }
+    }
+}
+
+/// Where the initial stack is.
+#[derive(Debug, Serialize)]
+pub struct StackReport {
+    /// Lowest usable address.
+    pub start: u64,
+    /// One past the highest address.
+    pub end: u64,
+    /// The stack pointer at entry.
+    pub sp: u64,
+}
