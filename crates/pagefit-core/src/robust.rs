@@ -434,6 +434,62 @@ fn push_mapping(plan: &mut RobustPlan, mapping: PlannedMapping) {
     plan.mappings.push(mapping);
 }
 
+/// The PT_GNU_RELRO range a robust load should advertise, when it differs
+/// from the file's.
+///
+/// The libc rounds RELRO's start *down* to the page size before
+/// `mprotect(PROT_READ)`. When that page also holds bytes of code or of
+/// writable data outside RELRO (lld's layouts, `-z separate-loadable-segments`,
+/// GNU ld's static binaries at 16K), the program would lose execute or write
+/// there and crash. The robust load then advertises RELRO from the next page
+/// boundary: those few bytes stay writable, everything else is protected.
+/// Returns `None` when the file's range is safe as it is; an empty range
+/// means nothing of RELRO can be protected at this page size.
+pub fn relro_for_robust_load(loads: &[ProgramHeader], relro: AddrRange, page: PageSize) -> Option<AddrRange> {
+    let first_page = page.align_down(relro.start);
+    if first_page == relro.start {
+        return None;
+    }
+    let below = AddrRange::new(first_page, relro.start);
+    let endangered = loads.iter().any(|segment| {
+        let bytes = AddrRange::new(segment.vaddr, segment.mem_end());
+        bytes.intersect(&below).is_some() && (segment.prot.is_executable() || segment.prot.is_writable())
+    });
+    if !endangered {
+        return None;
+    }
+    let start = page.align_up(relro.start).unwrap_or(relro.end).min(relro.end);
+    Some(AddrRange::new(start, relro.end.max(start)))
+}
+
+/// Rewrites a 64-bit little-endian program header table (as read from the
+/// file) for a robust load: PT_GNU_RELRO becomes `relro` when given, and
+/// PT_PHDR's `p_vaddr` becomes `phdr_vaddr`, so that a table copied elsewhere
+/// still tells ld.so the load bias (AT_PHDR minus PT_PHDR's `p_vaddr`).
+pub fn rewrite_program_headers(table: &mut [u8], relro: Option<AddrRange>, phdr_vaddr: u64) -> Result<(), PlanError> {
+    use object::elf::{ProgramHeader64, PT_GNU_RELRO, PT_PHDR};
+    use object::LittleEndian as LE;
+    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(table)
+        .map_err(|()| PlanError::BadLayout("the program header table is not a whole number of 64-bit entries".into()))?;
+    for header in headers {
+        match header.p_type.get(LE) {
+            PT_PHDR => header.p_vaddr.set(LE, phdr_vaddr),
+            PT_GNU_RELRO => {
+                if let Some(relro) = relro {
+                    let skipped = relro.start.saturating_sub(header.p_vaddr.get(LE));
+                    header.p_vaddr.set(LE, relro.start);
+                    header.p_paddr.set(LE, relro.start);
+                    header.p_offset.set(LE, header.p_offset.get(LE).saturating_add(skipped));
+                    header.p_filesz.set(LE, header.p_filesz.get(LE).saturating_sub(skipped));
+                    header.p_memsz.set(LE, relro.len());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[path = "robust_tests.rs"]
 mod tests;

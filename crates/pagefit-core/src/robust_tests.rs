@@ -203,3 +203,45 @@ fn impossible_layouts_are_errors_not_panics() {
     assert!(plan_robust(std::slice::from_ref(&wraps), PageSize::K16, PageSize::K4, GapPolicy::Extend).is_err());
     assert!(plan_as_kernel(&[wraps], PageSize::K16).is_err());
 }
+
+#[test]
+fn relro_starting_on_a_page_with_code_is_trimmed_to_the_next_page() {
+    // c-static-lld-4k (x86_64): RELRO starts at 0x2c34c0, in the 16K page 0x2c0000 that ends the RX segment.
+    let loads = vec![
+        load(0, Prot::R, 0, 0x200000, 0x2ccf4, 0x2ccf4, 0x1000),
+        load(1, Prot::RX, 0x2cd00, 0x22dd00, 0x947c0, 0x947c0, 0x1000),
+        load(2, Prot::RW, 0xc14c0, 0x2c34c0, 0x3970, 0x3970, 0x1000),
+        load(3, Prot::RW, 0xc4e40, 0x2c7e40, 0x32b0, 0x9af8, 0x1000),
+    ];
+    let relro = AddrRange::new(0x2c34c0, 0x2c7000);
+    assert_eq!(relro_for_robust_load(&loads, relro, PageSize::K16), Some(AddrRange::new(0x2c4000, 0x2c7000)));
+    // At 4K the page below RELRO holds only the RX segment's last bytes of... nothing: no change needed.
+    assert_eq!(relro_for_robust_load(&loads, AddrRange::new(0x2c3000, 0x2c7000), PageSize::K4), None);
+    // Only read-only bytes below: protecting them too is harmless.
+    let read_only_below = vec![load(0, Prot::R, 0, 0, 0x3000, 0x3000, 0x1000), load(1, Prot::RW, 0x3000, 0x3000, 0x2000, 0x2000, 0x1000)];
+    assert_eq!(relro_for_robust_load(&read_only_below, AddrRange::new(0x3000, 0x4000), PageSize::K16), None);
+}
+
+#[test]
+fn program_headers_are_rewritten_in_place() {
+    use object::elf::{ProgramHeader64, PT_GNU_RELRO, PT_LOAD, PT_PHDR};
+    use object::LittleEndian as LE;
+    let mut bytes = vec![0u8; 3 * 56];
+    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(&mut bytes).unwrap();
+    for (header, (p_type, vaddr, size)) in
+        headers.iter_mut().zip([(PT_PHDR, 0x40, 0xa8), (PT_LOAD, 0, 0x1000), (PT_GNU_RELRO, 0x2c34c0, 0x3b40)])
+    {
+        header.p_type.set(LE, p_type);
+        header.p_vaddr.set(LE, vaddr);
+        header.p_offset.set(LE, vaddr);
+        header.p_filesz.set(LE, size);
+        header.p_memsz.set(LE, size);
+    }
+    let original = bytes.clone();
+    rewrite_program_headers(&mut bytes, Some(AddrRange::new(0x2c4000, 0x2c7000)), 0x7fff_0000).unwrap();
+    let rewritten: &[ProgramHeader64<LE>] = object::pod::slice_from_all_bytes(&bytes).unwrap();
+    assert_eq!(rewritten[0].p_vaddr.get(LE), 0x7fff_0000);
+    assert_eq!(bytes[56..112], original[56..112]);
+    assert_eq!((rewritten[2].p_vaddr.get(LE), rewritten[2].p_offset.get(LE), rewritten[2].p_memsz.get(LE)), (0x2c4000, 0x2c4000, 0x3000));
+    assert!(rewrite_program_headers(&mut bytes[..57], None, 0).is_err());
+}

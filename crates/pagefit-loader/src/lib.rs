@@ -41,7 +41,9 @@ use object::read::ReadCache;
 use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::page::PageSize;
-use pagefit_core::robust::{plan_as_kernel, plan_robust, GapPolicy, MappingSource, PlanError, RobustPlan};
+use pagefit_core::robust::{
+    plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError, RobustPlan,
+};
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
 
@@ -97,6 +99,8 @@ struct PlannedObject {
 pub struct Prepared {
     options: RunOptions,
     program: PlannedObject,
+    /// PT_GNU_RELRO as the robust load advertises it, when it must differ from the file's.
+    program_relro: Option<AddrRange>,
     interpreter: Option<PlannedObject>,
     args: Vec<OsString>,
 }
@@ -121,7 +125,14 @@ pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Resu
             check_fixed_range_is_free(object)?;
         }
     }
-    Ok(Prepared { options, program, interpreter, args })
+    let program_relro = match (options.as_kernel, program.elf.header_of_type(object::elf::PT_GNU_RELRO)) {
+        (false, Some(relro)) => {
+            let loads: Vec<_> = program.elf.loads().cloned().collect();
+            relro_for_robust_load(&loads, AddrRange::new(relro.vaddr, relro.mem_end()), options.page_size)
+        }
+        _ => None,
+    };
+    Ok(Prepared { options, program, program_relro, interpreter, args })
 }
 
 fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
@@ -185,6 +196,17 @@ impl Prepared {
         &self.program.plan
     }
 
+    /// The program header table to copy, when RELRO must be advertised trimmed.
+    fn program_headers_for_robust_relro(&self) -> std::io::Result<Option<Vec<u8>>> {
+        if self.program_relro.is_none() {
+            return Ok(None);
+        }
+        let len = self.program.elf.program_headers.len() * 56;
+        let mut table = vec![0u8; len];
+        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, self.program.elf.program_header_offset)?;
+        Ok(Some(table))
+    }
+
     /// Maps the program and interpreter and lays out the initial stack.
     /// Signals stay blocked from here until [`Loaded::start`].
     pub fn load(self) -> Result<Loaded, LoadError> {
@@ -202,10 +224,22 @@ impl Prepared {
             (Some(object), Some(mapped)) => entry_of(object, mapped.bias),
             _ => program_entry,
         };
-        let phdr = phdr_address(&self.program.elf)
-            .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))?
-            .wrapping_add(program.bias);
         let page = self.options.page_size.bytes();
+        let program_headers = self.program_headers_for_robust_relro().map_err(|e| system("program headers", e))?;
+        let mut stack_area = StackArea::map(page, program_headers.as_ref().map_or(0, Vec::len)).map_err(|e| system("initial stack", e))?;
+        let phdr = match program_headers {
+            // A copy with PT_GNU_RELRO trimmed, just above the stack top.
+            Some(mut table) => {
+                let copy_at = stack_area.top;
+                rewrite_program_headers(&mut table, self.program_relro, copy_at.wrapping_sub(program.bias))
+                    .map_err(|e| LoadError::Invalid(format!("{}: {e}", self.program.path.display())))?;
+                stack_area.reservation.write(copy_at as usize, &table);
+                copy_at
+            }
+            None => phdr_address(&self.program.elf)
+                .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))?
+                .wrapping_add(program.bias),
+        };
         let plain_auxv = [
             (auxv::AT_SYSINFO_EHDR, host.value(auxv::AT_SYSINFO_EHDR)),
             (auxv::AT_MINSIGSTKSZ, host.value(auxv::AT_MINSIGSTKSZ)),
@@ -232,11 +266,14 @@ impl Prepared {
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(|e| system("getrandom", e.into()))?;
         let platform = host.platform();
         let request = StackRequest { args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
-        let stack = map_stack(&request, page).map_err(|e| system("initial stack", e))?;
+        let stack = stack_area.fill(&request).map_err(|e| system("initial stack", e))?;
         let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
         let report = objects.map(|(object, mapped)| ObjectReport::new(object, mapped.bias)).collect();
+        let program_file = self.program.file.try_clone().map_err(|e| system("program file", e))?;
         Ok(Loaded {
             entry: start_at,
+            emulated: self.options.page_size > host_page_size(),
+            program_file,
             signal_mask,
             name: process_name(&self.program.path),
             report: RunReport {
@@ -287,11 +324,29 @@ fn map_object(object: &PlannedObject) -> std::io::Result<MappedObject> {
         let (start, len) = (at(mapping.range.start), mapping.range.len() as usize);
         let first_prot = if mapping.needs_writes() { pagefit_core::elf::Prot::RW } else { mapping.prot };
         match &mapping.source {
-            MappingSource::File { offset } => reservation.map_file(start, len, first_prot, &object.file, *offset)?,
+            MappingSource::File { offset } => {
+                // Under emulation the plan's last file page can reach past the
+                // host pages that hold file bytes; a real P-page kernel would
+                // zero-fill that tail, but touching it here would be SIGBUS.
+                // So the tail becomes anonymous zeros.
+                let file_pages_end = object.elf.file_len.next_multiple_of(host_page_size().bytes());
+                let file_len = usize::try_from(file_pages_end.saturating_sub(*offset)).unwrap_or(usize::MAX).min(len);
+                if file_len > 0 {
+                    reservation.map_file(start, file_len, first_prot, &object.file, *offset)?;
+                }
+                if file_len < len {
+                    reservation.map_anonymous(start + file_len, len - file_len, first_prot)?;
+                }
+            }
             MappingSource::Composed { copies } => {
                 reservation.map_anonymous(start, len, first_prot)?;
                 for copy in copies {
-                    reservation.copy_from_file(at(copy.destination.start), copy.destination.len() as usize, &object.file, copy.file_offset)?;
+                    reservation.copy_from_file(
+                        at(copy.destination.start),
+                        copy.destination.len() as usize,
+                        &object.file,
+                        copy.file_offset,
+                    )?;
                 }
             }
             MappingSource::Anonymous => reservation.map_anonymous(start, len, first_prot)?,
@@ -311,19 +366,38 @@ fn map_object(object: &PlannedObject) -> std::io::Result<MappedObject> {
 }
 
 /// The fresh stack: `RLIMIT_STACK` (8 MiB when unlimited, at most 256 MiB)
-/// of lazily allocated memory, with a `PROT_NONE` guard of 1 MiB below it.
-fn map_stack(request: &StackRequest<'_>, page: u64) -> std::io::Result<MappedStack> {
-    const GUARD: u64 = 1 << 20;
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack).current.unwrap_or(8 << 20);
-    let size = limit.clamp(128 << 10, 256 << 20).next_multiple_of(page);
-    let total = usize::try_from(size + GUARD).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
-    let mut reservation = sys::Reservation::anywhere(total, page as usize)?;
-    let start = reservation.start() as u64 + GUARD;
-    reservation.map_anonymous(start as usize, size as usize, pagefit_core::elf::Prot::RW)?;
-    let top = start + size;
-    let image = build_stack(request, top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-    reservation.write(image.base as usize, &image.bytes);
-    Ok(MappedStack { range: AddrRange::new(start, top), sp: image.sp, arg_strings: image.arg_strings, env_strings: image.env_strings })
+/// of lazily allocated memory, with a `PROT_NONE` guard of 1 MiB below it,
+/// and room above its top for a rewritten program header table.
+struct StackArea {
+    reservation: sys::Reservation,
+    bottom: u64,
+    top: u64,
+}
+
+impl StackArea {
+    fn map(page: u64, above_top: usize) -> std::io::Result<StackArea> {
+        const GUARD: u64 = 1 << 20;
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Stack).current.unwrap_or(8 << 20);
+        let size = limit.clamp(128 << 10, 256 << 20).next_multiple_of(page);
+        let above = (above_top as u64).next_multiple_of(page);
+        let total = usize::try_from(GUARD + size + above).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+        let mut reservation = sys::Reservation::anywhere(total, page as usize)?;
+        let bottom = reservation.start() as u64 + GUARD;
+        // One mapping for the stack and the table above it: one VMA.
+        reservation.map_anonymous(bottom as usize, (size + above) as usize, pagefit_core::elf::Prot::RW)?;
+        Ok(StackArea { reservation, bottom, top: bottom + size })
+    }
+
+    fn fill(mut self, request: &StackRequest<'_>) -> std::io::Result<MappedStack> {
+        let image = build_stack(request, self.top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.reservation.write(image.base as usize, &image.bytes);
+        Ok(MappedStack {
+            range: AddrRange::new(self.bottom, self.top),
+            sp: image.sp,
+            arg_strings: image.arg_strings,
+            env_strings: image.env_strings,
+        })
+    }
 }
 
 struct MappedStack {
@@ -336,6 +410,9 @@ struct MappedStack {
 /// A loaded program, ready to start.
 pub struct Loaded {
     entry: u64,
+    /// Emulating a page size larger than the host's.
+    emulated: bool,
+    program_file: File,
     stack: MappedStack,
     signal_mask: sys::SignalMask,
     name: Vec<u8>,
@@ -366,7 +443,14 @@ impl Loaded {
             (Field::EnvironmentStart, env.start as usize),
             (Field::EnvironmentEnd, env.end as usize),
         ]);
+        // Needs CAP_SYS_RESOURCE (and pagefit's own image unmapped on some
+        // kernels); without it /proc/self/exe, and so the main program's
+        // $ORIGIN, stay pagefit's.
+        let _ = rustix::process::set_executable_file(std::os::fd::AsFd::as_fd(&self.program_file));
         sys::reset_signal_dispositions();
+        if self.emulated {
+            sys::zero_fill_pages_past_end_of_file(host_page_size().bytes() as usize);
+        }
         sys::close_cloexec_descriptors();
         let _ = sys::restore_signal_mask(&self.signal_mask);
         #[allow(unsafe_code)]

@@ -68,7 +68,10 @@ impl Reservation {
     }
 
     fn checked(&self, address: usize, len: usize) -> *mut c_void {
-        assert!(address >= self.start && address.checked_add(len).is_some_and(|end| end <= self.end), "{address:#x}+{len:#x} outside the reservation");
+        assert!(
+            address >= self.start && address.checked_add(len).is_some_and(|end| end <= self.end),
+            "{address:#x}+{len:#x} outside the reservation"
+        );
         address as *mut c_void
     }
 
@@ -210,6 +213,45 @@ fn set_default_disposition(signal: i32) {
         default.sa_sigaction = libc::SIG_DFL;
         libc::sigaction(signal, &default, null_mut());
     }
+}
+
+/// The host page size, for the emulation's SIGBUS handler.
+static HOST_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(4096);
+
+/// Emulation only: a P-page kernel zero-fills the part of a file's last
+/// P-page past the end of the file, but this 4K host raises SIGBUS on host
+/// pages wholly past it, which ld.so touches when it clears a library's bss
+/// at P. This handler gives such a page anonymous zeros, readable and
+/// writable, and returns, so the access is retried. Any other SIGBUS gets
+/// the default disposition back and kills the process as it would have.
+/// The handler stays installed in the program until it installs its own.
+pub(crate) fn zero_fill_pages_past_end_of_file(host_page: usize) {
+    HOST_PAGE.store(host_page, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the handler only makes system calls (async-signal-safe), and
+    // its code stays mapped: pagefit's image is never unmapped.
+    unsafe {
+        let mut action = std::mem::zeroed::<libc::sigaction>();
+        action.sa_sigaction = zero_fill_on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(libc::SIGBUS, &action, null_mut());
+    }
+}
+
+extern "C" fn zero_fill_on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _context: *mut c_void) {
+    let page = HOST_PAGE.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    if code == libc::BUS_ADRERR && address != 0 {
+        let flags = MapFlags::PRIVATE | MapFlags::FIXED;
+        // SAFETY: replaces one page that cannot be read or written anyway
+        // (it lies past the end of its file) with zeros.
+        let mapped =
+            unsafe { rustix::mm::mmap_anonymous((address & !(page - 1)) as *mut c_void, page, ProtFlags::READ | ProtFlags::WRITE, flags) };
+        if mapped.is_ok() {
+            return;
+        }
+    }
+    set_default_disposition(libc::SIGBUS);
 }
 
 /// Closes the descriptors `execve` would close (those with FD_CLOEXEC),
