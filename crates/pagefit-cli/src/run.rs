@@ -36,7 +36,7 @@ pub struct RunArgs {
     pub as_kernel: bool,
     /// What to do with pages between segments: extend the previous file
     /// mapping over them, unmap them (like the kernel), or leave them
-    /// reserved PROT_NONE (like glibc).
+    /// reserved PROT_NONE (like glibc). --as-kernel always unmaps them.
     #[arg(long, value_name = "POLICY", default_value = "extend", value_parser = gap_policy)]
     pub gaps: GapPolicy,
     /// Print every mapping (file-backed or composed), its protection, and

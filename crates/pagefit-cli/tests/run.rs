@@ -290,3 +290,54 @@ fn emulation_matches_predictions_real_kernels_and_native_runs() {
     assert!(agree_real.1 > 0, "no comparable fixture");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A recorded boot: for each fixture, its exit status and its output without
+/// the lines that differ with the page size.
+fn recorded_runs(file: &str) -> BTreeMap<String, (i32, Vec<String>)> {
+    let text = std::fs::read_to_string(workspace().join("fixtures/observed").join(file)).unwrap();
+    let mut runs = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some((name, rc)) = line.strip_prefix("@@ ").and_then(|rest| rest.split_once(" rc=")) {
+            runs.insert(name.to_string(), (rc.parse().unwrap(), Vec::new()));
+            current = Some(name.to_string());
+        } else if line.starts_with("@@") {
+            current = None;
+        } else if let Some(name) = &current {
+            if !line.starts_with("probe ") && !line.starts_with("lprobe ") && !line.starts_with("auxv pagesz") {
+                runs.get_mut(name).unwrap().1.push(line.to_string());
+            }
+        }
+    }
+    runs
+}
+
+/// The real-kernel proof, recorded by `fixtures/run-under-pagefit.sh` with an
+/// aarch64 build of pagefit inside pagesize-vm's 16K kernel: every 4K
+/// fixture the 16K kernel kills runs under `pagefit run` with the output the
+/// 4K kernel gives it.
+#[test]
+fn on_the_real_16k_kernel_pagefit_run_gives_the_4k_kernels_output() {
+    let kernel_4k = recorded_runs("aarch64-4k.txt");
+    let kernel_16k = recorded_runs("aarch64-16k.txt");
+    let under_pagefit = recorded_runs("aarch64-16k-pagefit-run.txt");
+    let mut rescued = 0;
+    let mut failures = Vec::new();
+    for (name, (rc_4k, output_4k)) in &kernel_4k {
+        let (Some((rc_16k, _)), Some((rc_pagefit, output_pagefit))) = (kernel_16k.get(name), under_pagefit.get(name)) else { continue };
+        let same = (rc_4k, output_4k) == (rc_pagefit, output_pagefit);
+        println!(
+            "{name:<28} 4K kernel {rc_4k:>3}  16K kernel {rc_16k:>3}  pagefit run on 16K {rc_pagefit:>3}  {}",
+            if same { "same as 4K" } else { "differs" }
+        );
+        if *rc_4k == 0 && *rc_16k == 139 {
+            rescued += 1;
+            if !same {
+                failures.push(format!("{name}: pagefit run exit {rc_pagefit}, 4K kernel {rc_4k}: {output_pagefit:?}"));
+            }
+        }
+    }
+    println!("killed by the 16K kernel, run by pagefit with the 4K kernel's output: {}/{rescued}", rescued - failures.len());
+    assert!(rescued >= 16, "the recorded boots lost their 16K failures");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

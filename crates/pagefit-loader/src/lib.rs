@@ -390,6 +390,9 @@ impl StackArea {
 
     fn fill(mut self, request: &StackRequest<'_>) -> std::io::Result<MappedStack> {
         let image = build_stack(request, self.top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        // The ABI's entry invariants: 16-byte alignment, and a stack that reads back.
+        debug_assert_eq!(image.sp % 16, 0);
+        debug_assert!(pagefit_core::stack::parse_stack(&image.bytes, image.base, image.sp).is_ok_and(|s| s.args == request.args));
         self.reservation.write(image.base as usize, &image.bytes);
         Ok(MappedStack {
             range: AddrRange::new(self.bottom, self.top),
