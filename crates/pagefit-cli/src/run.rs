@@ -101,6 +101,13 @@ fn write_report(out: &mut dyn Write, report: &RunReport) -> std::io::Result<()> 
     writeln!(out, "pagefit run: {} load at {} (AT_PAGESZ {})", report.mode, report.page_size, report.page_size.bytes())?;
     for object in &report.objects {
         write_plan(out, &object.path, object.bias, &object.plan)?;
+        if let Some(relro) = object.relro_advertised {
+            writeln!(
+                out,
+                "  PT_GNU_RELRO advertised as {:#x}-{:#x} (whole pages), so that protecting it spares the code and data below",
+                relro.start, relro.end
+            )?;
+        }
     }
     writeln!(out, "  stack {:x}-{:x} rw-p, sp {:#x}", report.stack.start, report.stack.end, report.stack.sp)
 }

@@ -6,13 +6,13 @@ use pagefit_core::stack::auxv;
 
 /// The host's auxiliary vector (`/proc/self/auxv`).
 #[derive(Clone, Debug, Default)]
-pub struct HostAuxv {
+pub(crate) struct HostAuxv {
     entries: Vec<(u64, u64)>,
 }
 
 impl HostAuxv {
     /// Reads this process's auxv.
-    pub fn read() -> io::Result<HostAuxv> {
+    pub(crate) fn read() -> io::Result<HostAuxv> {
         let bytes = std::fs::read("/proc/self/auxv")?;
         let words: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default())).collect();
         let entries = words.chunks_exact(2).map(|pair| (pair[0], pair[1])).take_while(|(tag, _)| *tag != auxv::AT_NULL).collect();
@@ -20,12 +20,12 @@ impl HostAuxv {
     }
 
     /// The value for `tag`, or 0 when the kernel did not give one.
-    pub fn value(&self, tag: u64) -> u64 {
+    pub(crate) fn value(&self, tag: u64) -> u64 {
         self.entries.iter().find(|(t, _)| *t == tag).map_or(0, |(_, v)| *v)
     }
 
     /// The platform string (`x86_64`, `aarch64`), copied from where AT_PLATFORM points.
-    pub fn platform(&self) -> Option<Vec<u8>> {
+    pub(crate) fn platform(&self) -> Option<Vec<u8>> {
         crate::sys::host_string(self.value(auxv::AT_PLATFORM) as usize)
     }
 }

@@ -47,7 +47,7 @@ use pagefit_core::robust::{
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
 
-pub use host::HostAuxv;
+use host::HostAuxv;
 
 /// How to run a program.
 #[derive(Clone, Copy, Debug)]
@@ -191,11 +191,6 @@ fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
 }
 
 impl Prepared {
-    /// The main program's plan.
-    pub fn program_plan(&self) -> &RobustPlan {
-        &self.program.plan
-    }
-
     /// The program header table to copy, when RELRO must be advertised trimmed.
     fn program_headers_for_robust_relro(&self) -> std::io::Result<Option<Vec<u8>>> {
         if self.program_relro.is_none() {
@@ -268,7 +263,17 @@ impl Prepared {
         let request = StackRequest { args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
         let stack = stack_area.fill(&request).map_err(|e| system("initial stack", e))?;
         let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
-        let report = objects.map(|(object, mapped)| ObjectReport::new(object, mapped.bias)).collect();
+        let report = objects
+            .map(|(object, mapped)| {
+                let relro = if std::ptr::eq(object, &self.program) { self.program_relro } else { None };
+                ObjectReport {
+                    path: object.path.display().to_string(),
+                    bias: mapped.bias,
+                    plan: object.plan.clone(),
+                    relro_advertised: relro,
+                }
+            })
+            .collect();
         let program_file = self.program.file.try_clone().map_err(|e| system("program file", e))?;
         Ok(Loaded {
             entry: start_at,
@@ -494,12 +499,9 @@ pub struct ObjectReport {
     pub bias: u64,
     /// The plan, in link-time addresses.
     pub plan: RobustPlan,
-}
-
-impl ObjectReport {
-    fn new(object: &PlannedObject, bias: u64) -> ObjectReport {
-        ObjectReport { path: object.path.display().to_string(), bias, plan: object.plan.clone() }
-    }
+    /// PT_GNU_RELRO as the program was told it (through AT_PHDR), when
+    /// trimmed to whole pages; link-time addresses.
+    pub relro_advertised: Option<AddrRange>,
 }
 
 /// Where the initial stack is.
