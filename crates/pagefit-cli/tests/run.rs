@@ -44,6 +44,25 @@ fn runs_system_programs_like_the_kernel_does() {
     assert_eq!(String::from_utf8_lossy(&env.stdout), "/bin/sh seen\n");
 }
 
+/// The program's glibc registers its own rseq area, as after execve: the
+/// loader unregistered pagefit's.
+#[test]
+fn the_program_gets_rseq_as_after_execve() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("rseq.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nextern const unsigned int __rseq_size;\nint main(void) { printf(\"%u\\n\", __rseq_size); return 0; }\n",
+    )
+    .unwrap();
+    let program = scratch.path().join("rseq");
+    assert!(Command::new("gcc").arg("-o").arg(&program).arg(&source).status().expect("gcc").success());
+    let native = Command::new(&program).output().unwrap();
+    let loaded = pagefit(&["run", program.to_str().unwrap()], scratch.path());
+    assert_eq!(String::from_utf8_lossy(&loaded.stdout), String::from_utf8_lossy(&native.stdout));
+    assert_ne!(String::from_utf8_lossy(&native.stdout).trim(), "0", "this host's glibc registers rseq");
+}
+
 #[test]
 fn report_lists_every_mapping_and_composed_page() {
     let dir = fixtures().join("x86_64");
@@ -54,6 +73,7 @@ fn report_lists_every_mapping_and_composed_page() {
     assert!(report.contains("file offset 0x0"), "{report}");
     assert!(report.contains("composed:"), "{report}");
     assert!(report.contains("composed pages: "), "{report}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("auxv pagesz 16384"), "AT_PAGESZ is the emulated page size");
     let json = pagefit(&["run", "--page-size", "16k", "--report", "--format", "json", "./c-pie-bfd-4k"], &dir);
     let document: Value = serde_json::from_slice(&json.stderr).expect("one JSON document on stderr");
     assert_eq!(document["mode"], "robust");

@@ -60,6 +60,10 @@ pub mod auxv {
     pub const AT_RANDOM: u64 = 25;
     /// More CPU capabilities.
     pub const AT_HWCAP2: u64 = 26;
+    /// The rseq features the kernel supports (the area size they need).
+    pub const AT_RSEQ_FEATURE_SIZE: u64 = 27;
+    /// The alignment an rseq area needs.
+    pub const AT_RSEQ_ALIGN: u64 = 28;
     /// Address of the executed file name.
     pub const AT_EXECFN: u64 = 31;
     /// Address of the vDSO's ELF header.

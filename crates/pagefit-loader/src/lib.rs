@@ -253,6 +253,8 @@ impl Prepared {
             (auxv::AT_EGID, host.value(auxv::AT_EGID)),
             (auxv::AT_SECURE, host.value(auxv::AT_SECURE)),
             (auxv::AT_HWCAP2, host.value(auxv::AT_HWCAP2)),
+            (auxv::AT_RSEQ_FEATURE_SIZE, host.value(auxv::AT_RSEQ_FEATURE_SIZE)),
+            (auxv::AT_RSEQ_ALIGN, host.value(auxv::AT_RSEQ_ALIGN)),
         ];
         let args: Vec<Vec<u8>> = self.args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let env: Vec<Vec<u8>> = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
@@ -460,6 +462,7 @@ impl Loaded {
             sys::zero_fill_pages_past_end_of_file(host_page_size().bytes() as usize);
         }
         sys::close_cloexec_descriptors();
+        sys::unregister_rseq();
         let _ = sys::restore_signal_mask(&self.signal_mask);
         #[allow(unsafe_code)]
         // SAFETY: `sp` points at the stack `build_stack` laid out and

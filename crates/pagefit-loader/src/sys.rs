@@ -254,6 +254,35 @@ extern "C" fn zero_fill_on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _con
     set_default_disposition(libc::SIGBUS);
 }
 
+/// Unregisters the rseq area pagefit's glibc registered for this thread.
+///
+/// The kernel keeps writing the CPU number into a registered area, which
+/// lies in pagefit's leftover TLS; and the program's glibc cannot register
+/// its own while one is registered. If the kernel refuses, the program runs
+/// without rseq (its glibc falls back to system calls).
+pub(crate) fn unregister_rseq() {
+    extern "C" {
+        // glibc 2.35+: where this thread's rseq area is, relative to the thread pointer, and its size (0: none).
+        static __rseq_offset: isize;
+        static __rseq_size: std::ffi::c_uint;
+    }
+    const RSEQ_FLAG_UNREGISTER: i32 = 1;
+    // SAFETY: plain reads of two constants glibc sets before main.
+    let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return;
+    }
+    let area = crate::arch::thread_pointer().wrapping_add_signed(offset);
+    // The kernel wants the length it was given at registration: 32 up to
+    // glibc 2.39, the feature size rounded up to 32 after.
+    for length in [32, size.next_multiple_of(32)] {
+        // SAFETY: unregistering only stops the kernel's writes into the area.
+        if unsafe { libc::syscall(libc::SYS_rseq, area, length, RSEQ_FLAG_UNREGISTER, crate::arch::RSEQ_SIGNATURE) } == 0 {
+            return;
+        }
+    }
+}
+
 /// Closes the descriptors `execve` would close (those with FD_CLOEXEC),
 /// which includes every file the loader opened.
 pub(crate) fn close_cloexec_descriptors() {

@@ -38,3 +38,14 @@ pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
         "br x16",
     )
 }
+
+/// The signature glibc registers its rseq areas with on aarch64 (`RSEQ_SIG`, little-endian).
+pub const RSEQ_SIGNATURE: u32 = 0xd428_bc00;
+
+/// The thread pointer (`TPIDR_EL0`).
+pub fn thread_pointer() -> usize {
+    let pointer: usize;
+    // SAFETY: reading the thread register has no side effect.
+    unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) pointer, options(nomem, nostack, preserves_flags)) };
+    pointer
+}

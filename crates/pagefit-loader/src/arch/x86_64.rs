@@ -33,3 +33,14 @@ pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
         "jmp r11",
     )
 }
+
+/// The signature glibc registers its rseq areas with on x86_64 (`RSEQ_SIG`).
+pub const RSEQ_SIGNATURE: u32 = 0x5305_3053;
+
+/// The thread pointer: glibc's TCB starts with a pointer to itself at `fs:0`.
+pub fn thread_pointer() -> usize {
+    let pointer: usize;
+    // SAFETY: reads the TCB's self-pointer, which glibc sets up before main.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) pointer, options(nostack, readonly, preserves_flags)) };
+    pointer
+}
