@@ -15,8 +15,9 @@
 //!    interpreter's (or the program's) entry point.
 //!
 //! What cannot be made identical to `execve`: `/proc/self/exe` stays
-//! pagefit (`PR_SET_MM_EXE_FILE` needs the old executable unmapped, and
-//! pagefit's own image stays mapped); `/proc/self/cmdline` and `environ`
+//! pagefit unless `PR_SET_MM_EXE_FILE` is permitted (CAP_SYS_RESOURCE, and
+//! on kernels that check it, the old executable unmapped, which pagefit's
+//! own image is not); `/proc/self/cmdline` and `environ`
 //! move to the new stack only with CAP_SYS_RESOURCE; pagefit's own image
 //! and heap stay mapped; the program's `brk` heap continues pagefit's.
 //!
