@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// reserved PROT_NONE (like glibc). --as-kernel always unmaps them.
     #[arg(long, value_name = "POLICY", default_value = "extend", value_parser = gap_policy)]
     pub gaps: GapPolicy,
+    /// Place the program's and interpreter's text on 2 MiB boundaries where
+    /// its file offset allows, and ask for transparent huge pages there
+    /// (MADV_HUGEPAGE, then MADV_COLLAPSE).
+    #[arg(long)]
+    pub thp: bool,
     /// Print every mapping (file-backed or composed), its protection, and
     /// what each composed page costs, on stderr before the program starts.
     #[arg(long)]
@@ -64,7 +69,7 @@ fn gap_policy(text: &str) -> Result<GapPolicy, String> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let page_size = args.page_size.unwrap_or_else(pagefit_loader::host_page_size);
-    let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps };
+    let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp: args.thp };
     let path = find_program(&args.program);
     let argv: Vec<OsString> = std::iter::once(args.program.clone()).chain(args.args).collect();
     let loaded = pagefit_loader::prepare(&path, argv, options).and_then(pagefit_loader::Prepared::load);
@@ -101,6 +106,9 @@ fn write_report(out: &mut dyn Write, report: &RunReport) -> std::io::Result<()> 
     writeln!(out, "pagefit run: {} load at {} (AT_PAGESZ {})", report.mode, report.page_size, report.page_size.bytes())?;
     for object in &report.objects {
         write_plan(out, &object.path, object.bias, &object.plan)?;
+        for huge in &object.huge_pages {
+            writeln!(out, "  {:x}-{:x} text offered to huge pages: {}", huge.range.start, huge.range.end, huge.outcome)?;
+        }
         if let Some(relro) = object.relro_advertised {
             writeln!(
                 out,

@@ -63,6 +63,37 @@ fn the_program_gets_rseq_as_after_execve() {
     assert_ne!(String::from_utf8_lossy(&native.stdout).trim(), "0", "this host's glibc registers rseq");
 }
 
+/// `--thp` puts a text segment that is congruent mod 2 MiB on a 2 MiB
+/// boundary and offers its whole 2 MiB chunks to transparent huge pages.
+/// Whether the kernel backs them with huge pages depends on its
+/// configuration (CONFIG_READ_ONLY_THP_FOR_FS); the outcome is reported.
+#[test]
+fn thp_places_text_on_2m_boundaries() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("big.c");
+    // 5 MiB of text: at least one whole, aligned 2 MiB chunk whatever the layout.
+    std::fs::write(
+        &source,
+        "__attribute__((section(\".text\"))) const char padding[5 << 20] = {1};\nint main(void) { return padding[0] - 1; }\n",
+    )
+    .unwrap();
+    let program = scratch.path().join("big");
+    assert!(Command::new("gcc").arg("-o").arg(&program).arg(&source).status().expect("gcc").success());
+    let output = pagefit(&["run", "--thp", "--report", "--format", "json", program.to_str().unwrap()], scratch.path());
+    assert_eq!(status_of(&output), 0, "{}", combined(&output));
+    let document: Value = serde_json::from_slice(&output.stderr).unwrap();
+    let huge = document["objects"][0]["huge_pages"].as_array().unwrap();
+    assert!(!huge.is_empty(), "{document}");
+    for range in huge {
+        let (start, end) = (range["range"]["start"].as_u64().unwrap(), range["range"]["end"].as_u64().unwrap());
+        assert!(start % (2 << 20) == 0 && end % (2 << 20) == 0 && end > start, "{range}");
+        assert!(range["outcome"].as_str().is_some_and(|o| !o.is_empty()));
+    }
+    let without = pagefit(&["run", "--report", "--format", "json", program.to_str().unwrap()], scratch.path());
+    let document: Value = serde_json::from_slice(&without.stderr).unwrap();
+    assert!(document["objects"][0]["huge_pages"].as_array().unwrap().is_empty());
+}
+
 #[test]
 fn report_lists_every_mapping_and_composed_page() {
     let dir = fixtures().join("x86_64");

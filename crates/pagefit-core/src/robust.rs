@@ -490,6 +490,27 @@ pub fn rewrite_program_headers(table: &mut [u8], relro: Option<AddrRange>, phdr_
     Ok(())
 }
 
+/// The parts of the plan's executable file mappings that the kernel can back
+/// with transparent huge pages (2 MiB, the PMD size on x86_64 and on
+/// aarch64 with 4K pages) once the load bias is a multiple of 2 MiB
+/// (seed 002): whole, aligned 2 MiB chunks whose address and file offset
+/// agree modulo 2 MiB. Link-time addresses.
+pub fn huge_page_text(plan: &RobustPlan) -> Vec<AddrRange> {
+    let huge = PageSize::M2;
+    plan.mappings
+        .iter()
+        .filter(|m| m.prot.is_executable())
+        .filter_map(|m| match m.source {
+            MappingSource::File { offset } if huge.offset_in_page(m.range.start) == huge.offset_in_page(offset) => {
+                let start = huge.align_up(m.range.start)?;
+                let end = huge.align_down(m.range.end);
+                (end > start).then_some(AddrRange::new(start, end))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "robust_tests.rs"]
 mod tests;

@@ -245,3 +245,18 @@ fn program_headers_are_rewritten_in_place() {
     assert_eq!((rewritten[2].p_vaddr.get(LE), rewritten[2].p_offset.get(LE), rewritten[2].p_memsz.get(LE)), (0x2c4000, 0x2c4000, 0x3000));
     assert!(rewrite_program_headers(&mut bytes[..57], None, 0).is_err());
 }
+
+#[test]
+fn huge_pages_go_where_text_is_congruent_mod_2m_and_whole_chunks_fit() {
+    // gdb: vaddr == offset, text 0xd3000..0x6b57a9: two whole 2 MiB chunks.
+    let gdb = vec![load(0, Prot::R, 0, 0, 0xd2000, 0xd2000, 0x1000), load(1, Prot::RX, 0xd3000, 0xd3000, 0x5e27a9, 0x5e27a9, 0x1000)];
+    let plan = plan_robust(&gdb, PageSize::K4, PageSize::K4, GapPolicy::Extend).unwrap();
+    assert_eq!(huge_page_text(&plan), [AddrRange::new(0x200000, 0x600000)]);
+    // python3: text 0x41f000..0x6d1289, congruent but no whole chunk.
+    let python =
+        vec![load(0, Prot::R, 0, 0x400000, 0x1e3e8, 0x1e3e8, 0x1000), load(1, Prot::RX, 0x1f000, 0x41f000, 0x2b2289, 0x2b2289, 0x1000)];
+    assert!(huge_page_text(&plan_robust(&python, PageSize::K4, PageSize::K4, GapPolicy::Extend).unwrap()).is_empty());
+    // cargo: text one page further in memory than in the file: never congruent mod 2 MiB.
+    let cargo = vec![load(0, Prot::RX, 0x6fcc40, 0x6fdc40, 0x171a6b0, 0x171a6b0, 0x1000)];
+    assert!(huge_page_text(&plan_robust(&cargo, PageSize::K4, PageSize::K4, GapPolicy::Extend).unwrap()).is_empty());
+}

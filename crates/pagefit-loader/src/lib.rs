@@ -43,7 +43,8 @@ use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
-    plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError, RobustPlan,
+    huge_page_text, plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError,
+    RobustPlan,
 };
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
@@ -61,6 +62,9 @@ pub struct RunOptions {
     pub as_kernel: bool,
     /// Gap handling for the robust plan.
     pub gaps: GapPolicy,
+    /// Place text on 2 MiB boundaries where its file offset allows, and ask
+    /// for transparent huge pages there.
+    pub thp: bool,
 }
 
 /// Why a program cannot be run.
@@ -209,9 +213,10 @@ impl Prepared {
         let system = |what: &str, e: std::io::Error| LoadError::System(format!("{what}: {e}"));
         let signal_mask = sys::block_signals().map_err(|e| system("sigprocmask", e))?;
         let host = HostAuxv::read().map_err(|e| system("/proc/self/auxv", e))?;
-        let program = map_object(&self.program).map_err(|e| system(&format!("{}: mapping", self.program.path.display()), e))?;
+        let thp = self.options.thp;
+        let program = map_object(&self.program, thp).map_err(|e| system(&format!("{}: mapping", self.program.path.display()), e))?;
         let interpreter = match &self.interpreter {
-            Some(object) => Some(map_object(object).map_err(|e| system(&format!("{}: mapping", object.path.display()), e))?),
+            Some(object) => Some(map_object(object, thp).map_err(|e| system(&format!("{}: mapping", object.path.display()), e))?),
             None => None,
         };
         let entry_of = |object: &PlannedObject, bias: u64| object.elf.entry.wrapping_add(bias);
@@ -274,6 +279,7 @@ impl Prepared {
                     bias: mapped.bias,
                     plan: object.plan.clone(),
                     relro_advertised: relro,
+                    huge_pages: mapped.huge_pages.clone(),
                 }
             })
             .collect();
@@ -311,18 +317,22 @@ fn process_name(path: &Path) -> Vec<u8> {
 
 struct MappedObject {
     bias: u64,
+    huge_pages: Vec<HugePageReport>,
 }
 
 /// Executes one plan: reserve the span, map and fill every mapping, give
 /// gaps back, then apply the final protections.
-fn map_object(object: &PlannedObject) -> std::io::Result<MappedObject> {
+fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject> {
     let plan = &object.plan;
+    let huge_text = if thp { huge_page_text(plan) } else { Vec::new() };
     let span = plan.span;
     let len = usize::try_from(span.len()).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
     let (mut reservation, bias) = if object.elf.kind == ElfKind::Exec {
         (sys::Reservation::fixed(span.start as usize, len)?, 0u64)
     } else {
-        let align = usize::try_from(plan.base_alignment).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        // With huge-page text, a 2 MiB-aligned bias keeps address and file offset congruent mod 2 MiB.
+        let alignment = if huge_text.is_empty() { plan.base_alignment } else { plan.base_alignment.max(PageSize::M2.bytes()) };
+        let align = usize::try_from(alignment).map_err(|_| std::io::ErrorKind::InvalidInput)?;
         let reservation = sys::Reservation::anywhere(len, align)?;
         let bias = (reservation.start() as u64).wrapping_sub(span.start);
         (reservation, bias)
@@ -370,7 +380,14 @@ fn map_object(object: &PlannedObject) -> std::io::Result<MappedObject> {
     for mapping in plan.mappings.iter().filter(|m| m.needs_writes()) {
         reservation.protect(at(mapping.range.start), mapping.range.len() as usize, mapping.prot)?;
     }
-    Ok(MappedObject { bias })
+    let huge_pages = huge_text
+        .iter()
+        .map(|range| HugePageReport {
+            range: AddrRange::new(at(range.start) as u64, at(range.end) as u64),
+            outcome: reservation.advise_huge_pages(at(range.start), range.len() as usize),
+        })
+        .collect();
+    Ok(MappedObject { bias, huge_pages })
 }
 
 /// The fresh stack: `RLIMIT_STACK` (8 MiB when unlimited, at most 256 MiB)
@@ -506,6 +523,17 @@ pub struct ObjectReport {
     /// PT_GNU_RELRO as the program was told it (through AT_PHDR), when
     /// trimmed to whole pages; link-time addresses.
     pub relro_advertised: Option<AddrRange>,
+    /// With `--thp`: the text ranges offered to transparent huge pages.
+    pub huge_pages: Vec<HugePageReport>,
+}
+
+/// Text offered to transparent huge pages.
+#[derive(Clone, Debug, Serialize)]
+pub struct HugePageReport {
+    /// Run-time addresses.
+    pub range: AddrRange,
+    /// What the kernel did with the advice.
+    pub outcome: String,
 }
 
 /// Where the initial stack is.

@@ -124,6 +124,25 @@ impl Reservation {
         Ok(())
     }
 
+    /// Asks for transparent huge pages on `[address, address + len)`: first
+    /// `MADV_HUGEPAGE`, then `MADV_COLLAPSE` (Linux 6.1+) to get them now
+    /// rather than whenever khugepaged comes by. Says what the kernel did.
+    pub(crate) fn advise_huge_pages(&mut self, address: usize, len: usize) -> String {
+        // Not in rustix's Advice; the value of MADV_COLLAPSE in the kernel's uapi headers.
+        const MADV_COLLAPSE: i32 = 25;
+        let at = self.checked(address, len);
+        // SAFETY: advice changes how the kernel backs pages of this
+        // reservation, never their contents.
+        if let Err(error) = unsafe { rustix::mm::madvise(at, len, rustix::mm::Advice::LinuxHugepage) } {
+            return format!("MADV_HUGEPAGE refused: {error}");
+        }
+        // SAFETY: as above; collapsing keeps contents and protections.
+        match unsafe { libc::madvise(at, len, MADV_COLLAPSE) } {
+            0 => "collapsed into huge pages".into(),
+            _ => format!("advised; MADV_COLLAPSE refused ({}), khugepaged may collapse it later", io::Error::last_os_error()),
+        }
+    }
+
     /// `munmap` (gaps that the plan gives back).
     pub(crate) fn unmap(&mut self, address: usize, len: usize) -> io::Result<()> {
         let at = self.checked(address, len);
