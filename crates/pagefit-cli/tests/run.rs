@@ -363,32 +363,34 @@ fn recorded_runs(file: &str) -> BTreeMap<String, (i32, Vec<String>)> {
     runs
 }
 
-/// The real-kernel proof, recorded by `fixtures/run-under-pagefit.sh` with an
-/// aarch64 build of pagefit inside pagesize-vm's 16K kernel: every 4K
-/// fixture the 16K kernel kills runs under `pagefit run` with the output the
-/// 4K kernel gives it.
+/// The real-kernel proof, recorded by `fixtures/run-under-pagefit.sh` with
+/// aarch64 and ppc64le builds of pagefit inside pagesize-vm's 16K and 64K
+/// kernels: every 4K fixture the big-page kernel kills runs under
+/// `pagefit run` with the output the 4K kernel gives it.
 #[test]
-fn on_the_real_16k_kernel_pagefit_run_gives_the_4k_kernels_output() {
-    let kernel_4k = recorded_runs("aarch64-4k.txt");
-    let kernel_16k = recorded_runs("aarch64-16k.txt");
-    let under_pagefit = recorded_runs("aarch64-16k-pagefit-run.txt");
-    let mut rescued = 0;
-    let mut failures = Vec::new();
-    for (name, (rc_4k, output_4k)) in &kernel_4k {
-        let (Some((rc_16k, _)), Some((rc_pagefit, output_pagefit))) = (kernel_16k.get(name), under_pagefit.get(name)) else { continue };
-        let same = (rc_4k, output_4k) == (rc_pagefit, output_pagefit);
-        println!(
-            "{name:<28} 4K kernel {rc_4k:>3}  16K kernel {rc_16k:>3}  pagefit run on 16K {rc_pagefit:>3}  {}",
-            if same { "same as 4K" } else { "differs" }
-        );
-        if *rc_4k == 0 && *rc_16k == 139 {
-            rescued += 1;
-            if !same {
-                failures.push(format!("{name}: pagefit run exit {rc_pagefit}, 4K kernel {rc_4k}: {output_pagefit:?}"));
+fn on_real_16k_and_64k_kernels_pagefit_run_gives_the_4k_kernels_output() {
+    for (arch, big, at_least) in [("aarch64", "16k", 16), ("ppc64le", "64k", 17)] {
+        let kernel_4k = recorded_runs(&format!("{arch}-4k.txt"));
+        let kernel_big = recorded_runs(&format!("{arch}-{big}.txt"));
+        let under_pagefit = recorded_runs(&format!("{arch}-{big}-pagefit-run.txt"));
+        let mut rescued = 0;
+        let mut failures = Vec::new();
+        for (name, (rc_4k, output_4k)) in &kernel_4k {
+            let (Some((rc_big, _)), Some((rc_pagefit, output_pagefit))) = (kernel_big.get(name), under_pagefit.get(name)) else { continue };
+            let same = (rc_4k, output_4k) == (rc_pagefit, output_pagefit);
+            let verdict = if same { "same as 4K" } else { "differs" };
+            println!(
+                "{arch:<8} {name:<28} 4K kernel {rc_4k:>3}  {big} kernel {rc_big:>3}  pagefit run on {big} {rc_pagefit:>3}  {verdict}"
+            );
+            if *rc_4k == 0 && *rc_big == 139 {
+                rescued += 1;
+                if !same {
+                    failures.push(format!("{arch} {name}: pagefit run exit {rc_pagefit}, 4K kernel {rc_4k}: {output_pagefit:?}"));
+                }
             }
         }
+        println!("{arch}: killed by the {big} kernel, run by pagefit with the 4K kernel's output: {}/{rescued}", rescued - failures.len());
+        assert!(rescued >= at_least, "{arch}: the recorded boots lost their {big} failures");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
-    println!("killed by the 16K kernel, run by pagefit with the 4K kernel's output: {}/{rescued}", rescued - failures.len());
-    assert!(rescued >= 16, "the recorded boots lost their 16K failures");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

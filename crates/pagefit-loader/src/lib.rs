@@ -28,6 +28,7 @@
 
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+#[cfg_attr(target_arch = "powerpc64", path = "arch/powerpc64.rs")]
 mod arch;
 mod host;
 mod sys;
@@ -116,7 +117,13 @@ pub fn host_page_size() -> PageSize {
 }
 
 /// The machine this loader runs on, as an ELF `e_machine`.
-pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") { object::elf::EM_AARCH64.0 } else { object::elf::EM_X86_64.0 };
+pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") {
+    object::elf::EM_AARCH64.0
+} else if cfg!(target_arch = "powerpc64") {
+    object::elf::EM_PPC64.0
+} else {
+    object::elf::EM_X86_64.0
+};
 
 /// Checks and plans `program` (run with `args`, `args[0]` included).
 pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Result<Prepared, LoadError> {
