@@ -13,12 +13,19 @@
 /// 16-byte aligned, and `entry` at the global entry point of a loaded
 /// program or interpreter. Nothing of the caller survives: the function never returns.
 #[unsafe(naked)]
+#[rustfmt::skip]
 pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
     core::arch::naked_asm!(
-        "mr 1, 4", "mr 12, 3", "mtctr 3", "li 0, 0", "li 2, 0", "li 3, 0", "li 4, 0", "li 5, 0", "li 6, 0", "li 7, 0", "li 8, 0",
-        "li 9, 0", "li 10, 0", "li 11, 0", "li 13, 0", "li 14, 0", "li 15, 0", "li 16, 0", "li 17, 0", "li 18, 0", "li 19, 0", "li 20, 0",
-        "li 21, 0", "li 22, 0", "li 23, 0", "li 24, 0", "li 25, 0", "li 26, 0", "li 27, 0", "li 28, 0", "li 29, 0", "li 30, 0", "li 31, 0",
-        "mtlr 0", "bctr",
+        "mr 1, 4",
+        "mr 12, 3",
+        "mtctr 3",
+        "li 0, 0",
+        "mtlr 0",
+        "li 2, 0", "li 3, 0", "li 4, 0", "li 5, 0", "li 6, 0", "li 7, 0", "li 8, 0", "li 9, 0",
+        "li 10, 0", "li 11, 0", "li 13, 0", "li 14, 0", "li 15, 0", "li 16, 0", "li 17, 0",
+        "li 18, 0", "li 19, 0", "li 20, 0", "li 21, 0", "li 22, 0", "li 23, 0", "li 24, 0",
+        "li 25, 0", "li 26, 0", "li 27, 0", "li 28, 0", "li 29, 0", "li 30, 0", "li 31, 0",
+        "bctr",
     )
 }
 
