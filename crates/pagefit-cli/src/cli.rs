@@ -37,6 +37,8 @@ pub enum Command {
     /// Rewrite a file so that it loads at a larger page size exactly as at 4K, and prove it.
     #[command(after_help = crate::fix::FIX_EXAMPLES)]
     Fix(crate::fix::FixArgs),
+    /// Load a program with pagefit's own loader at any page size and become it.
+    Run(crate::run::RunArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

@@ -11,6 +11,7 @@ mod fix;
 mod fix_closure;
 mod image;
 mod inputs;
+mod run;
 mod source;
 mod sparse;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Fat(args) => fat::run(&args),
         Command::Binfmt(args) => binfmt::run(&args),
         Command::Fix(args) => fix::run(&args),
+        Command::Run(args) => run::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -11,6 +11,9 @@
 //! - [`check`] turns a parsed file into a report for several page sizes and
 //!   loaders, and [`report`] renders reports as text or JSON, [`sarif`] as SARIF 2.1.0;
 //! - [`closure`] finds every object a program loads, searching as ld.so does;
+//! - [`robust`] plans how `pagefit run` maps an executable at any page size
+//!   (file-backed pages where congruent, composed pages elsewhere), and how
+//!   binfmt_elf would; [`stack`] lays out the initial stack;
 //! - [`fat`] reads, validates and writes FatELF files (several ELF builds in
 //!   one file), including pagefit's page-size variants (version 2);
 //! - [`rewrite`] plans `pagefit fix`'s rewrite (new headers and output
@@ -40,5 +43,7 @@ pub mod page;
 pub mod plan;
 pub mod report;
 pub mod rewrite;
+pub mod robust;
 pub mod sarif;
+pub mod stack;
 pub mod verify;

@@ -1,0 +1,399 @@
+//! `pagefit run` on real programs: smoke tests, refusals, and the x86_64
+//! fixture corpus emulated at 16K and 64K, compared with `pagefit check`'s
+//! predictions, with the real 16K (aarch64) and 64K (ppc64le) kernels'
+//! recorded runs, and with each fixture's native 4K run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{fixtures, pagefit, workspace};
+use serde_json::Value;
+
+fn status_of(output: &Output) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    output.status.code().unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0))
+}
+
+fn combined(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn runs_system_programs_like_the_kernel_does() {
+    let dir = std::env::temp_dir();
+    assert_eq!(status_of(&pagefit(&["run", "/bin/true"], &dir)), 0);
+    assert_eq!(status_of(&pagefit(&["run", "/bin/false"], &dir)), 1);
+    // Files that do not change while the test runs (unlike /proc's link count in `ls -l /`).
+    let listed = ["-l", "/bin/true", "/bin/ls", "/etc/passwd"];
+    let native = Command::new("/bin/ls").args(listed).output().unwrap();
+    let loaded = pagefit(&[&["run", "/bin/ls"][..], &listed].concat(), &dir);
+    assert!(!native.stdout.is_empty());
+    assert_eq!(loaded.stdout, native.stdout);
+    // Trailing arguments pass through verbatim, dashes and all; `--` ends pagefit's options.
+    let echo = pagefit(&["run", "--", "echo", "--report", "-n", "x"], &dir);
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "--report -n x\n");
+    let exit = pagefit(&["run", "/bin/sh", "-c", "exit 7"], &dir);
+    assert_eq!(status_of(&exit), 7);
+    // The environment and argv[0] are the program's.
+    let env = Command::new(env!("CARGO_BIN_EXE_pagefit"))
+        .args(["run", "/bin/sh", "-c", "echo $0 $PAGEFIT_PROBE"])
+        .env("PAGEFIT_PROBE", "seen")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&env.stdout), "/bin/sh seen\n");
+}
+
+/// The program's glibc registers its own rseq area, as after execve: the
+/// loader unregistered pagefit's.
+#[test]
+fn the_program_gets_rseq_as_after_execve() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("rseq.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nextern const unsigned int __rseq_size;\nint main(void) { printf(\"%u\\n\", __rseq_size); return 0; }\n",
+    )
+    .unwrap();
+    let program = scratch.path().join("rseq");
+    assert!(Command::new("gcc").arg("-o").arg(&program).arg(&source).status().expect("gcc").success());
+    let native = Command::new(&program).output().unwrap();
+    let loaded = pagefit(&["run", program.to_str().unwrap()], scratch.path());
+    assert_eq!(String::from_utf8_lossy(&loaded.stdout), String::from_utf8_lossy(&native.stdout));
+    assert_ne!(String::from_utf8_lossy(&native.stdout).trim(), "0", "this host's glibc registers rseq");
+}
+
+/// `--thp` puts a text segment that is congruent mod 2 MiB on a 2 MiB
+/// boundary and offers its whole 2 MiB chunks to transparent huge pages.
+/// Whether the kernel backs them with huge pages depends on its
+/// configuration (CONFIG_READ_ONLY_THP_FOR_FS); the outcome is reported.
+#[test]
+fn thp_places_text_on_2m_boundaries() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("big.c");
+    // 5 MiB of text: at least one whole, aligned 2 MiB chunk whatever the layout.
+    std::fs::write(
+        &source,
+        "__attribute__((section(\".text\"))) const char padding[5 << 20] = {1};\nint main(void) { return padding[0] - 1; }\n",
+    )
+    .unwrap();
+    let program = scratch.path().join("big");
+    assert!(Command::new("gcc").arg("-o").arg(&program).arg(&source).status().expect("gcc").success());
+    let output = pagefit(&["run", "--thp", "--report", "--format", "json", program.to_str().unwrap()], scratch.path());
+    assert_eq!(status_of(&output), 0, "{}", combined(&output));
+    let document: Value = serde_json::from_slice(&output.stderr).unwrap();
+    let huge = document["objects"][0]["huge_pages"].as_array().unwrap();
+    assert!(!huge.is_empty(), "{document}");
+    for range in huge {
+        let (start, end) = (range["range"]["start"].as_u64().unwrap(), range["range"]["end"].as_u64().unwrap());
+        assert!(start % (2 << 20) == 0 && end % (2 << 20) == 0 && end > start, "{range}");
+        assert!(range["outcome"].as_str().is_some_and(|o| !o.is_empty()));
+    }
+    let without = pagefit(&["run", "--report", "--format", "json", program.to_str().unwrap()], scratch.path());
+    let document: Value = serde_json::from_slice(&without.stderr).unwrap();
+    assert!(document["objects"][0]["huge_pages"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn report_lists_every_mapping_and_composed_page() {
+    let dir = fixtures().join("x86_64");
+    let output = pagefit(&["run", "--page-size", "16k", "--report", "./c-pie-bfd-4k"], &dir);
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status_of(&output), 0, "{report}");
+    assert!(report.starts_with("pagefit run: robust load at 16K (AT_PAGESZ 16384)\n"), "{report}");
+    assert!(report.contains("file offset 0x0"), "{report}");
+    assert!(report.contains("composed:"), "{report}");
+    assert!(report.contains("composed pages: "), "{report}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("auxv pagesz 16384"), "AT_PAGESZ is the emulated page size");
+    let json = pagefit(&["run", "--page-size", "16k", "--report", "--format", "json", "./c-pie-bfd-4k"], &dir);
+    let document: Value = serde_json::from_slice(&json.stderr).expect("one JSON document on stderr");
+    assert_eq!(document["mode"], "robust");
+    assert_eq!(document["page_size"], 16384);
+    let plan = &document["objects"][0]["plan"];
+    assert!(plan["composed"].as_array().is_some_and(|pages| !pages.is_empty()));
+    assert!(plan["mappings"].as_array().unwrap().iter().all(|m| m["range"]["start"].as_u64().unwrap() % 16384 == 0));
+}
+
+#[test]
+fn refuses_what_a_userspace_loader_cannot_honour() {
+    let scratch = tempfile::tempdir().unwrap();
+    let setuid = scratch.path().join("true-setuid");
+    std::fs::copy("/bin/true", &setuid).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let output = pagefit(&["run", setuid.to_str().unwrap()], scratch.path());
+    assert_eq!(status_of(&output), 2);
+    assert!(combined(&output).contains("refusing a setuid/setgid program"), "{}", combined(&output));
+
+    let foreign = fixtures().join("aarch64/c-static-bfd-4k");
+    let output = pagefit(&["run", foreign.to_str().unwrap()], scratch.path());
+    assert_eq!(status_of(&output), 2);
+    assert!(
+        combined(&output).contains("the program is for aarch64 (64-bit), this loader runs x86_64 programs only"),
+        "{}",
+        combined(&output)
+    );
+
+    let missing = pagefit(&["run", "/nonexistent/program"], scratch.path());
+    assert_eq!(status_of(&missing), 2);
+    assert!(combined(&missing).contains("cannot open the program"));
+}
+
+/// A non-PIE program linked at the address where pagefit itself is mapped
+/// (ASLR off, so that address is known) must be refused, not mapped over pagefit.
+#[test]
+fn refuses_fixed_addresses_that_collide_with_pagefit() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("fixed.c");
+    // No libc and no relocations: only the fixed address matters.
+    std::fs::write(&source, "void _start(void) { __asm__ volatile(\"mov $60, %eax; xor %edi, %edi; syscall\"); }\n").unwrap();
+    let program = scratch.path().join("fixed");
+    // setarch -R maps a PIE's first page at 0x555555554000.
+    let built = Command::new("gcc")
+        .args(["-nostdlib", "-static", "-no-pie", "-fno-pie", "-Wl,-Ttext-segment=0x555555554000", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .expect("gcc (fixtures/build.sh needs it too)");
+    assert!(built.success());
+    let output =
+        Command::new("setarch").args(["-R", env!("CARGO_BIN_EXE_pagefit"), "run"]).arg(&program).output().expect("setarch (util-linux)");
+    assert_eq!(status_of(&output), 2, "{}", combined(&output));
+    assert!(combined(&output).contains("collide with pagefit's own mapping"), "{}", combined(&output));
+}
+
+/// `--as-kernel` where binfmt_elf would fail: the reason, then death by SIGSEGV.
+#[test]
+fn as_kernel_dies_by_sigsegv_with_the_reason() {
+    let output = pagefit(&["run", "--page-size", "16k", "--as-kernel", "./c-pie-bfd-4k"], &fixtures().join("x86_64"));
+    assert_eq!(status_of(&output), 139);
+    assert!(combined(&output)
+        .contains("killed by SIGSEGV at exec: PT_LOAD[5] p_offset 0x3dc8 is not congruent to p_vaddr 0x4dc8 modulo 0x4000"));
+}
+
+struct Fixture {
+    name: String,
+    run: Vec<String>,
+}
+
+fn manifest(dir: &Path) -> Vec<Fixture> {
+    std::fs::read_to_string(dir.join("MANIFEST"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            (fields.get(1) == Some(&"exe"))
+                .then(|| Fixture { name: fields[0].into(), run: fields[2].split_whitespace().map(String::from).collect() })
+        })
+        .collect()
+}
+
+/// `@@ name rc=N` records of a recorded boot.
+fn observed(file: &str) -> BTreeMap<String, i32> {
+    let text = std::fs::read_to_string(workspace().join("fixtures/observed").join(file)).unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let (name, rc) = line.strip_prefix("@@ ")?.split_once(" rc=")?;
+            Some((name.to_string(), rc.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the program itself prints about its own run, without the lines that
+/// legitimately differ with the page size: the probes' page protections and AT_PAGESZ.
+fn behaviour(output: &Output) -> String {
+    combined(output)
+        .lines()
+        .filter(|l| !l.starts_with("probe ") && !l.starts_with("lprobe ") && !l.starts_with("auxv pagesz"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn runs(outcome: &str) -> bool {
+    matches!(outcome, "ok" | "degraded")
+}
+
+/// `pagefit check --closure`'s outcomes at `page`: the program's (kernel
+/// model), the interpreter's, and the worst of the libraries ld.so loads.
+/// Libraries named on the command line (the dlopen fixtures) count as libraries too.
+fn predictions(dir: &Path, run: &[String], page: &str) -> (String, String, String) {
+    let program = &run[0];
+    let output = pagefit(&["check", "--closure", program, "--page-size", page, "--format", "json"], dir);
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let outcome = |file: &Value| file["results"][0]["outcome"].as_str().unwrap_or("?").to_string();
+    let files = document["files"].as_array().cloned().unwrap_or_default();
+    let program_outcome = files.first().map_or("?".into(), outcome);
+    let interpreter = files.iter().find(|f| f["role"] == "interpreter").map_or("none".into(), outcome);
+    let rank = |o: &str| ["ok", "degraded", "broken", "rejected"].iter().position(|r| *r == o).unwrap_or(4);
+    let mut libraries: Vec<String> = files.iter().skip(1).filter(|f| f["role"] != "interpreter").map(outcome).collect();
+    for library in run[1..].iter().filter(|arg| arg.ends_with(".so")) {
+        let output = pagefit(&["check", library, "--page-size", page, "--format", "json"], dir);
+        let document: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        libraries.push(outcome(&document["files"][0]));
+    }
+    let libraries = libraries.into_iter().max_by_key(|o| rank(o)).unwrap_or("none".into());
+    (program_outcome, interpreter, libraries)
+}
+
+/// Runs pagefit with LD_LIBRARY_PATH standing in for the `$ORIGIN` RUNPATH of
+/// the uselib fixtures: ld.so takes `$ORIGIN` from /proc/self/exe, which
+/// stays pagefit unless PR_SET_MM_EXE_FILE is permitted (see pagefit-loader).
+fn pagefit_with_origin(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pagefit")).args(args).current_dir(dir).env("LD_LIBRARY_PATH", dir).output().expect("run pagefit")
+}
+
+/// The emulation proof: each x86_64 fixture at 16K and 64K.
+/// - `--as-kernel` must fail exactly when `pagefit check --closure` predicts
+///   that the program, its interpreter or a library breaks or is rejected;
+/// - where the aarch64 (16K) or ppc64le (64K) build of the same source and
+///   flags gets the same prediction for the program, the emulated outcome
+///   must be the real kernel's;
+/// - robust mode must run every fixture that runs natively, with the same
+///   behaviour, unless a library that ld.so itself loads at P is predicted to
+///   fail ("libs": ld.so applies its real P rules to them, which is the point
+///   of emulation).
+///
+/// Columns: predictions for the program, its interpreter and its libraries;
+/// the `--as-kernel` exit status; whether the other architecture's build gets
+/// the same prediction and its recorded real-kernel status; the robust exit
+/// status and how its output compares with the native 4K run.
+#[test]
+fn emulation_matches_predictions_real_kernels_and_native_runs() {
+    let dir = fixtures().join("x86_64");
+    let real = [("16k", "aarch64", observed("aarch64-16k.txt")), ("64k", "ppc64le", observed("ppc64le-64k.txt"))];
+    let mut failures = Vec::new();
+    let mut agree_real = (0, 0);
+    println!(
+        "{:<26} {:>3} | {:<9} {:<9} {:<9} | {:>6} | {:<8} {:>4} {:>4} | {:>6} {:<6}",
+        "fixture", "P", "program", "interp", "libs", "kernel", "real", "pred", "rc", "robust", "output"
+    );
+    for fixture in manifest(&dir) {
+        let native = Command::new(&fixture.run[0]).args(&fixture.run[1..]).current_dir(&dir).output().unwrap();
+        let program = &fixture.run[0];
+        for (page, arch, recorded) in &real {
+            let (program_outcome, interpreter, libraries) = predictions(&dir, &fixture.run, page);
+            let args = |mode: &[&'static str]| {
+                let mut args: Vec<&str> = vec!["run", "--page-size", page];
+                args.extend(mode);
+                args.extend(fixture.run.iter().map(String::as_str));
+                args
+            };
+            let as_kernel = pagefit_with_origin(&args(&["--as-kernel"]), &dir);
+            let robust = pagefit_with_origin(&args(&[]), &dir);
+            let predicted_to_run = [&program_outcome, &interpreter, &libraries].iter().all(|o| *o == "none" || runs(o));
+            let kernel_rc = status_of(&as_kernel);
+            if predicted_to_run != (kernel_rc == 0) {
+                failures.push(format!(
+                    "{} at {page}: predicted {program_outcome}/{interpreter}/{libraries}, --as-kernel exit {kernel_rc}: {}",
+                    fixture.name,
+                    combined(&as_kernel)
+                ));
+            }
+            // The other architecture's prediction for its own build of the fixture.
+            let foreign_dir = fixtures().join(arch);
+            let (foreign_program, real_rc) = match recorded.get(&fixture.name) {
+                Some(rc) if foreign_dir.join(program).exists() => (predictions(&foreign_dir, &fixture.run[..1], page).0, Some(*rc)),
+                _ => ("-".into(), None),
+            };
+            let comparable = real_rc.is_some() && foreign_program == program_outcome && predicted_to_run == runs(&program_outcome);
+            if let (true, Some(rc)) = (comparable, real_rc) {
+                agree_real.1 += 1;
+                if (rc == 0) == (kernel_rc == 0) {
+                    agree_real.0 += 1;
+                } else {
+                    failures.push(format!("{} at {page}: --as-kernel exit {kernel_rc}, the real {arch} kernel {rc}", fixture.name));
+                }
+            }
+            let robust_rc = status_of(&robust);
+            let same = robust_rc == status_of(&native) && behaviour(&robust) == behaviour(&native);
+            let libraries_load = libraries == "none" || runs(&libraries);
+            if status_of(&native) == 0 && libraries_load && !same {
+                failures.push(format!(
+                    "{} at {page}: robust exit {robust_rc}, native {}:\n{}",
+                    fixture.name,
+                    status_of(&native),
+                    combined(&robust)
+                ));
+            }
+            println!(
+                "{:<26} {:>3} | {:<9} {:<9} {:<9} | {:>6} | {:<8} {:>4} {:>4} | {:>6} {:<6}",
+                fixture.name,
+                page,
+                program_outcome,
+                interpreter,
+                libraries,
+                kernel_rc,
+                arch,
+                if comparable { "same" } else { "diff" },
+                real_rc.map_or("-".into(), |rc| rc.to_string()),
+                robust_rc,
+                match (same, status_of(&native), robust_rc) {
+                    (true, _, _) => "same".to_string(),
+                    (false, 0, _) if !libraries_load => "libs".to_string(),
+                    (false, 0, _) => "DIFF".to_string(),
+                    (false, native, 0) => format!("fixed (native {native})"),
+                    (false, native, _) => format!("native {native}"),
+                }
+            );
+        }
+    }
+    println!("emulated --as-kernel vs real kernel, where both builds get the same prediction: {}/{}", agree_real.0, agree_real.1);
+    assert!(agree_real.1 > 0, "no comparable fixture");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A recorded boot: for each fixture, its exit status and its output without
+/// the lines that differ with the page size.
+fn recorded_runs(file: &str) -> BTreeMap<String, (i32, Vec<String>)> {
+    let text = std::fs::read_to_string(workspace().join("fixtures/observed").join(file)).unwrap();
+    let mut runs = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some((name, rc)) = line.strip_prefix("@@ ").and_then(|rest| rest.split_once(" rc=")) {
+            runs.insert(name.to_string(), (rc.parse().unwrap(), Vec::new()));
+            current = Some(name.to_string());
+        } else if line.starts_with("@@") {
+            current = None;
+        } else if let Some(name) = &current {
+            if !line.starts_with("probe ") && !line.starts_with("lprobe ") && !line.starts_with("auxv pagesz") {
+                runs.get_mut(name).unwrap().1.push(line.to_string());
+            }
+        }
+    }
+    runs
+}
+
+/// The real-kernel proof, recorded by `fixtures/run-under-pagefit.sh` with
+/// aarch64 and ppc64le builds of pagefit inside pagesize-vm's 16K and 64K
+/// kernels: every 4K fixture the big-page kernel kills runs under
+/// `pagefit run` with the output the 4K kernel gives it.
+#[test]
+fn on_real_16k_and_64k_kernels_pagefit_run_gives_the_4k_kernels_output() {
+    for (arch, big, at_least) in [("aarch64", "16k", 16), ("ppc64le", "64k", 17)] {
+        let kernel_4k = recorded_runs(&format!("{arch}-4k.txt"));
+        let kernel_big = recorded_runs(&format!("{arch}-{big}.txt"));
+        let under_pagefit = recorded_runs(&format!("{arch}-{big}-pagefit-run.txt"));
+        let mut rescued = 0;
+        let mut failures = Vec::new();
+        for (name, (rc_4k, output_4k)) in &kernel_4k {
+            let (Some((rc_big, _)), Some((rc_pagefit, output_pagefit))) = (kernel_big.get(name), under_pagefit.get(name)) else { continue };
+            let same = (rc_4k, output_4k) == (rc_pagefit, output_pagefit);
+            let verdict = if same { "same as 4K" } else { "differs" };
+            println!(
+                "{arch:<8} {name:<28} 4K kernel {rc_4k:>3}  {big} kernel {rc_big:>3}  pagefit run on {big} {rc_pagefit:>3}  {verdict}"
+            );
+            if *rc_4k == 0 && *rc_big == 139 {
+                rescued += 1;
+                if !same {
+                    failures.push(format!("{arch} {name}: pagefit run exit {rc_pagefit}, 4K kernel {rc_4k}: {output_pagefit:?}"));
+                }
+            }
+        }
+        println!("{arch}: killed by the {big} kernel, run by pagefit with the 4K kernel's output: {}/{rescued}", rescued - failures.len());
+        assert!(rescued >= at_least, "{arch}: the recorded boots lost their {big} failures");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
