@@ -283,3 +283,12 @@ pub fn disagreements(run: &Run, baseline: Option<&Run>, expected: &Expectation<'
     }
     problems
 }
+
+/// A run with nothing to compare with must at least finish, with intact bytes.
+pub fn healthy(run: &Run) -> Vec<String> {
+    if run.rc == 0 && run.output.lines().any(|l| l == "done") && !run.output.contains("BAD") {
+        Vec::new()
+    } else {
+        vec![format!("rc {} without a clean finish: {:?}", run.rc, run.output.trim())]
+    }
+}

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::agreement::{observed_summary, parse_runs, Run};
+use crate::agreement::{healthy, observed_summary, parse_runs, Run};
 use crate::realkernel::{manifest_entries, Row};
 use crate::setup::run;
 use crate::Arch;
@@ -235,13 +235,4 @@ pub fn compare(arch: Arch, corpus: &FixedCorpus, boots: &[(String, String)]) -> 
         }
     }
     Ok(rows)
-}
-
-/// A run with nothing to compare with must at least finish, with intact bytes.
-fn healthy(run: &Run) -> Vec<String> {
-    if run.rc == 0 && run.output.lines().any(|l| l == "done") && !run.output.contains("BAD") {
-        Vec::new()
-    } else {
-        vec![format!("rc {} without a clean finish: {:?}", run.rc, run.output.trim())]
-    }
 }

@@ -5,6 +5,7 @@
 pub mod agreement;
 pub mod fixproof;
 pub mod realkernel;
+pub mod runproof;
 pub mod setup;
 pub mod vm;
 

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use xtask::realkernel::{
     boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, workspace,
 };
-use xtask::{fixproof, setup, Arch};
+use xtask::{fixproof, runproof, setup, Arch};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "pagefit project automation")]
@@ -84,6 +84,9 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
         rows.extend(fixproof::compare(arch, &fixed, &boots)?);
+        let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
+        rows.extend(run_rows);
+        eprintln!("realkernel: not compared under pagefit run (they need /proc/self/exe or $ORIGIN): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
     let (agreed, total) = print_rows(&rows);

@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 use crate::agreement::{
     closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, Expectation, Prediction, Run,
 };
-use crate::fixproof;
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
+use crate::{fixproof, runproof};
 
 /// Libraries also loaded by Debian 11's glibc 2.31 ld.so (the glibc <= 2.34 model).
 const GLIBC231_LIBS: [&str; 4] = ["4k", "16k", "64k", "seed000"];
@@ -97,10 +97,15 @@ fn build_glibc231_programs(sysroot: &Path, fixtures: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The shell script the VM runs: every fixture, every fixed fixture,
-/// pagefit checking the fixtures itself, then the glibc 2.31 runs.
+/// The shell script the VM runs: every fixture, every fixed fixture, every
+/// fixture started by `pagefit run`, pagefit checking the fixtures itself,
+/// then the glibc 2.31 runs.
 fn work_script(arch: Arch) -> String {
-    let mut script = format!("sh /t/run-manifest.sh /t/fx\nsh /t/run-manifest.sh /t/fixed {}\n", fixproof::PREFIX);
+    let mut script = format!(
+        "sh /t/run-manifest.sh /t/fx\nsh /t/run-manifest.sh /t/fixed {}\nsh /t/run-manifest.sh /t/fx {} /t/pagefit run\n",
+        fixproof::PREFIX,
+        runproof::PREFIX
+    );
     script.push_str(&format!(
         "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
     ));

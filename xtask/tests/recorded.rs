@@ -1,12 +1,13 @@
 //! The real-kernel comparison, offline: pagefit's predictions for every
-//! fixture, and for the fixed copies `pagefit fix` makes of them, against the
+//! fixture, for the fixed copies `pagefit fix` makes of them and for the
+//! fixtures started by `pagefit run` (cross-built), against the
 //! boots recorded in fixtures/observed/ by
 //! `cargo xtask realkernel --record fixtures/observed`. The live suite
 //! (`cargo xtask realkernel`, run by .ci/run) also covers the runs under
 //! Debian 11's glibc 2.31, whose programs need that glibc to build.
 
 use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, workspace};
-use xtask::{fixproof, Arch};
+use xtask::{fixproof, runproof, Arch};
 
 #[test]
 fn predictions_agree_with_recorded_real_kernel_runs() {
@@ -23,8 +24,10 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         let fixed = fixproof::prepare(arch, &dir, &pagefit, &workspace().join(format!("target/realkernel/recorded-fixed/{}", arch.name())))
             .expect("fix the fixtures");
         rows.extend(fixproof::compare(arch, &fixed, &boots).expect("compare the fixed runs"));
+        let (run_rows, _) = runproof::compare(arch, &dir, &pagefit, &boots).expect("compare the runs under pagefit run");
+        rows.extend(run_rows);
     }
     let (agreed, total) = print_rows(&rows);
-    assert!(total >= 370, "expected the whole recorded corpus, got {total} runs");
+    assert!(total >= 540, "expected the whole recorded corpus, got {total} runs");
     assert_eq!(agreed, total, "some recorded runs disagree with the predictions (see the table above)");
 }

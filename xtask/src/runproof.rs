@@ -1,0 +1,138 @@
+//! `pagefit run`, proven on the real kernels: every fixture program is also
+//! started by pagefit's userspace loader (pagefit cross-built for the VM),
+//! on the 4K and on the large-page kernel. Each must print what the program
+//! printed when the 4K kernel started it: the same exit status, the same
+//! lines, the same probe addresses, and at least the same page protections
+//! (pages the loader composes from several segments get the union of their
+//! protections, by design). Two exceptions, both by design: libraries are
+//! still mapped by ld.so under its own rules, so a program whose library
+//! ld.so rejects on this kernel must fail exactly as it does natively; and a
+//! program the 4K kernel cannot run either (lld's RELRO over a hole) must
+//! run to the end with intact bytes.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::agreement::{healthy, observed_summary, parse_runs, Run};
+use crate::realkernel::{manifest_entries, Row};
+use crate::Arch;
+
+/// Run names of the programs started by `pagefit run` start with this.
+pub const PREFIX: &str = "run/";
+
+/// Whether the program finds libraries through `$ORIGIN`, which ld.so takes
+/// from /proc/self/exe: under a userspace loader that is pagefit itself (the
+/// kernel refuses PR_SET_MM_EXE_FILE while pagefit's image is mapped), so
+/// such programs cannot find their libraries; README says so.
+fn uses_origin(pagefit: &Path, dir: &Path, program: &str) -> Result<bool> {
+    let output = Command::new(pagefit)
+        .args(["explain", program, "--page-size", "4k", "--format", "json"])
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    let document: Value = serde_json::from_slice(&output.stdout).with_context(|| format!("pagefit explain {program}"))?;
+    let dynamic = &document["file"]["dynamic"];
+    Ok(["rpath", "runpath"].iter().any(|tag| dynamic[tag].as_str().is_some_and(|p| p.contains("$ORIGIN"))))
+}
+
+/// Runs that look for a library next to /proc/self/exe themselves: `dlopen`
+/// without an argument (fixtures/src/dlopen.c).
+const SELF_EXE_RUNS: &[&str] = &["./dlopen"];
+
+/// Probe lines: (kind, label, address) and perms.
+fn probe(line: &str) -> Option<((&str, &str, &str), &str)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    match fields.as_slice() {
+        [kind @ ("probe" | "lprobe"), label, address, perms] => Some(((kind, label, address), perms)),
+        _ => None,
+    }
+}
+
+/// ld.so refused a library the program needs or opens.
+fn library_failure(run: &Run) -> bool {
+    run.output.lines().any(|line| {
+        line.starts_with("dlopen failed")
+            || line
+                .split("error while loading shared libraries: ")
+                .nth(1)
+                .is_some_and(|rest| rest.split(':').next().is_some_and(|l| l.contains(".so")))
+    })
+}
+
+/// Every way the run under pagefit differs from the 4K kernel's run.
+fn differences(under_pagefit: &Run, reference: &Run) -> Vec<String> {
+    // The loader hands the program a copy of its program headers with RELRO
+    // trimmed where rounding it at P would cover other bytes, so the probes
+    // that describe the headers (`load0_last`, `relro_seg`) describe that copy.
+    let describes_headers = |l: &&str| {
+        l.contains("probe ") && l.split_whitespace().nth(1).is_some_and(|label| label.starts_with("load") || label.starts_with("relro_seg"))
+    };
+    let lines = |run: &Run| -> Vec<String> {
+        run.output.lines().filter(|l| !l.starts_with("auxv pagesz") && !describes_headers(l)).map(str::to_string).collect()
+    };
+    let (got, want) = (lines(under_pagefit), lines(reference));
+    let mut problems = Vec::new();
+    if under_pagefit.rc != reference.rc {
+        problems.push(format!("rc {} where the 4K kernel's run had {}", under_pagefit.rc, reference.rc));
+    }
+    if got.len() != want.len() {
+        problems.push(format!("{} lines where the 4K kernel's run printed {}: {:?}", got.len(), want.len(), under_pagefit.output.trim()));
+        return problems;
+    }
+    for (got, want) in got.iter().zip(&want) {
+        match (probe(got), probe(want)) {
+            (Some((place, perms)), Some((want_place, want_perms))) if place == want_place => {
+                let lost = perms.chars().zip(want_perms.chars()).any(|(have, had)| had != '-' && have == '-');
+                if lost {
+                    problems.push(format!("{} {} {}: {perms}, the 4K kernel gave {want_perms}", place.0, place.1, place.2));
+                }
+            }
+            _ if got != want => problems.push(format!("printed {got:?} where the 4K kernel's run printed {want:?}")),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// One row per program and boot; programs that need /proc/self/exe (`$ORIGIN`)
+/// are listed in the returned note instead (they cannot be compared).
+pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, String)]) -> Result<(Vec<Row>, Vec<String>)> {
+    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut not_comparable = Vec::new();
+    let programs: Vec<(String, String)> = manifest_entries(fixtures)?.into_iter().filter(|(_, command)| command != "-").collect();
+    for (name, command) in &programs {
+        let program = command.split_whitespace().next().unwrap_or(name);
+        if SELF_EXE_RUNS.contains(&command.as_str()) || uses_origin(pagefit, fixtures, program)? {
+            not_comparable.push(format!("{}/{name}", arch.name()));
+            continue;
+        }
+        for (page, output) in boots {
+            let runs = parse_runs(output);
+            let under_pagefit = runs.iter().find(|r| r.name == format!("{PREFIX}{name}"));
+            let native = runs.iter().find(|r| &r.name == name);
+            let at_4k = small.iter().find(|r| &r.name == name);
+            let (predicted, problems) = match (under_pagefit, native.filter(|n| library_failure(n)), at_4k) {
+                (None, ..) => ("-", vec!["the VM printed no result for this run".to_string()]),
+                (Some(run), Some(native), _) => ("ld.so rejects a library, as natively", differences(run, native)),
+                (Some(run), None, Some(reference)) if reference.rc == 0 || library_failure(reference) => {
+                    let rescued = native.is_some_and(|n| n.rc != reference.rc);
+                    (if rescued { "rescued: as the 4K kernel ran it" } else { "as the 4K kernel ran it" }, differences(run, reference))
+                }
+                (Some(run), None, _) => ("runs to the end (the 4K kernel cannot)", healthy(run)),
+            };
+            let observed = under_pagefit.map_or_else(|| "missing".to_string(), observed_summary);
+            rows.push(Row {
+                run: format!("{}/{PREFIX}{name}", arch.name()),
+                page: page.clone(),
+                observed,
+                predicted: predicted.into(),
+                problems,
+            });
+        }
+    }
+    Ok((rows, not_comparable))
+}
