@@ -7,7 +7,7 @@ use object::{Endianness, U16, U32, U64};
 
 use super::*;
 use crate::elf::{parse, ParseOptions};
-use crate::verify::{compare_contents, image_checks};
+use crate::verify::{compare_contents, image_checks, rebase_expectations};
 
 const E: Endianness = Endianness::Little;
 
@@ -95,8 +95,9 @@ fn fix(data: &[u8], page: PageSize, strategy: Strategy) -> Result<(RewritePlan, 
     let plan = plan_rewrite(data, &file, page, strategy)?;
     let out = apply(data, &plan);
     let written = parse(out.as_slice(), ParseOptions::everything()).unwrap();
-    let checks = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten).unwrap();
-    let compared = compare_contents(&checks, data, out.as_slice()).unwrap().unwrap();
+    let changes = if plan.delta == 0 { Vec::new() } else { rebase_expectations(data, plan.delta).unwrap() };
+    let checks = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten, plan.delta, &changes).unwrap();
+    let compared = compare_contents(&checks, data, out.as_slice(), &changes).unwrap().unwrap();
     assert!(compared.bytes >= file.loads().map(|l| l.memsz).sum::<u64>() - 0x200, "every loaded byte is compared: {compared:?}");
     Ok((plan, out))
 }
@@ -199,8 +200,8 @@ fn the_image_proof_catches_a_changed_byte() {
     let written = parse(out.as_slice(), ParseOptions::everything()).unwrap();
     let rx = written.loads().nth(1).unwrap().clone();
     out[(rx.offset + 0x10) as usize] ^= 0xff;
-    let checks = image_checks(&file, &written, PageSize::K16, &target_loaders(&file), &plan.rewritten).unwrap();
-    let verdict = compare_contents(&checks, data.as_slice(), out.as_slice()).unwrap();
+    let checks = image_checks(&file, &written, PageSize::K16, &target_loaders(&file), &plan.rewritten, 0, &[]).unwrap();
+    let verdict = compare_contents(&checks, data.as_slice(), out.as_slice(), &[]).unwrap();
     assert_eq!(
         verdict.unwrap_err(),
         format!(
@@ -217,7 +218,7 @@ fn the_image_proof_catches_an_unmoved_segment() {
     // Claiming the input itself is the fixed file: at 16K the kernel refuses it.
     let data = separated_pages();
     let file = parse(data.as_slice(), ParseOptions::everything()).unwrap();
-    let error = image_checks(&file, &file, PageSize::K16, &[LoaderModel::Kernel], &[]).unwrap_err();
+    let error = image_checks(&file, &file, PageSize::K16, &[LoaderModel::Kernel], &[], 0, &[]).unwrap_err();
     assert!(error.starts_with("kernel refuses the output at 16K"), "{error}");
 }
 
@@ -270,8 +271,9 @@ proptest::proptest! {
             let Ok(plan) = plan_rewrite(data.as_slice(), &file, page, Strategy::Auto) else { continue };
             let out = apply(&data, &plan);
             let Ok(written) = parse(out.as_slice(), ParseOptions::everything()) else { continue };
-            if let Ok(checks) = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten) {
-                let _ = compare_contents(&checks, data.as_slice(), out.as_slice());
+            let changes = if plan.delta == 0 { Vec::new() } else { rebase_expectations(data.as_slice(), plan.delta).unwrap_or_default() };
+            if let Ok(checks) = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten, plan.delta, &changes) {
+                let _ = compare_contents(&checks, data.as_slice(), out.as_slice(), &changes);
             }
         }
     }
