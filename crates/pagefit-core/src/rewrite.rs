@@ -400,7 +400,7 @@ fn choose_delta(headers: &RawHeaders, page: PageSize) -> Result<u64, String> {
     let boundary = loads[first_writable].p_vaddr & !(alignment - 1);
     if boundary < read_only_end {
         return Err(format!(
-            "read-only bytes end at {read_only_end:#x}, after the {alignment:#x}-aligned start {boundary:#x} of the writable data"
+            "read-only bytes end at {read_only_end:#x}, after the {alignment:#x}-aligned start {boundary:#x} of the writable data (Δ must be a multiple of {alignment:#x}, the largest alignment of a 4K page, a section or PT_TLS)"
         ));
     }
     let delta = page.offset_in_page(page.bytes() - page.offset_in_page(boundary));

@@ -296,3 +296,62 @@ fn overlapping_header_tables_split_pieces_exactly() {
     assert_eq!(at, 0x100);
     assert_eq!(pieces.len(), 3);
 }
+
+/// A GNU ld 4K layout: R, RX, R, then RW starting mid-page at 0x3df0.
+fn gnu_ld_4k_layout() -> Vec<u8> {
+    build(
+        object::elf::ET_DYN,
+        &[
+            Load { flags: 4, vaddr: 0, offset: 0, filesz: 0x800, memsz: 0x800 },
+            Load { flags: 5, vaddr: 0x1000, offset: 0x1000, filesz: 0x9a4, memsz: 0x9a4 },
+            Load { flags: 4, vaddr: 0x2000, offset: 0x2000, filesz: 0x3b4, memsz: 0x3b4 },
+            Load { flags: 6, vaddr: 0x3df0, offset: 0x2df0, filesz: 0x260, memsz: 0x1280 },
+        ],
+        Some((0x3df0, 0x4000)),
+    )
+}
+
+#[test]
+fn delta_puts_the_first_writable_4k_page_on_a_p_boundary() {
+    let data = gnu_ld_4k_layout();
+    let headers = RawHeaders::read(data.as_slice()).unwrap();
+    // The RW segment's page 0x3000 moves to 0x4000 at 16K and to 0x10000 at 64K.
+    assert_eq!(choose_delta(&headers, PageSize::K16), Ok(0x1000));
+    assert_eq!(choose_delta(&headers, PageSize::K64), Ok(0xd000));
+    // Already on a P boundary: nothing to shift.
+    assert!(choose_delta(&headers, PageSize::K4).unwrap_err().contains("already on a 4K boundary"));
+    // A section asking for 64K alignment makes Δ a multiple of 64K: refused at 64K.
+    let mut aligned = headers.clone();
+    aligned.sections.push(RawSectionHeader {
+        name: ".aligned".into(),
+        sh_name: 0,
+        sh_type: object::elf::SHT_PROGBITS.0,
+        sh_flags: object::elf::SHF_ALLOC.0.into(),
+        sh_addr: 0x4000,
+        sh_offset: 0x3000,
+        sh_size: 0x10,
+        sh_link: 0,
+        sh_info: 0,
+        sh_addralign: 0x10000,
+        sh_entsize: 0,
+    });
+    let refused = choose_delta(&aligned, PageSize::K64).unwrap_err();
+    assert!(refused.contains("0x10000-aligned start 0x0"), "{refused}");
+}
+
+#[test]
+fn delta_is_refused_when_read_only_bytes_share_the_first_writable_page() {
+    // RW at 0x2400 shares the 4K page 0x2000 with read-only bytes up to 0x23b4
+    // (a layout no 4K loader maps faithfully either).
+    let data = build(
+        object::elf::ET_DYN,
+        &[
+            Load { flags: 5, vaddr: 0, offset: 0, filesz: 0x23b4, memsz: 0x23b4 },
+            Load { flags: 6, vaddr: 0x2400, offset: 0x2400, filesz: 0x100, memsz: 0x100 },
+        ],
+        None,
+    );
+    let headers = RawHeaders::read(data.as_slice()).unwrap();
+    let refused = choose_delta(&headers, PageSize::K16).unwrap_err();
+    assert!(refused.contains("read-only bytes end at 0x23b4, after the 0x1000-aligned start 0x2000"), "{refused}");
+}
