@@ -668,3 +668,40 @@ fn rebased_distro_libraries_run_real_programs() {
         }
     }
 }
+
+/// DWARF keeps its link-time addresses; rebase says so instead of staying silent.
+#[test]
+fn rebase_warns_that_debug_info_is_not_adjusted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("debug.c"), "int counter = 1;\nint next(void) { return ++counter; }\n").unwrap();
+    let built = Command::new("gcc")
+        .args([
+            "-g",
+            "-O1",
+            "-fPIC",
+            "-shared",
+            "-Wl,-z,max-page-size=4096",
+            "-Wl,-z,common-page-size=4096",
+            "debug.c",
+            "-o",
+            "libdebug.so",
+        ])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let output =
+        pagefit(&["fix", "--page-size", "64k", "libdebug.so", "-o", "fixed.so", "--strategy", "rebase", "--format", "json"], dir.path());
+    let report = json(&output);
+    assert_eq!(report["status"], "fixed", "{report}");
+    let delta = report["delta"].as_u64().unwrap();
+    let warnings: Vec<&str> = report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let expected = format!("debuggers will see every address in it off by Δ = {delta:#x}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("debug info (.debug_") && w.contains(".debug_info") && w.ends_with(&expected)),
+        "{warnings:?}"
+    );
+    // The debug sections are kept, byte for byte.
+    let (before, after) = (Sections::read(&dir.path().join("libdebug.so")), Sections::read(&dir.path().join("fixed.so")));
+    assert_eq!(before.contents(".debug_info"), after.contents(".debug_info"));
+}
