@@ -326,7 +326,7 @@ fn delta_puts_the_first_writable_4k_page_on_a_p_boundary() {
         name: ".aligned".into(),
         sh_name: 0,
         sh_type: object::elf::SHT_PROGBITS.0,
-        sh_flags: object::elf::SHF_ALLOC.0.into(),
+        sh_flags: object::elf::SHF_ALLOC.0,
         sh_addr: 0x4000,
         sh_offset: 0x3000,
         sh_size: 0x10,
