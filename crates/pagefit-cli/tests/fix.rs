@@ -705,3 +705,61 @@ fn rebase_warns_that_debug_info_is_not_adjusted() {
     let (before, after) = (Sections::read(&dir.path().join("libdebug.so")), Sections::read(&dir.path().join("fixed.so")));
     assert_eq!(before.contents(".debug_info"), after.contents(".debug_info"));
 }
+
+/// RELR (`-z pack-relative-relocs`): address entries move by Δ, bitmaps stay,
+/// and every word they relocate holds its address plus Δ; the program runs.
+#[test]
+fn rebase_moves_relr_relocations_and_their_words() {
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lib.c"),
+        "static int a = 1, b = 2, c = 3;\nstatic int *table[] = {&a, &b, &c, &a, &b, &c, &a, &b};\n\
+         const char *names[] = {\"one\", \"two\", \"three\"};\n\
+         int sum(void) { int s = 0; for (unsigned i = 0; i < sizeof table / sizeof *table; i++) s += *table[i]; return s; }\n\
+         const char *name(int i) { return names[i]; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("main.c"),
+        "#include <stdio.h>\nint sum(void); const char *name(int);\nint main(void) { printf(\"%d %s %s\\n\", sum(), name(0), name(2)); }\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&str]| assert!(Command::new("gcc").args(args).current_dir(dir.path()).status().unwrap().success(), "gcc {args:?}");
+    gcc(&["-O1", "-fPIC", "-shared", "-Wl,-z,pack-relative-relocs", "-Wl,-z,max-page-size=4096", "lib.c", "-o", "libr.so"]);
+    gcc(&["main.c", "-L.", "-lr", "-o", "main"]);
+    std::fs::create_dir(dir.path().join("fixed")).unwrap();
+    let output =
+        pagefit(&["fix", "--page-size", "64k", "libr.so", "-o", "fixed/libr.so", "--strategy", "rebase", "--format", "json"], dir.path());
+    let report = json(&output);
+    assert_eq!(report["status"], "fixed", "{report}");
+    let delta = report["delta"].as_u64().unwrap();
+    let (a, b) = (Sections::read(&dir.path().join("libr.so")), Sections::read(&dir.path().join("fixed/libr.so")));
+    let mut relocated = Vec::new();
+    let mut next = 0;
+    for (entry, moved) in words(a.contents(".relr.dyn")).into_iter().zip(words(b.contents(".relr.dyn"))) {
+        if entry & 1 == 0 {
+            assert_eq!(moved, entry + delta);
+            relocated.push(entry);
+            next = entry + 8;
+        } else {
+            assert_eq!(moved, entry);
+            relocated.extend((1..64).filter(|bit| entry >> bit & 1 == 1).map(|bit| next + (bit - 1) * 8));
+            next += 63 * 8;
+        }
+    }
+    assert!(relocated.len() >= 11, "{relocated:x?}");
+    for address in relocated {
+        assert_eq!(b.word_at(address + delta), a.word_at(address) + delta, "{address:#x}");
+    }
+    let run = |dir: &Path| {
+        let out = Command::new(dir.join("main")).env("LD_LIBRARY_PATH", dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::copy(dir.path().join("main"), dir.path().join("fixed/main")).unwrap();
+    assert_eq!(run(dir.path()), "15 one three\n");
+    assert_eq!(run(&dir.path().join("fixed")), "15 one three\n");
+}
