@@ -416,10 +416,19 @@ pub fn rebase_expectations<'data, R: ReadRef<'data>>(data: R, delta: u64) -> Res
             words.insert(slot, word_at(slot).unwrap_or(0) + delta);
         }
     }
-    changes.extend(words.into_iter().map(|(address, value)| ExpectedChange {
-        range: AddrRange::new(address, address + 8),
-        bytes: object::bytes_of(&U64::new(e, value)).to_vec(),
-    }));
+    // Adjacent words (a GOT's PLT slots) become one change, so the image is cut less.
+    let mut runs: Vec<ExpectedChange> = Vec::new();
+    for (address, value) in words {
+        let bytes = object::bytes_of(&U64::new(e, value)).to_vec();
+        match runs.last_mut() {
+            Some(run) if run.range.end == address => {
+                run.range.end += 8;
+                run.bytes.extend_from_slice(&bytes);
+            }
+            _ => runs.push(ExpectedChange { range: AddrRange::new(address, address + 8), bytes }),
+        }
+    }
+    changes.extend(runs);
     changes.sort_by_key(|c| c.range.start);
     if let Some(pair) = changes.windows(2).find(|pair| pair[1].range.start < pair[0].range.end) {
         return Err(format!("two predicted changes overlap at {:#x}", pair[1].range.start));
