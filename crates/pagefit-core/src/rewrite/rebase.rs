@@ -158,16 +158,16 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
 /// Table addresses and sizes the dynamic section names.
 #[derive(Default)]
 struct DynamicTables {
-    rela: Option<(u64, u64)>,
-    jmprel: Option<(u64, u64)>,
+    rela: Option<u64>,
+    rela_size: u64,
+    jmprel: Option<u64>,
+    plt_size: u64,
     plt_is_rel: bool,
     rel: bool,
-    relr: Option<(u64, u64)>,
+    relr: Option<u64>,
+    relr_size: u64,
     symtab: Option<u64>,
     pltgot: Option<u64>,
-    relr_size: u64,
-    rela_size: u64,
-    plt_size: u64,
 }
 
 /// Reads the input's bytes at a link-time address (file-backed bytes only).
@@ -191,10 +191,10 @@ impl Image<'_> {
     }
 }
 
-fn read_word<'data, R: ReadRef<'data>>(data: R, image: &Image<'_>, address: u64, e: Endianness) -> Result<(u64, u64), String> {
+fn read_word<'data, R: ReadRef<'data>>(data: R, image: &Image<'_>, address: u64, e: Endianness) -> Result<u64, String> {
     let offset = image.offset_of(address, 8).ok_or_else(|| format!("the word at {address:#x} has no bytes in the file"))?;
     let word: &U64<Endianness> = data.read_at(offset).map_err(|()| format!("the word at {address:#x} runs past the end of the file"))?;
-    Ok((offset, word.get(e)))
+    Ok(word.get(e))
 }
 
 /// Every patch a shift by `delta` needs, or why rebase cannot account for the file.
@@ -241,13 +241,13 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             }
         }
         match tag {
-            elf::DT_RELA => tables.rela = Some((value, 0)),
+            elf::DT_RELA => tables.rela = Some(value),
             elf::DT_RELASZ => tables.rela_size = value,
-            elf::DT_JMPREL => tables.jmprel = Some((value, 0)),
+            elf::DT_JMPREL => tables.jmprel = Some(value),
             elf::DT_PLTRELSZ => tables.plt_size = value,
             elf::DT_PLTREL => tables.plt_is_rel = value == elf::DT_REL.0 as u64,
             elf::DT_REL => tables.rel = true,
-            elf::DT_RELR => tables.relr = Some((value, 0)),
+            elf::DT_RELR => tables.relr = Some(value),
             elf::DT_RELRSZ => tables.relr_size = value,
             elf::DT_SYMTAB => tables.symtab = Some(value),
             elf::DT_PLTGOT => tables.pltgot = Some(value),
@@ -258,12 +258,13 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
     if tables.rel || tables.plt_is_rel {
         return Err(format!("REL relocations (implicit addends) are not handled on {}", file.machine_name()));
     }
-    tables.rela = tables.rela.map(|(a, _)| (a, tables.rela_size));
-    tables.jmprel = tables.jmprel.map(|(a, _)| (a, tables.plt_size));
-    tables.relr = tables.relr.map(|(a, _)| (a, tables.relr_size));
 
     // RELA tables: DT_RELASZ may or may not cover DT_JMPREL; each entry is patched once.
-    let mut rela_tables: Vec<(u64, u64)> = [tables.rela, tables.jmprel].into_iter().flatten().filter(|&(_, size)| size > 0).collect();
+    let mut rela_tables: Vec<(u64, u64)> = [tables.rela.map(|a| (a, tables.rela_size)), tables.jmprel.map(|a| (a, tables.plt_size))]
+        .into_iter()
+        .flatten()
+        .filter(|&(_, size)| size > 0)
+        .collect();
     rela_tables.sort_unstable();
     rela_tables.dedup();
     if let [(a, a_size), (b, b_size)] = rela_tables[..] {
@@ -287,7 +288,7 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             if types.relative.contains(&r_type) {
                 rela.r_addend = I64::new(e, rela.r_addend(e).wrapping_add(delta as i64));
             } else if r_type == types.jump_slot {
-                let (_, value) = read_word(data, &image, place, e)?;
+                let value = read_word(data, &image, place, e)?;
                 if image.contains(value) {
                     words.insert(place, shifted(value)?);
                 } else if value != 0 {
@@ -306,7 +307,7 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
     }
 
     // RELR: address entries move, bitmaps stay; every word they name holds an address.
-    if let Some((address, size)) = tables.relr.filter(|&(_, size)| size > 0) {
+    if let Some((address, size)) = tables.relr.map(|a| (a, tables.relr_size)).filter(|&(_, size)| size > 0) {
         let offset = image.offset_of(address, size).ok_or_else(|| format!("DT_RELR at {address:#x} has no bytes in the file"))?;
         let count = usize::try_from(size / 8).map_err(|_| "DT_RELR too large")?;
         let table: &[elf::Relr64<Endianness>] = data.read_slice_at(offset, count).map_err(|()| "DT_RELR runs past the end of the file")?;
@@ -316,14 +317,14 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             let value = entry.0.get(e);
             if value & 1 == 0 {
                 entry.0 = U64::new(e, shifted(value)?);
-                let (_, word) = read_word(data, &image, value, e)?;
+                let word = read_word(data, &image, value, e)?;
                 words.insert(value, shifted(word)?);
                 next = value + 8;
             } else {
                 for bit in 1..64 {
                     if value >> bit & 1 == 1 {
                         let place = next + (bit - 1) * 8;
-                        let (_, word) = read_word(data, &image, place, e)?;
+                        let word = read_word(data, &image, place, e)?;
                         words.insert(place, shifted(word)?);
                     }
                 }
@@ -336,7 +337,7 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
     // GOT[0] holds _DYNAMIC's link-time address, read by some loaders without a relocation.
     let got = headers.sections.iter().find(|s| s.name == ".got" && s.sh_size >= 8).map(|s| s.sh_addr);
     for slot in [tables.pltgot, got].into_iter().flatten() {
-        if let Ok((_, value)) = read_word(data, &image, slot, e) {
+        if let Ok(value) = read_word(data, &image, slot, e) {
             if value == dynamic.p_vaddr {
                 words.insert(slot, shifted(value)?);
             }
