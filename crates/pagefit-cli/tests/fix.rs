@@ -272,7 +272,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
     assert_eq!(report["status"], "planned");
-    for field in ["path", "output", "page_size", "strategy", "costs", "warnings", "refused", "writable_executable", "plan"] {
+    for field in ["path", "output", "page_size", "strategy", "delta", "costs", "warnings", "refused", "writable_executable", "plan"] {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }
     assert!(report["plan"]["pieces"].as_array().unwrap().len() >= 3);
