@@ -18,7 +18,7 @@ use pagefit_core::elf::{parse, ElfFile, ParseOptions, Prot, Role};
 use pagefit_core::page::PageSize;
 use pagefit_core::plan::{Outcome, BASELINE_PAGE};
 use pagefit_core::rewrite::{plan_rewrite, program_type_name, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
-use pagefit_core::verify::{compare_contents, image_checks, ComparedBytes, ReadAt};
+use pagefit_core::verify::{compare_contents, image_checks, rebase_expectations, ComparedBytes, ReadAt};
 use serde::Serialize;
 
 use crate::check::file_name;
@@ -35,12 +35,14 @@ Examples:
 
 Strategies (auto tries them in this order):
   relayout  move file contents so p_offset = p_vaddr (mod P); no permission changes
-  rebase    shift an ET_DYN image (not implemented yet: always refused)
+  rebase    shift an ET_DYN image by Δ so code and data fall on different
+            pages; every address it holds moves by Δ (never writable and executable)
   merge     merge PT_LOADs that share a P-page into one with the union of their flags
 
 Every output is re-read and proven before it is kept: `check` calls it ok at P
 under the target loaders, and its memory image at P holds the same bytes as the
-input's at 4K. Otherwise it is deleted.
+input's at 4K (for rebase: shifted by Δ, with every moved address predicted
+from the input's relocations, symbols and dynamic section). Otherwise it is deleted.
 Exit status: 0 fixed (or already ok), 1 refused or verification failed, 2 error.";
 
 /// `pagefit fix` arguments.
@@ -110,6 +112,8 @@ struct FixReport<'a> {
     page_size: PageSize,
     status: FixStatus,
     strategy: Option<Strategy>,
+    /// How far rebase moved every address (0 otherwise).
+    delta: u64,
     /// Why it was refused or failed verification.
     reason: Option<String>,
     costs: &'a [PermissionCost],
@@ -149,6 +153,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         page_size: page,
         status: FixStatus::Refused,
         strategy: None,
+        delta: 0,
         reason: None,
         costs: &[],
         warnings: &[],
@@ -184,6 +189,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         }
     };
     report.strategy = Some(plan.strategy);
+    report.delta = plan.delta;
     report.costs = &plan.costs;
     report.warnings = &plan.warnings;
     report.refused = &plan.refused;
@@ -207,7 +213,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     if args.in_place {
         temp.file.sync_all().with_context(|| format!("{}: fsync", temp.path.display()))?;
     }
-    match prove(&file, &input, &temp, page, &loaders, &plan)? {
+    match prove(&file, input_path, &input, &temp, page, &loaders, &plan)? {
         Err(reason) => {
             report.status = FixStatus::VerificationFailed;
             report.reason = Some(reason);
@@ -253,6 +259,7 @@ fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[pagefit_core::mo
 /// Re-reads the written file and proves it: ok at P, and the same bytes as the input at 4K.
 fn prove(
     file: &ElfFile,
+    input_path: &Path,
     input: &File,
     temp: &TempFile,
     page: PageSize,
@@ -269,16 +276,26 @@ fn prove(
     if let Err(why) = ok_at(&written, &temp.path.display().to_string(), page, loaders) {
         return Ok(Err(format!("the output is {why}")));
     }
+    // What rebase must have changed, predicted from the input's section headers.
+    let changes = if plan.delta == 0 {
+        Vec::new()
+    } else {
+        let (source, _) = FileSource::open(input_path).with_context(|| format!("{}: cannot re-read", input_path.display()))?;
+        match rebase_expectations(&ReadCache::new(source), plan.delta) {
+            Ok(changes) => changes,
+            Err(why) => return Ok(Err(format!("the rebased image cannot be predicted: {why}"))),
+        }
+    };
     let mut checks = Vec::new();
     for size in BASELINE_PAGE.up_to(page) {
-        match image_checks(file, &written, size, loaders, &plan.rewritten) {
+        match image_checks(file, &written, size, loaders, &plan.rewritten, plan.delta, &changes) {
             Ok(more) => checks.extend(more),
             Err(why) => return Ok(Err(why)),
         }
     }
     checks.sort_unstable();
     checks.dedup();
-    let compared = compare_contents(&checks, &Pread(input), &Pread(&temp.file)).context("comparing the images")?;
+    let compared = compare_contents(&checks, &Pread(input), &Pread(&temp.file), &changes).context("comparing the images")?;
     Ok(compared)
 }
 
@@ -387,7 +404,11 @@ fn finish(args: &FixArgs, report: &FixReport<'_>) -> anyhow::Result<ExitCode> {
 
 fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()> {
     let page = report.page_size;
-    let strategy = report.strategy.map(|s| s.name()).unwrap_or("-");
+    let strategy = match report.strategy {
+        Some(Strategy::Rebase) => format!("rebase (Δ {:#x})", report.delta),
+        Some(strategy) => strategy.name().to_string(),
+        None => "-".to_string(),
+    };
     match report.status {
         FixStatus::Fixed => {
             writeln!(out, "{}: fixed for {page} by {strategy} -> {}", report.path, report.output.as_deref().unwrap_or("?"))?
@@ -442,8 +463,9 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
     if let Some(compared) = report.verified {
         writeln!(
             out,
-            "  verified: ok at 4K to {page} under {}; its image equals the input's 4K image over {} ranges ({} bytes compared)",
+            "  verified: ok at 4K to {page} under {}; its image equals the input's 4K image{} over {} ranges ({} bytes compared)",
             report.loaders.join(", "),
+            if report.delta == 0 { String::new() } else { format!(" shifted by {:#x}, moved addresses as predicted,", report.delta) },
             compared.ranges,
             compared.bytes
         )?;

@@ -76,25 +76,43 @@ fn every_fixture_that_fails_at_16k_or_64k_is_fixed_and_proven() {
     assert!(failures.is_empty(), "{failures:#?}");
     eprintln!("strategies: {strategies:?}");
     assert!(strategies.values().sum::<usize>() >= 100, "{strategies:?}");
-    assert!(strategies.contains_key("relayout") && strategies.contains_key("merge"), "{strategies:?}");
+    assert!(["relayout", "rebase", "merge"].iter().all(|s| strategies.contains_key(*s)), "{strategies:?}");
+}
+
+/// How a fixed program and the library it loads were shifted, for [`observed`].
+#[derive(Clone, Copy, Default)]
+struct Shifts {
+    /// Δ of the program (`probe` lines).
+    program: u64,
+    /// Δ of its library (`lprobe` lines).
+    library: u64,
 }
 
 /// What a probe program says about its data, code and behaviour. Lines that
 /// describe its own program headers (`probe load0_last`, `lprobe relro_seg`)
 /// are left out: the fix changes those on purpose. With `protections` false,
-/// `r-xp`-style words become `----`: merge widens protections on purpose (and says so).
-fn observed(text: &str, protections: bool) -> Vec<String> {
+/// `r-xp`-style words become `----`: merge and rebase widen protections on
+/// purpose (and say so). Link-time addresses are printed as they were before
+/// a rebase: the fixed program's minus its Δ, so they must match exactly.
+fn observed(text: &str, protections: bool, shifts: Shifts) -> Vec<String> {
     text.lines()
         .filter(|line| !line.split_whitespace().nth(1).is_some_and(|what| what.starts_with("load") || what.starts_with("relro_seg")))
         .map(|line| {
+            let delta = match line.split_whitespace().next() {
+                Some("probe") => shifts.program,
+                Some("lprobe") => shifts.library,
+                _ => 0,
+            };
             line.split_whitespace()
-                .map(|word| {
+                .enumerate()
+                .map(|(n, word)| {
                     let is_prot =
                         word.len() == 4 && word.chars().zip("rwxp".chars()).all(|(c, p)| c == p || c == '-' || (p == 'p' && c == 's'));
-                    if is_prot && !protections {
-                        "----"
-                    } else {
-                        word
+                    let address = word.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok()).filter(|_| n == 2);
+                    match address {
+                        Some(address) => format!("{:#x}", address.checked_sub(delta).expect("an address below Δ")),
+                        None if is_prot && !protections => "----".to_string(),
+                        None => word.to_string(),
                     }
                 })
                 .collect::<Vec<_>>()
@@ -119,6 +137,7 @@ fn run_fixed_programs(page: &str) {
     let original = fixtures().join("x86_64");
     let fixed_dir = tempfile::tempdir().unwrap();
     let mut strategy_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut delta_of: BTreeMap<String, u64> = BTreeMap::new();
     for name in fixture_files("x86_64") {
         let fixed = fixed_dir.path().join(&name);
         std::fs::create_dir_all(fixed.parent().unwrap()).unwrap();
@@ -126,9 +145,16 @@ fn run_fixed_programs(page: &str) {
         // Fixed in place; the programs then run on this 4K machine.
         let output = pagefit(&["fix", "--page-size", page, "--in-place", fixed.to_str().unwrap(), "--format", "json"], Path::new("."));
         assert_eq!(output.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&output.stdout));
-        strategy_of.insert(name.clone(), json(&output)["strategy"].as_str().unwrap_or("unchanged").to_string());
+        let report = json(&output);
+        if report["strategy"] == "rebase" {
+            assert_eq!(report["writable_executable"], false, "{name}: {report}");
+            assert_ne!(report["delta"], 0, "{name}: {report}");
+        }
+        strategy_of.insert(name.clone(), report["strategy"].as_str().unwrap_or("unchanged").to_string());
+        delta_of.insert(name.clone(), report["delta"].as_u64().unwrap());
     }
     let mut ran = 0;
+    let mut ran_rebased = Vec::new();
     let mut fixed_what_failed = Vec::new();
     for (name, kind, run) in manifest("x86_64") {
         if kind != "exe" {
@@ -157,13 +183,30 @@ fn run_fixed_programs(page: &str) {
             Some(path) => Some(path.trim_start_matches("./").to_string()),
             None => program.strip_prefix("uselib-").map(|suffix| format!("liblib-{suffix}.so")),
         };
-        let only_relayout =
-            [Some(program), library.as_deref()].into_iter().flatten().all(|f| strategy_of.get(f).is_none_or(|s| s != "merge"));
-        assert_eq!(observed(&before, only_relayout), observed(&after, only_relayout), "{name} fixed for {page}");
+        let files = [Some(program), library.as_deref()];
+        let only_relayout = files.into_iter().flatten().all(|f| strategy_of.get(f).is_none_or(|s| s == "relayout"));
+        let delta = |file: Option<&str>| file.and_then(|f| delta_of.get(f)).copied().unwrap_or(0);
+        let shifts = Shifts { program: delta(Some(program)), library: delta(library.as_deref()) };
+        assert_eq!(observed(&before, only_relayout, Shifts::default()), observed(&after, only_relayout, shifts), "{name} fixed for {page}");
+        if files.into_iter().flatten().any(|f| strategy_of.get(f).is_some_and(|s| s == "rebase")) {
+            ran_rebased.push(name);
+        }
         ran += 1;
     }
     assert!(ran >= 40, "ran {ran}");
-    eprintln!("{page}: ran {ran} fixed programs with the same output; these failed before fixing and run now: {fixed_what_failed:?}");
+    // PIEs and the programs that load a rebased liblib (DT_NEEDED and dlopen).
+    // At 16K most 4K layouts already start their data on a 16K page (Δ would be 0).
+    let expected: &[&str] = match page {
+        "16k" => &["c-pie-bfd-4k-noseparate", "c-pie-lld-4k-seploadable", "c-pie-lld-4k-norosegment"],
+        _ => &["c-pie-bfd-4k", "cxx-pie-bfd-4k", "c-pie-lld-4k", "uselib-4k", "dlopen-4k"],
+    };
+    for expected in expected {
+        assert!(ran_rebased.iter().any(|n| n == expected), "{expected} was not rebased for {page}: {ran_rebased:?}");
+    }
+    eprintln!(
+        "{page}: ran {ran} fixed programs with the same output, {} of them rebased ({ran_rebased:?}); these failed before fixing and run now: {fixed_what_failed:?}",
+        ran_rebased.len()
+    );
 }
 
 #[test]
@@ -229,7 +272,7 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
     assert_eq!(report["status"], "planned");
-    for field in ["path", "output", "page_size", "strategy", "costs", "warnings", "refused", "writable_executable", "plan"] {
+    for field in ["path", "output", "page_size", "strategy", "delta", "costs", "warnings", "refused", "writable_executable", "plan"] {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }
     assert!(report["plan"]["pieces"].as_array().unwrap().len() >= 3);
@@ -259,11 +302,22 @@ fn bad_inputs_are_errors_naming_the_file_and_offset() {
 }
 
 #[test]
-fn rebase_is_refused_with_the_reason() {
-    let input = fixtures().join("x86_64/liblib-4k.so");
-    let output = pagefit(&["fix", "--page-size", "16k", input.to_str().unwrap(), "--strategy", "rebase", "--dry-run"], Path::new("."));
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("rebase refused: rebase is not implemented yet"));
+fn rebase_refuses_what_it_cannot_move_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_sections = dir.path().join("no-sections.so");
+    std::fs::copy(fixtures().join("x86_64/liblib-4k.so"), &no_sections).unwrap();
+    without_section_headers(&no_sections);
+    for (input, reason) in [
+        (fixtures().join("x86_64/c-nopie-bfd-4k"), "only ET_DYN objects"),
+        (fixtures().join("x86_64/c-staticpie-bfd-4k"), "a static PIE relocates itself"),
+        (no_sections.clone(), "without section headers"),
+        (fixtures().join("ppc64le/liblib-4k.so"), "x86_64 and aarch64 only"),
+    ] {
+        let output = pagefit(&["fix", "--page-size", "64k", input.to_str().unwrap(), "--strategy", "rebase", "--dry-run"], Path::new("."));
+        assert_eq!(output.status.code(), Some(1), "{}", input.display());
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("rebase refused: ") && text.contains(reason), "{}: {text}", input.display());
+    }
 }
 
 #[test]
@@ -304,9 +358,10 @@ fn stripped_programs_and_ones_without_section_headers_are_fixed_and_run() {
         if std::env::consts::ARCH == "x86_64" {
             let ran = Command::new(&path).output().unwrap();
             assert!(ran.status.success(), "{name}");
+            let shifts = Shifts { program: report["delta"].as_u64().unwrap(), library: 0 };
             assert_eq!(
-                observed(&String::from_utf8_lossy(&ran.stdout), false),
-                observed(&String::from_utf8_lossy(&expected.stdout), false),
+                observed(&String::from_utf8_lossy(&ran.stdout), false, shifts),
+                observed(&String::from_utf8_lossy(&expected.stdout), false, Shifts::default()),
                 "{name}"
             );
         }
@@ -353,4 +408,400 @@ fn closure_mode_fixes_a_4k_program_and_its_4k_libraries_where_it_finds_them() {
         assert_eq!(launched.status.code(), Some(0), "{}", String::from_utf8_lossy(&launched.stderr));
         assert_eq!(launched.stdout, original.stdout, "fixed for {page}");
     }
+}
+
+/// A 64-bit little-endian ELF file read through its section headers, for
+/// checking rebase's output value by value without pagefit's code.
+struct Sections {
+    bytes: Vec<u8>,
+    /// (name, sh_type, sh_flags, sh_addr, sh_offset, sh_size)
+    table: Vec<(String, u32, u64, u64, u64, u64)>,
+    entry: u64,
+    /// (p_type, p_vaddr, p_memsz)
+    program_headers: Vec<(u32, u64, u64)>,
+}
+
+impl Sections {
+    fn read(path: &Path) -> Sections {
+        use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+        let bytes = std::fs::read(path).unwrap();
+        let header = object::elf::FileHeader64::<object::Endianness>::parse(bytes.as_slice()).unwrap();
+        let e = header.endian().unwrap();
+        let sections = header.sections(e, bytes.as_slice()).unwrap();
+        let table = sections
+            .iter()
+            .map(|s| {
+                let name = String::from_utf8_lossy(sections.section_name(e, s).unwrap()).into_owned();
+                (name, s.sh_type(e).0, s.sh_flags(e).0, s.sh_addr(e), s.sh_offset(e), s.sh_size(e))
+            })
+            .collect();
+        let program_headers =
+            header.program_headers(e, bytes.as_slice()).unwrap().iter().map(|ph| (ph.p_type(e).0, ph.p_vaddr(e), ph.p_memsz(e))).collect();
+        let entry = header.e_entry(e);
+        Sections { bytes, table, entry, program_headers }
+    }
+    fn named(&self, name: &str) -> &(String, u32, u64, u64, u64, u64) {
+        self.table.iter().find(|s| s.0 == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+    fn contents(&self, name: &str) -> &[u8] {
+        let s = self.named(name);
+        &self.bytes[s.4 as usize..(s.4 + s.5) as usize]
+    }
+    /// The 8 bytes at an address, through the section holding them.
+    fn word_at(&self, address: u64) -> u64 {
+        let s = self.table.iter().find(|s| s.1 != object::elf::SHT_NOBITS.0 && s.3 <= address && address < s.3 + s.5).unwrap();
+        let at = (s.4 + address - s.3) as usize;
+        u64::from_le_bytes(self.bytes[at..at + 8].try_into().unwrap())
+    }
+}
+
+fn words(bytes: &[u8]) -> Vec<u64> {
+    bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect()
+}
+
+/// Every kind of address rebase moves, checked one by one against the input
+/// (with this test's own list of address-valued dynamic tags).
+#[test]
+fn rebase_moves_every_address_by_delta() {
+    use object::elf;
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = vec![fixtures().join("x86_64/liblib-4k.so"), fixtures().join("x86_64/cxx-pie-bfd-4k")];
+    inputs
+        .extend(["libz.so.1", "libstdc++.so.6"].map(|n| Path::new("/usr/lib/x86_64-linux-gnu").join(n)).into_iter().filter(|p| p.exists()));
+    let address_tags = [
+        elf::DT_PLTGOT,
+        elf::DT_HASH,
+        elf::DT_GNU_HASH,
+        elf::DT_STRTAB,
+        elf::DT_SYMTAB,
+        elf::DT_RELA,
+        elf::DT_JMPREL,
+        elf::DT_INIT,
+        elf::DT_FINI,
+        elf::DT_INIT_ARRAY,
+        elf::DT_FINI_ARRAY,
+        elf::DT_VERSYM,
+        elf::DT_VERDEF,
+        elf::DT_VERNEED,
+    ];
+    let mut checked = 0;
+    for input in inputs {
+        for page in ["16k", "64k"] {
+            let out = dir.path().join(format!("{}-{page}", input.file_name().unwrap().to_str().unwrap()));
+            let output = pagefit(
+                &[
+                    "fix",
+                    "--page-size",
+                    page,
+                    input.to_str().unwrap(),
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--strategy",
+                    "rebase",
+                    "--format",
+                    "json",
+                ],
+                Path::new("."),
+            );
+            let report = json(&output);
+            if report["refused"][0]["reason"].as_str().is_some_and(|r| r.contains("is already on a")) {
+                // Nothing to shift: merge keeps code and data apart as they are.
+                continue;
+            }
+            assert_eq!(report["status"], "fixed", "{report}");
+            assert_eq!(report["writable_executable"], false);
+            checked += 1;
+            let delta = report["delta"].as_u64().unwrap();
+            assert!(delta > 0 && delta % 4096 == 0, "{delta:#x}");
+            let (a, b) = (Sections::read(&input), Sections::read(&out));
+            let what = format!("{} at {page}", input.display());
+            // e_entry and the program headers that describe memory.
+            assert_eq!(b.entry, if a.entry == 0 { 0 } else { a.entry + delta }, "{what}");
+            for &(p_type, vaddr, memsz) in
+                a.program_headers.iter().filter(|ph| ph.2 > 0 && ph.0 != elf::PT_LOAD.0 && ph.0 != elf::PT_GNU_RELRO.0)
+            {
+                assert!(b.program_headers.contains(&(p_type, vaddr + delta, memsz)), "{what}: p_type {p_type:#x} at {vaddr:#x}");
+            }
+            // Section addresses: allocated ones move, the others stay 0.
+            assert_eq!(a.table.len(), b.table.len());
+            for (s, t) in a.table.iter().zip(&b.table) {
+                let moves = s.2 & elf::SHF_ALLOC.0 != 0;
+                assert_eq!(t.3, if moves { s.3 + delta } else { s.3 }, "{what}: {}", s.0);
+            }
+            // Dynamic tags.
+            let (old, new) = (words(a.contents(".dynamic")), words(b.contents(".dynamic")));
+            let mut moved_tags = 0;
+            for (pair, moved) in old.chunks(2).zip(new.chunks(2)) {
+                assert_eq!(pair[0], moved[0]);
+                let is_address = address_tags.iter().any(|t| t.0 as u64 == pair[0]);
+                assert_eq!(moved[1], if is_address { pair[1] + delta } else { pair[1] }, "{what}: tag {:#x}", pair[0]);
+                moved_tags += usize::from(is_address);
+            }
+            assert!(moved_tags >= 6, "{what}");
+            // Symbol values: defined, in an allocated section, not TLS.
+            for table in [".dynsym", ".symtab"].into_iter().filter(|t| a.table.iter().any(|s| s.0 == *t)) {
+                let (old, new) = (a.contents(table), b.contents(table));
+                let mut moved = 0;
+                for (s, t) in old.chunks_exact(24).zip(new.chunks_exact(24)) {
+                    let index = u16::from_le_bytes([s[6], s[7]]) as usize;
+                    let value = u64::from_le_bytes(s[8..16].try_into().unwrap());
+                    let shifts = index != 0 && index < 0xff00 && a.table[index].2 & elf::SHF_ALLOC.0 != 0 && s[4] & 0xf != elf::STT_TLS.0;
+                    assert_eq!(u64::from_le_bytes(t[8..16].try_into().unwrap()), if shifts { value + delta } else { value });
+                    assert_eq!(s[..8], t[..8]);
+                    moved += usize::from(shifts);
+                }
+                assert!(moved > 0, "{what}: {table}");
+            }
+            // Relocations: offsets move; RELATIVE addends move; PLT slots' in-place values move.
+            let mut relative = 0;
+            let mut slots = 0;
+            for table in [".rela.dyn", ".rela.plt"].into_iter().filter(|t| a.table.iter().any(|s| s.0 == *t)) {
+                for (r, s) in words(a.contents(table)).chunks(3).zip(words(b.contents(table)).chunks(3)) {
+                    assert_eq!((s[0], s[1]), (r[0] + delta, r[1]), "{what}: {table}");
+                    let r_type = r[1] as u32;
+                    let addend_moves = r_type == elf::R_X86_64_RELATIVE.0 || r_type == elf::R_X86_64_IRELATIVE.0;
+                    assert_eq!(s[2], if addend_moves { r[2].wrapping_add(delta) } else { r[2] }, "{what}: {table} at {:#x}", r[0]);
+                    relative += usize::from(addend_moves);
+                    if r_type == elf::R_X86_64_JUMP_SLOT.0 {
+                        assert_eq!(b.word_at(r[0] + delta), a.word_at(r[0]) + delta, "{what}: slot {:#x}", r[0]);
+                        slots += 1;
+                    }
+                }
+            }
+            assert!(relative > 0, "{what}");
+            // GOT[0] is _DYNAMIC's link-time address.
+            let got = a.named(".got.plt").3;
+            assert_eq!(a.word_at(got), a.named(".dynamic").3, "{what}");
+            assert_eq!(b.word_at(got + delta), b.named(".dynamic").3, "{what}");
+            eprintln!("{what}: Δ {delta:#x}, {moved_tags} dynamic tags, {relative} relative relocations, {slots} PLT slots moved");
+        }
+    }
+    assert!(checked >= 5, "only {checked} files were rebased");
+}
+
+/// The proof is not the patch code run twice: a rebased file with one moved
+/// address wrong (a relative addend, a PLT slot) is caught and named.
+#[test]
+fn the_rebase_proof_catches_a_wrong_address() {
+    use pagefit_core::elf::{parse, ParseOptions};
+    use pagefit_core::page::PageSize;
+    use pagefit_core::rewrite::{plan_rewrite, target_loaders, PieceSource, Strategy};
+    use pagefit_core::verify::{compare_contents, image_checks, rebase_expectations};
+    let data = std::fs::read(fixtures().join("x86_64/liblib-4k.so")).unwrap();
+    let file = parse(data.as_slice(), ParseOptions::everything()).unwrap();
+    let plan = plan_rewrite(data.as_slice(), &file, PageSize::K64, Strategy::Rebase).unwrap();
+    let mut out = vec![0u8; plan.output_len as usize];
+    for piece in &plan.pieces {
+        let (at, len) = (piece.offset as usize, piece.len as usize);
+        match &piece.source {
+            PieceSource::Copy { from } => out[at..at + len].copy_from_slice(&data[*from as usize..*from as usize + len]),
+            PieceSource::Zeros => {}
+            PieceSource::Bytes { bytes, .. } => out[at..at + len].copy_from_slice(bytes),
+        }
+    }
+    let changes = rebase_expectations(data.as_slice(), plan.delta).unwrap();
+    let prove = |out: &[u8]| {
+        let written = parse(out, ParseOptions::everything()).unwrap();
+        let checks = image_checks(&file, &written, PageSize::K64, &target_loaders(&file), &plan.rewritten, plan.delta, &changes).unwrap();
+        compare_contents(&checks, data.as_slice(), out, &changes).unwrap()
+    };
+    assert!(prove(&out).is_ok());
+    let input = Sections::read(&fixtures().join("x86_64/liblib-4k.so"));
+    let rela = input.named(".rela.dyn");
+    let plt = input.named(".rela.plt");
+    let slot = words(input.contents(".rela.plt"))[0];
+    // Where an input address's byte is in the output: through its section's new header.
+    let offset_of = |address: u64| {
+        let s = input.table.iter().find(|s| s.3 <= address && address < s.3 + s.5).unwrap();
+        let moved = s.3 + plan.delta;
+        let new_offset = plan_section_offset(&plan, &s.0, moved);
+        new_offset + (address - s.3)
+    };
+    for (address, what) in [(rela.3 + 16, "the first relative addend"), (plt.3, "a relocation offset"), (slot, "a PLT slot")] {
+        let mut bad = out.clone();
+        bad[offset_of(address) as usize] ^= 0x10;
+        let verdict = prove(&bad);
+        assert!(verdict.is_err(), "{what} changed at {address:#x} was not caught");
+        assert!(verdict.unwrap_err().contains(&format!("{address:#x}")), "{what}");
+    }
+}
+
+fn plan_section_offset(plan: &pagefit_core::rewrite::RewritePlan, name: &str, address: u64) -> u64 {
+    plan.section_headers.iter().find(|s| s.name == name && s.sh_addr == address).unwrap().sh_offset
+}
+
+/// Runs `program` with `LD_LIBRARY_PATH=dir` and ld.so's library trace; returns
+/// its stdout after checking that every library in `fixed` was loaded from `dir`.
+fn run_against(dir: &Path, fixed: &[&str], program: &mut Command) -> String {
+    let output = program.env("LD_LIBRARY_PATH", dir).env("LD_DEBUG", "libs").output().unwrap();
+    let trace = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{program:?}: {trace}");
+    for name in fixed {
+        let init = format!("calling init: {}", dir.join(name).display());
+        assert!(trace.contains(&init), "{name} was not loaded from {}: {trace}", dir.display());
+    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Real distro libraries rebased for 64K (and 16K) run real programs on this
+/// 4K machine with the same results: zlib under Python, OpenSSL's libssl and
+/// libcrypto under `openssl`, libstdc++ under a C++ program that throws.
+#[test]
+fn rebased_distro_libraries_run_real_programs() {
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let system = Path::new("/usr/lib/x86_64-linux-gnu");
+    let libraries = ["libz.so.1", "libssl.so.3", "libcrypto.so.3", "libstdc++.so.6"];
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("throw.cc");
+    std::fs::write(
+        &source,
+        "#include <iostream>\n#include <map>\n#include <stdexcept>\n#include <string>\n\
+         int main() { std::map<std::string, int> m{{\"a\", 1}, {\"b\", 2}};\n\
+           try { throw std::runtime_error(\"boom\"); } catch (const std::exception &e) { std::cout << e.what() << ' ' << m.at(\"b\") << '\\n'; }\n\
+           try { m.at(\"z\"); } catch (const std::out_of_range &) { std::cout << \"out of range\\n\"; } }\n",
+    )
+    .unwrap();
+    let cxx = work.path().join("throw");
+    assert!(Command::new("g++").arg("-O1").arg(&source).arg("-o").arg(&cxx).status().unwrap().success());
+    let python =
+        "import zlib; d = bytes(range(256)) * 64; print(zlib.crc32(d), len(zlib.compress(d, 9)), zlib.decompress(zlib.compress(d)) == d)";
+    let openssl = ["dgst", "-sha256", "-hex"];
+    let run = |dir: &Path| -> Vec<String> {
+        let mut hashed = Command::new("openssl");
+        hashed.args(openssl).arg(&source);
+        vec![
+            run_against(dir, &["libz.so.1"], Command::new("python3").args(["-c", python])),
+            run_against(dir, &["libssl.so.3", "libcrypto.so.3"], Command::new("openssl").arg("version")),
+            run_against(dir, &["libcrypto.so.3"], &mut hashed).replace(&source.display().to_string(), "FILE"),
+            run_against(dir, &["libstdc++.so.6"], &mut Command::new(&cxx)),
+        ]
+    };
+    let copies = work.path().join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    for name in libraries {
+        std::fs::copy(system.join(name), copies.join(name)).unwrap();
+    }
+    let expected = run(&copies);
+    assert!(expected[3].contains("boom 2") && expected[3].contains("out of range"), "{expected:?}");
+    for page in ["16k", "64k"] {
+        let dir = work.path().join(page);
+        std::fs::create_dir(&dir).unwrap();
+        let mut strategies = BTreeMap::new();
+        for name in libraries {
+            let out = dir.join(name);
+            let output = pagefit(
+                &["fix", "--page-size", page, system.join(name).to_str().unwrap(), "-o", out.to_str().unwrap(), "--format", "json"],
+                Path::new("."),
+            );
+            let report = json(&output);
+            assert_eq!(report["status"], "fixed", "{name} at {page}: {report}");
+            assert_eq!(report["writable_executable"], false, "{name} at {page}: {report}");
+            assert!(is_ok_at(&out, page), "{name} at {page}");
+            strategies.insert(name, format!("{} Δ {:#x}", report["strategy"].as_str().unwrap(), report["delta"].as_u64().unwrap()));
+        }
+        assert_eq!(run(&dir), expected, "{page}: {strategies:?}");
+        eprintln!("{page}: {strategies:?}");
+        if page == "64k" {
+            for name in ["libz.so.1", "libssl.so.3", "libstdc++.so.6"] {
+                assert!(strategies[name].starts_with("rebase"), "{name}: {strategies:?}");
+            }
+        }
+    }
+}
+
+/// DWARF keeps its link-time addresses; rebase says so instead of staying silent.
+#[test]
+fn rebase_warns_that_debug_info_is_not_adjusted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("debug.c"), "int counter = 1;\nint next(void) { return ++counter; }\n").unwrap();
+    let built = Command::new("gcc")
+        .args([
+            "-g",
+            "-O1",
+            "-fPIC",
+            "-shared",
+            "-Wl,-z,max-page-size=4096",
+            "-Wl,-z,common-page-size=4096",
+            "debug.c",
+            "-o",
+            "libdebug.so",
+        ])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let output =
+        pagefit(&["fix", "--page-size", "64k", "libdebug.so", "-o", "fixed.so", "--strategy", "rebase", "--format", "json"], dir.path());
+    let report = json(&output);
+    assert_eq!(report["status"], "fixed", "{report}");
+    let delta = report["delta"].as_u64().unwrap();
+    let warnings: Vec<&str> = report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let expected = format!("debuggers will see every address in it off by Δ = {delta:#x}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("debug info (.debug_") && w.contains(".debug_info") && w.ends_with(&expected)),
+        "{warnings:?}"
+    );
+    // The debug sections are kept, byte for byte.
+    let (before, after) = (Sections::read(&dir.path().join("libdebug.so")), Sections::read(&dir.path().join("fixed.so")));
+    assert_eq!(before.contents(".debug_info"), after.contents(".debug_info"));
+}
+
+/// RELR (`-z pack-relative-relocs`): address entries move by Δ, bitmaps stay,
+/// and every word they relocate holds its address plus Δ; the program runs.
+#[test]
+fn rebase_moves_relr_relocations_and_their_words() {
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lib.c"),
+        "static int a = 1, b = 2, c = 3;\nstatic int *table[] = {&a, &b, &c, &a, &b, &c, &a, &b};\n\
+         const char *names[] = {\"one\", \"two\", \"three\"};\n\
+         int sum(void) { int s = 0; for (unsigned i = 0; i < sizeof table / sizeof *table; i++) s += *table[i]; return s; }\n\
+         const char *name(int i) { return names[i]; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("main.c"),
+        "#include <stdio.h>\nint sum(void); const char *name(int);\nint main(void) { printf(\"%d %s %s\\n\", sum(), name(0), name(2)); }\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&str]| assert!(Command::new("gcc").args(args).current_dir(dir.path()).status().unwrap().success(), "gcc {args:?}");
+    gcc(&["-O1", "-fPIC", "-shared", "-Wl,-z,pack-relative-relocs", "-Wl,-z,max-page-size=4096", "lib.c", "-o", "libr.so"]);
+    gcc(&["main.c", "-L.", "-lr", "-o", "main"]);
+    std::fs::create_dir(dir.path().join("fixed")).unwrap();
+    let output =
+        pagefit(&["fix", "--page-size", "64k", "libr.so", "-o", "fixed/libr.so", "--strategy", "rebase", "--format", "json"], dir.path());
+    let report = json(&output);
+    assert_eq!(report["status"], "fixed", "{report}");
+    let delta = report["delta"].as_u64().unwrap();
+    let (a, b) = (Sections::read(&dir.path().join("libr.so")), Sections::read(&dir.path().join("fixed/libr.so")));
+    let mut relocated = Vec::new();
+    let mut next = 0;
+    for (entry, moved) in words(a.contents(".relr.dyn")).into_iter().zip(words(b.contents(".relr.dyn"))) {
+        if entry & 1 == 0 {
+            assert_eq!(moved, entry + delta);
+            relocated.push(entry);
+            next = entry + 8;
+        } else {
+            assert_eq!(moved, entry);
+            relocated.extend((1..64).filter(|bit| entry >> bit & 1 == 1).map(|bit| next + (bit - 1) * 8));
+            next += 63 * 8;
+        }
+    }
+    assert!(relocated.len() >= 11, "{relocated:x?}");
+    for address in relocated {
+        assert_eq!(b.word_at(address + delta), a.word_at(address) + delta, "{address:#x}");
+    }
+    let run = |dir: &Path| {
+        let out = Command::new(dir.join("main")).env("LD_LIBRARY_PATH", dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::copy(dir.path().join("main"), dir.path().join("fixed/main")).unwrap();
+    assert_eq!(run(dir.path()), "15 one three\n");
+    assert_eq!(run(&dir.path().join("fixed")), "15 one three\n");
 }

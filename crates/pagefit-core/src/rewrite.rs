@@ -6,9 +6,9 @@
 //! offset (this module), then the caller streams the pieces in order
 //! (copy an input range, write literal bytes, leave zeros).
 //!
-//! Both strategies implemented here keep every virtual address, so nothing in
-//! the image that holds an address (relocations, symbols, dynamic tags, DWARF)
-//! needs to change:
+//! relayout and merge keep every virtual address, so nothing in the image
+//! that holds an address (relocations, symbols, dynamic tags, DWARF) needs to
+//! change; rebase moves every address by Δ and patches what holds one:
 //!
 //! - **relayout** moves file contents so that `p_offset ≡ p_vaddr (mod P)` and
 //!   sets `p_align = P`. PT_LOADs that share a P-page must have the same flags;
@@ -16,11 +16,18 @@
 //! - **merge** does the same for PT_LOADs with different flags that share a
 //!   P-page, giving the merged segment the union of their flags. The cost is
 //!   reported in words.
+//! - **rebase** (ET_DYN only) shifts the image by Δ so that the first
+//!   writable segment's first 4K page starts a P-page, then lays it out as
+//!   merge does: read-only data joins code, RELRO joins the data, and nothing
+//!   becomes writable and executable. Every value holding an address moves by
+//!   Δ ([`rebase`]); the file is refused when one cannot be accounted for.
 //!
-//! In both, PT_GNU_RELRO is trimmed (or extended into nothing) so that no
+//! In all three, PT_GNU_RELRO is trimmed (or extended into nothing) so that no
 //! loader's rounding to P makes a page that is written read-only or takes
 //! execute from code, and every file offset (e_phoff, e_shoff, p_offset,
 //! sh_offset) is moved with the bytes it points at.
+
+mod rebase;
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,7 +53,7 @@ pub enum Strategy {
     Auto,
     /// Move file contents only; no permission changes.
     Relayout,
-    /// Shift an ET_DYN image by a constant (not implemented yet: always refused).
+    /// Shift an ET_DYN image by a constant Δ, moving every address it holds.
     Rebase,
     /// Merge PT_LOADs that share a P-page into one with the union of their flags.
     Merge,
@@ -241,6 +248,8 @@ pub struct Refusal {
 pub struct RewritePlan {
     /// The strategy that produced it (never `auto`).
     pub strategy: Strategy,
+    /// How far rebase moved every address (0 for relayout and merge).
+    pub delta: u64,
     /// Target page size.
     pub page_size: PageSize,
     /// The new program header table, in table order.
@@ -302,11 +311,11 @@ pub fn plan_rewrite<'data, R: ReadRef<'data>>(
     let mut refused = Vec::new();
     for &candidate in order {
         let attempt = match candidate {
-            Strategy::Rebase => Err(rebase_refusal(file)),
-            _ => plan_keeping_addresses(&headers, file, page, candidate == Strategy::Merge)
-                .and_then(|plan| refuse_android_wx(file, plan))
-                .and_then(|plan| prove_loads_ok(file, &plan).map(|()| plan)),
-        };
+            Strategy::Rebase => plan_rebase(data, &headers, file, page),
+            _ => plan_layout(&headers, file, page, candidate == Strategy::Merge, None),
+        }
+        .and_then(|plan| refuse_android_wx(file, plan))
+        .and_then(|plan| prove_loads_ok(file, &plan).map(|()| plan));
         match attempt {
             Ok(mut plan) => {
                 plan.strategy = candidate;
@@ -327,11 +336,78 @@ fn refuse_android_wx(file: &ElfFile, plan: RewritePlan) -> Result<RewritePlan, S
     Ok(plan)
 }
 
-fn rebase_refusal(file: &ElfFile) -> String {
+/// Rebase: choose Δ, account for every address the file holds, then lay the
+/// shifted headers out as merge does, refusing a writable and executable result.
+fn plan_rebase<'data, R: ReadRef<'data>>(data: R, headers: &RawHeaders, file: &ElfFile, page: PageSize) -> Result<RewritePlan, String> {
     if file.kind != ElfKind::Dyn {
-        return "rebase moves the load address, which only ET_DYN objects (shared objects, PIEs) allow".into();
+        return Err("rebase moves the load address, which only ET_DYN objects (shared objects, PIEs) allow".into());
     }
-    "rebase is not implemented yet (moving every address-holding value: dynamic tags, symbols, RELA/REL/RELR relocations)".into()
+    if file.role == Role::Interpreter {
+        return Err("a dynamic linker relocates itself and finds its load base from __ehdr_start, assuming it is linked at 0".into());
+    }
+    if file.role == Role::Executable && file.interpreter.is_none() {
+        return Err("a static PIE relocates itself and finds its load base from __ehdr_start, assuming it is linked at 0".into());
+    }
+    if !file.sections_read {
+        return Err("without section headers the symbol tables and GOT cannot be found to move their addresses".into());
+    }
+    let delta = choose_delta(headers, page)?;
+    rebase::check_eh_frame_hdr(data, headers)?;
+    let patches = rebase::address_patches(data, headers, file, delta)?;
+    let shifted_headers = headers.shifted(delta)?;
+    let mut shifted_file = file.clone();
+    for section in &mut shifted_file.sections {
+        section.addr += delta;
+    }
+    let mut plan = plan_layout(&shifted_headers, &shifted_file, page, true, Some(Shift { delta, patches }))?;
+    if plan.writable_executable {
+        return Err(format!(
+            "after a shift by {delta:#x}, writable and executable segments would still share {page} pages (a writable segment precedes code)"
+        ));
+    }
+    let debug: Vec<&str> = headers.sections.iter().filter(|s| s.name.starts_with(".debug_")).map(|s| s.name.as_str()).collect();
+    if !debug.is_empty() {
+        plan.warnings.push(format!(
+            "debug info ({}) is not adjusted: debuggers will see every address in it off by Δ = {delta:#x}",
+            debug.join(", ")
+        ));
+    }
+    plan.warnings.push(format!("every address moved by Δ = {delta:#x}: symbols, relocations, dynamic tags, program and section headers"));
+    Ok(plan)
+}
+
+/// Δ puts the first 4K page of the first writable PT_LOAD at a P boundary.
+/// It is a multiple of 4K and of every alignment the image asks for (sections,
+/// PT_TLS), so aligned data stays aligned and TLS offsets do not change; the
+/// 4K page is free of read-only bytes because the input loads at 4K.
+fn choose_delta(headers: &RawHeaders, page: PageSize) -> Result<u64, String> {
+    let mut loads: Vec<&RawProgramHeader> =
+        headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
+    loads.sort_by_key(|ph| ph.p_vaddr);
+    let first_writable = loads
+        .iter()
+        .position(|ph| Prot::from_p_flags(ph.p_flags).is_writable())
+        .ok_or("no segment is writable, so there is no boundary between code and data to move")?;
+    let read_only_end = loads[..first_writable].iter().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap_or(0);
+    let alignment = headers
+        .sections
+        .iter()
+        .filter(|s| s.is_alloc())
+        .map(|s| s.sh_addralign)
+        .chain(headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_TLS.0).map(|ph| ph.p_align))
+        .filter(|a| a.is_power_of_two())
+        .fold(BASELINE_PAGE.bytes(), u64::max);
+    let boundary = loads[first_writable].p_vaddr & !(alignment - 1);
+    if boundary < read_only_end {
+        return Err(format!(
+            "read-only bytes end at {read_only_end:#x}, after the {alignment:#x}-aligned start {boundary:#x} of the writable data (Δ must be a multiple of {alignment:#x}, the largest alignment of a 4K page, a section or PT_TLS)"
+        ));
+    }
+    let delta = page.offset_in_page(page.bytes() - page.offset_in_page(boundary));
+    if delta == 0 {
+        return Err(format!("the boundary between code and data ({boundary:#x}) is already on a {page} boundary"));
+    }
+    Ok(delta)
 }
 
 /// The new headers as the planner sees them, before anything is written.
@@ -340,10 +416,14 @@ fn rewritten_file(file: &ElfFile, plan: &RewritePlan) -> ElfFile {
     out.program_headers = plan.program_headers.iter().enumerate().map(|(i, ph)| ph.widened(i)).collect();
     out.program_header_offset = plan.phoff;
     out.file_len = plan.output_len;
-    // Sections keep their addresses; only their offsets move.
+    if out.entry != 0 {
+        out.entry += plan.delta;
+    }
+    // Sections move by Δ (0 but for rebase), and their offsets with their segments.
     for section in &mut out.sections {
-        if let Some(new) = plan.section_headers.iter().find(|s| s.name == section.name && s.sh_addr == section.addr) {
+        if let Some(new) = plan.section_headers.iter().find(|s| s.name == section.name && s.sh_addr == section.addr + plan.delta) {
             section.offset = new.sh_offset;
+            section.addr = new.sh_addr;
         }
     }
     out
@@ -379,6 +459,7 @@ enum FileHeaderImage {
 }
 
 /// Every header of the input with every field.
+#[derive(Clone)]
 struct RawHeaders {
     endian: Endianness,
     header: FileHeaderImage,
@@ -445,6 +526,29 @@ impl RawHeaders {
             })
             .collect();
         Ok(RawHeaders { endian, header: image, program_headers, sections, phoff, shoff })
+    }
+
+    /// The headers of the image moved up by `delta`: e_entry, every program
+    /// header that describes memory, and every allocated section's address.
+    fn shifted(&self, delta: u64) -> Result<RawHeaders, String> {
+        let moved = |value: u64| value.checked_add(delta).ok_or_else(|| format!("address {value:#x} + Δ {delta:#x} overflows"));
+        let mut out = self.clone();
+        for ph in out.program_headers.iter_mut().filter(|ph| ph.p_memsz > 0 || ph.p_filesz > 0) {
+            ph.p_vaddr = moved(ph.p_vaddr)?;
+            ph.p_paddr = moved(ph.p_paddr)?;
+        }
+        for section in out.sections.iter_mut().filter(|s| s.is_alloc()) {
+            section.sh_addr = moved(section.sh_addr)?;
+        }
+        let e = self.endian;
+        match &mut out.header {
+            FileHeaderImage::Elf64(h) if h.e_entry.get(e) != 0 => h.e_entry = U64::new(e, moved(h.e_entry.get(e))?),
+            FileHeaderImage::Elf32(h) if h.e_entry.get(e) != 0 => {
+                h.e_entry = U32::new(e, word32(moved(h.e_entry.get(e).into())?, "e_entry")?)
+            }
+            _ => {}
+        }
+        Ok(out)
     }
 
     fn is_64(&self) -> bool {
@@ -732,6 +836,7 @@ fn place_groups(
     loads: &[(usize, &RawProgramHeader)],
     groups: &mut [PageGroup],
     page: PageSize,
+    header_may_move: bool,
 ) -> Result<OutputLayout, String> {
     // Whatever precedes the first loaded
     // byte (usually nothing: the first segment maps the ELF header) keeps its place.
@@ -774,7 +879,7 @@ fn place_groups(
     }
     if let Some((_, header_load)) = loads.iter().find(|(_, ph)| ph.p_offset == 0 && ph.p_filesz > 0) {
         let moved = groups.iter().find(|g| g.contains(header_load.p_vaddr)).is_some_and(|g| g.file_offset_of(header_load.p_vaddr) != 0);
-        if moved {
+        if moved && !header_may_move {
             return Err(format!(
                 "the PT_LOAD that maps the ELF header (offset 0) is at {:#x}, which is not a multiple of {page}: the header cannot move",
                 header_load.p_vaddr
@@ -885,8 +990,22 @@ fn relro_costs(old: AddrRange, kept: Option<AddrRange>, groups: &[PageGroup], fi
     costs
 }
 
-/// Relayout (`merge_flags` false) or merge: every address stays, file contents move.
-fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, merge_flags: bool) -> Result<RewritePlan, String> {
+/// What rebase adds to a layout: the shift and the patched values.
+struct Shift {
+    delta: u64,
+    patches: Vec<rebase::Patch>,
+}
+
+/// Relayout (`merge_flags` false), merge, or with `shift` the layout of
+/// rebase's shifted headers: file contents move, headers are rewritten and
+/// the patches overlaid on the bytes they replace.
+fn plan_layout(
+    headers: &RawHeaders,
+    file: &ElfFile,
+    page: PageSize,
+    merge_flags: bool,
+    shift: Option<Shift>,
+) -> Result<RewritePlan, String> {
     let p = page.bytes();
     let mut loads: Vec<(usize, &RawProgramHeader)> =
         headers.program_headers.iter().enumerate().filter(|(_, ph)| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
@@ -896,7 +1015,7 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
     loads.sort_by_key(|(_, ph)| ph.p_vaddr);
     let mut groups = page_groups(&loads, page);
     let mut costs = merge_costs(headers, file, &groups, page, merge_flags)?;
-    let mut layout = place_groups(headers, &loads, &mut groups, page)?;
+    let mut layout = place_groups(headers, &loads, &mut groups, page, shift.is_some())?;
     keep_unloaded_bytes(headers, file, &loads, &mut layout)?;
     let OutputLayout { mut pieces, moves, cursor, .. } = layout;
     let output_len = cursor;
@@ -1010,6 +1129,13 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         (0, "ELF header", encode_file_header(headers, phoff, shoff)?),
         (phoff, "program headers", encode_program_headers(headers, &table)?),
     ];
+    // Rebase moves the loaded copy of the ELF header off offset 0. It is
+    // rewritten too, with e_phoff relative to itself, for code that finds its
+    // program headers from __ehdr_start.
+    let header_len = encode_file_header(headers, 0, 0)?.len() as u64;
+    if let Some(copy) = translate(&moves, 0, header_len).filter(|&copy| copy != 0 && phoff >= copy) {
+        literals.push((copy, "ELF header (loaded copy)", encode_file_header(headers, phoff - copy, shoff)?));
+    }
     if shoff != 0 {
         literals.push((shoff, "section headers", encode_section_headers(headers, &sections)?));
     }
@@ -1026,16 +1152,21 @@ fn plan_keeping_addresses(headers: &RawHeaders, file: &ElfFile, page: PageSize, 
         }
         overlay(&mut pieces, offset, what, bytes);
     }
+    let delta = shift.as_ref().map(|s| s.delta);
+    for patch in shift.into_iter().flat_map(|s| s.patches) {
+        let at = translate(&moves, patch.offset, patch.bytes.len() as u64)
+            .ok_or_else(|| format!("the {} at offset {:#x} lie in bytes the rewrite does not keep", patch.what, patch.offset))?;
+        overlay(&mut pieces, at, patch.what, patch.bytes);
+    }
     let writable_executable =
         table.iter().any(|ph| ph.p_type == elf::PT_LOAD.0 && Prot::from_p_flags(ph.p_flags).contains(Prot::W.union(Prot::X)));
-    if !costs.is_empty() && file.kind == ElfKind::Dyn && merge_flags {
-        warnings.push(
-            "rebase, which would keep the permissions of a shared object or PIE, is not implemented yet; merge widened them instead"
-                .to_string(),
-        );
-    }
     Ok(RewritePlan {
-        strategy: if merge_flags { Strategy::Merge } else { Strategy::Relayout },
+        strategy: match (delta, merge_flags) {
+            (Some(_), _) => Strategy::Rebase,
+            (None, true) => Strategy::Merge,
+            (None, false) => Strategy::Relayout,
+        },
+        delta: delta.unwrap_or(0),
         page_size: page,
         program_headers: table,
         section_headers: if headers.shoff == 0 { Vec::new() } else { sections },
