@@ -15,13 +15,7 @@ cargo build --release -q
 pagefit=$PWD/target/release/pagefit
 
 # Every regular ELF file, found once.
-find "${dirs[@]}" -xdev -type f -size +52c -print0 2>/dev/null \
-  | python3 -c 'import sys
-for p in sys.stdin.buffer.read().split(b"\0"):
-    try:
-        with open(p, "rb") as f:
-            if f.read(4) == b"\x7fELF": sys.stdout.buffer.write(p + b"\n")
-    except OSError: pass' >"$work/list"
+bash bench/elf-files.sh "${dirs[@]}" >"$work/list"
 echo "files: $(wc -l <"$work/list") ELF files under ${dirs[*]}"
 
 start=$(date +%s.%N)
