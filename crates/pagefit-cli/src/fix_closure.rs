@@ -127,15 +127,21 @@ pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCod
     Ok(if report.proven && !refused { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// `pagefit fix IN -o OUT --format json`, by this very executable.
 fn fix_one(input: &Path, output: &Path, args: &FixArgs) -> anyhow::Result<Value> {
+    let mut extra = vec!["--strategy".to_string(), args.strategy.to_string()];
+    if args.no_wx {
+        extra.push("--no-wx".into());
+    }
+    fix_file(input, output, args.page_size, &extra)
+}
+
+/// `pagefit fix IN -o OUT --page-size P --format json [EXTRA...]`, by this
+/// very executable; its JSON report (exit 2, an error, becomes an error).
+pub fn fix_file(input: &Path, output: &Path, page: PageSize, extra: &[String]) -> anyhow::Result<Value> {
     let exe = std::env::current_exe().context("cannot find pagefit's own executable")?;
     let mut command = Command::new(exe);
-    command.arg("fix").arg("--page-size").arg(args.page_size.bytes().to_string()).arg(input).arg("-o").arg(output);
-    command.args(["--format", "json", "--strategy", &args.strategy.to_string()]);
-    if args.no_wx {
-        command.arg("--no-wx");
-    }
+    command.arg("fix").arg("--page-size").arg(page.bytes().to_string()).arg(input).arg("-o").arg(output);
+    command.args(["--format", "json"]).args(extra);
     let result = command.output().context("cannot run pagefit fix")?;
     if result.status.code() == Some(2) {
         bail!("{}", String::from_utf8_lossy(&result.stderr).trim());

@@ -9,6 +9,7 @@ mod explain;
 mod fat;
 mod fix;
 mod fix_closure;
+mod fix_deps;
 mod image;
 mod inputs;
 mod run;

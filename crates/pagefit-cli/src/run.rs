@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{GapPolicy, MappingSource, RobustPlan};
@@ -18,6 +19,7 @@ Examples:
   pagefit run --page-size 16k ./prog          emulate a 16K kernel on a 4K host (AT_PAGESZ = 16384)
   pagefit run --page-size 16k --as-kernel ./prog   what Linux itself would do at 16K
   pagefit run --report -- ./prog -x           print every mapping and composed page on stderr first
+  pagefit run --fix-deps ./app-4k             also fix its 4K libraries (cached) and load those
 
 Exit status: the program's. pagefit's own errors exit 2; --as-kernel dies by SIGSEGV
 where the kernel would.";
@@ -51,6 +53,11 @@ pub struct RunArgs {
     /// The report's format.
     #[arg(long, value_enum, default_value = "text", requires = "report")]
     pub format: Format,
+    /// Fix every library of the program's closure that is not ok at P into
+    /// $XDG_CACHE_HOME/pagefit (content-addressed) and put those copies first
+    /// in the program's LD_LIBRARY_PATH.
+    #[arg(long)]
+    pub fix_deps: bool,
     /// The program (searched in PATH when it has no slash).
     pub program: OsString,
     /// Its arguments, passed through verbatim.
@@ -71,6 +78,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let page_size = args.page_size.unwrap_or_else(pagefit_loader::host_page_size);
     let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp: args.thp };
     let path = find_program(&args.program);
+    if args.fix_deps {
+        let dirs = crate::fix_deps::fixed_library_dirs(&path, page_size)?;
+        let inherited = std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
+        let joined = std::env::join_paths(dirs.iter().cloned().chain(inherited)).context("--fix-deps: a cache path holds ':'")?;
+        // The program's environment is pagefit's own: the loader copies it onto the new stack.
+        std::env::set_var("LD_LIBRARY_PATH", joined);
+    }
     let argv: Vec<OsString> = std::iter::once(args.program.clone()).chain(args.args).collect();
     let loaded = pagefit_loader::prepare(&path, argv, options).and_then(pagefit_loader::Prepared::load);
     let loaded = match loaded {
