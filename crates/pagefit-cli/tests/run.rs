@@ -349,8 +349,8 @@ fn emulation_matches_predictions_real_kernels_and_native_runs() {
 /// (this host's libc included, at 64K) run under emulation once those are
 /// fixed into the cache, with the native run's output; a second run reuses
 /// the cache. (`$ORIGIN` is not needed: the fixed copies come first in
-/// LD_LIBRARY_PATH.) A 4K *program* under 64K emulation with the fixed libc
-/// still dies (README, "Running"), so closure/app-4k is run at 16K only.
+/// LD_LIBRARY_PATH.) Programs that load only the fixed libc still die under
+/// 64K emulation (README, "--fix-deps"), so closure/app-4k is run at 16K only.
 #[test]
 fn fix_deps_runs_a_4k_program_with_4k_libraries_at_16k_and_64k() {
     if std::env::consts::ARCH != "x86_64" {
