@@ -86,6 +86,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         rows.extend(fixproof::compare(arch, &fixed, &boots)?);
         let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
         rows.extend(run_rows);
+        rows.extend(runproof::compare_fix_deps(arch, &boots));
         eprintln!("realkernel: not compared under pagefit run (they need /proc/self/exe or $ORIGIN): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());

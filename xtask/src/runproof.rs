@@ -38,6 +38,65 @@ fn uses_origin(pagefit: &Path, dir: &Path, program: &str) -> Result<bool> {
     Ok(["rpath", "runpath"].iter().any(|tag| dynamic[tag].as_str().is_some_and(|p| p.contains("$ORIGIN"))))
 }
 
+/// Run name prefix of `pagefit run --fix-deps`.
+pub const FIX_DEPS_PREFIX: &str = "fixdeps/";
+
+/// 4K-linked libraries the big-page kernels' ld.so refuses: `uselib-4k`
+/// needs one, `closure/app-4k` (itself 4K-linked) one that needs another.
+pub const FIX_DEPS_RUNS: [&str; 2] = ["uselib-4k", "closure/app-4k"];
+
+/// The VM's commands for the `--fix-deps` runs, from /t/fx.
+pub fn fix_deps_script() -> String {
+    FIX_DEPS_RUNS
+        .iter()
+        .map(|name| {
+            format!(
+                "(cd /t/fx && XDG_CACHE_HOME=/tmp/pagefit-cache /bin/busybox timeout 120 /t/pagefit run --fix-deps ./{name}) >/tmp/o 2>&1\n\
+                 echo \"@@ {FIX_DEPS_PREFIX}{name} rc=$?\"\ncat /tmp/o\n"
+            )
+        })
+        .collect()
+}
+
+/// `--fix-deps` rows, on the large-page kernel: each run must print the 4K
+/// kernel's lines apart from the probes (a rebased library's link-time
+/// addresses move by its Δ). On the 4K kernel nothing needs fixing, so the
+/// programs meet the `$ORIGIN` limitation like any other under `pagefit run`.
+pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
+    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let mut rows = Vec::new();
+    for (page, output) in boots.iter().filter(|(page, _)| page != "4k") {
+        let runs = parse_runs(output);
+        for name in FIX_DEPS_RUNS {
+            let run = runs.iter().find(|r| r.name == format!("{FIX_DEPS_PREFIX}{name}"));
+            let reference = small.iter().find(|r| r.name == name);
+            let without_probes = |run: &Run| -> Vec<String> {
+                run.output
+                    .lines()
+                    .filter(|l| probe(l).is_none() && !l.contains("probe ") && !l.starts_with("auxv pagesz"))
+                    .map(str::to_string)
+                    .collect()
+            };
+            let problems = match (run, reference) {
+                (Some(run), Some(reference)) if run.rc == reference.rc && without_probes(run) == without_probes(reference) => Vec::new(),
+                (Some(run), Some(reference)) => {
+                    vec![format!("rc {} and {:?}, where the 4K kernel's run had rc {}", run.rc, without_probes(run), reference.rc)]
+                }
+                (Some(_), None) => vec!["no 4K kernel run to compare with".into()],
+                (None, _) => vec!["the VM printed no result for this run".into()],
+            };
+            rows.push(Row {
+                run: format!("{}/{FIX_DEPS_PREFIX}{name}", arch.name()),
+                page: page.clone(),
+                observed: run.map_or_else(|| "missing".into(), observed_summary),
+                predicted: "libraries fixed: as the 4K kernel ran it (probes aside)".into(),
+                problems,
+            });
+        }
+    }
+    rows
+}
+
 /// Runs that look for a library next to /proc/self/exe themselves: `dlopen`
 /// without an argument (fixtures/src/dlopen.c).
 const SELF_EXE_RUNS: &[&str] = &["./dlopen"];
