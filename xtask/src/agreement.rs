@@ -188,23 +188,77 @@ pub fn observed_summary(run: &Run) -> String {
     summary
 }
 
-/// Probe lines (`probe` or `lprobe`) whose perms differ from the prediction's map.
-fn probe_mismatches(run: &Run, prefix: &str, prediction: &Prediction) -> Vec<String> {
-    let mut wrong = Vec::new();
-    for line in run.output.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [kind, label, address, perms] = fields.as_slice() else { continue };
-        if *kind != prefix {
-            continue;
-        }
-        let Ok(address) = u64::from_str_radix(address.trim_start_matches("0x"), 16) else { continue };
-        let perms = &perms[..perms.len().min(3)];
-        let predicted = prediction.perms_at(address);
-        if predicted != perms {
-            wrong.push(format!("{kind} {label} {address:#x}: kernel {perms}, predicted {predicted}"));
+/// A line a fixture prints about one of its addresses:
+/// `probe|lprobe LABEL 0xADDRESS PERMS` (link-time address, /proc/self/maps perms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe<'l> {
+    /// `probe` (the program) or `lprobe` (its library).
+    pub kind: &'l str,
+    /// What the address is (`text_end`, `relro_ptr`, ...).
+    pub label: &'l str,
+    /// The link-time address.
+    pub address: u64,
+    /// `r-x` and the like.
+    pub perms: &'l str,
+}
+
+/// Parses a probe line.
+pub fn probe(line: &str) -> Option<Probe<'_>> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [kind @ ("probe" | "lprobe"), label, address, perms] = fields.as_slice() else { return None };
+    let address = u64::from_str_radix(address.trim_start_matches("0x"), 16).ok()?;
+    Some(Probe { kind, label, address, perms: &perms[..perms.len().min(3)] })
+}
+
+/// Probe lines that describe the program headers (`load0_last`, `relro_seg`,
+/// `relro_seg absent`): a fix or the robust loader changes those on purpose.
+pub fn describes_program_headers(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    matches!(words.next(), Some("probe" | "lprobe"))
+        && words.next().is_some_and(|label| label.starts_with("load") || label.starts_with("relro_seg"))
+}
+
+/// How a run differs from a reference run of the same program: the exit
+/// status, then line by line, after `normalize` drops or rewrites lines;
+/// `judge` says what is wrong with a probe line given the reference's probe
+/// with the same kind and label (any other differing line is a problem).
+pub fn line_differences(
+    run: &Run,
+    reference: &Run,
+    normalize: impl Fn(&str) -> Option<String>,
+    judge: impl Fn(&Probe<'_>, &Probe<'_>) -> Option<String>,
+) -> Vec<String> {
+    let lines = |run: &Run| -> Vec<String> { run.output.lines().filter_map(&normalize).collect() };
+    let (got, want) = (lines(run), lines(reference));
+    let mut problems = Vec::new();
+    if run.rc != reference.rc {
+        problems.push(format!("rc {} where the reference run had {}", run.rc, reference.rc));
+    }
+    if got.len() != want.len() {
+        problems.push(format!("{} lines where the reference run printed {}: {:?}", got.len(), want.len(), run.output.trim()));
+        return problems;
+    }
+    for (got, want) in got.iter().zip(&want) {
+        match (probe(got), probe(want)) {
+            (Some(have), Some(had)) if (have.kind, have.label) == (had.kind, had.label) => problems.extend(judge(&have, &had)),
+            _ if got != want => problems.push(format!("printed {got:?} where the reference run printed {want:?}")),
+            _ => {}
         }
     }
-    wrong
+    problems
+}
+
+/// Probe lines (`probe` or `lprobe`) whose perms differ from the prediction's map.
+fn probe_mismatches(run: &Run, prefix: &str, prediction: &Prediction) -> Vec<String> {
+    run.output
+        .lines()
+        .filter_map(probe)
+        .filter(|p| p.kind == prefix)
+        .filter_map(|p| {
+            let predicted = prediction.perms_at(p.address);
+            (predicted != p.perms).then(|| format!("{} {} {:#x}: kernel {}, predicted {predicted}", p.kind, p.label, p.address, p.perms))
+        })
+        .collect()
 }
 
 /// What was predicted for one run: the program, and the library it loads

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::agreement::{healthy, observed_summary, parse_runs, Run};
+use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::realkernel::{manifest_entries, Row};
 use crate::setup::run;
 use crate::Arch;
@@ -136,68 +136,32 @@ fn files_of(name: &str, command: &str) -> (String, Option<String>) {
     (program, library)
 }
 
-/// A probe line: kind (`probe`/`lprobe`), label, link-time address, perms.
-fn probe(line: &str) -> Option<(&str, &str, u64, &str)> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let [kind, label, address, perms] = fields.as_slice() else { return None };
-    if *kind != "probe" && *kind != "lprobe" {
-        return None;
-    }
-    let address = u64::from_str_radix(address.trim_start_matches("0x"), 16).ok()?;
-    Some((kind, label, address, &perms[..perms.len().min(3)]))
-}
-
-/// Probes that describe the program headers, which a fix changes on purpose.
-fn describes_headers(label: &str) -> bool {
-    label.starts_with("load") || label.starts_with("relro_seg")
-}
-
 /// Every way the fixed run differs from the reference run beyond what the fix reported.
 fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed: &Run, reference: &Run) -> Vec<String> {
-    let comparable = |run: &Run| -> Vec<String> {
-        run.output
-            .lines()
-            .filter(|l| !l.starts_with("auxv pagesz"))
-            .filter(|l| !(l.contains("probe ") && l.split_whitespace().nth(1).is_some_and(describes_headers)))
-            // The fixed corpus runs from its own directory.
-            .map(|l| l.replace("/t/fixed/", "/t/fx/"))
-            .collect()
+    let normalize = |line: &str| {
+        // The fixed corpus runs from its own directory.
+        (!line.starts_with("auxv pagesz") && !describes_program_headers(line)).then(|| line.replace("/t/fixed/", "/t/fx/"))
     };
-    let (got, want) = (comparable(fixed), comparable(reference));
-    let mut problems = Vec::new();
-    if fixed.rc != reference.rc {
-        problems.push(format!("rc {} where the reference run had {}", fixed.rc, reference.rc));
-    }
-    if got.len() != want.len() {
-        problems.push(format!("{} lines where the reference run printed {}", got.len(), want.len()));
-        return problems;
-    }
-    for (got, want) in got.iter().zip(&want) {
-        match (probe(got), probe(want)) {
-            (Some((kind, label, address, perms)), Some((want_kind, want_label, want_address, want_perms)))
-                if (kind, label) == (want_kind, want_label) =>
-            {
-                let file = if kind == "lprobe" { library.unwrap_or(program) } else { program };
-                // A rebased file's link-time addresses are the original's plus Δ.
-                let moved = want_address.wrapping_add(corpus.delta(file));
-                if address != moved {
-                    problems.push(format!("{kind} {label} at {address:#x}, expected {moved:#x} ({want_address:#x} moved by the fix)"));
-                    continue;
-                }
-                for (have, had) in perms.chars().zip(want_perms.chars()) {
-                    let lost = had != '-' && have == '-';
-                    let unreported_gain = have != '-' && had == '-' && !corpus.widened(file, address, have);
-                    if lost || unreported_gain {
-                        problems.push(format!("{kind} {label} {address:#x}: {perms}, reference {want_perms}, not reported by the fix"));
-                        break;
-                    }
-                }
-            }
-            _ if got != want => problems.push(format!("printed {got:?} where the reference run printed {want:?}")),
-            _ => {}
+    let judge = |have: &Probe<'_>, had: &Probe<'_>| {
+        let file = if have.kind == "lprobe" { library.unwrap_or(program) } else { program };
+        // A rebased file's link-time addresses are the original's plus Δ.
+        let moved = had.address.wrapping_add(corpus.delta(file));
+        if have.address != moved {
+            return Some(format!(
+                "{} {} at {:#x}, expected {moved:#x} ({:#x} moved by the fix)",
+                have.kind, have.label, have.address, had.address
+            ));
         }
-    }
-    problems
+        let wrong = have.perms.chars().zip(had.perms.chars()).any(|(now, before)| {
+            let lost = before != '-' && now == '-';
+            let unreported_gain = now != '-' && before == '-' && !corpus.widened(file, have.address, now);
+            lost || unreported_gain
+        });
+        wrong.then(|| {
+            format!("{} {} {:#x}: {}, reference {}, not reported by the fix", have.kind, have.label, have.address, have.perms, had.perms)
+        })
+    };
+    line_differences(fixed, reference, normalize, judge)
 }
 
 /// One row per fixed program and boot. The reference is the original's run

@@ -16,7 +16,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::agreement::{healthy, observed_summary, parse_runs, Run};
+use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::realkernel::{manifest_entries, Row};
 use crate::Arch;
 
@@ -70,18 +70,11 @@ pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
         for name in FIX_DEPS_RUNS {
             let run = runs.iter().find(|r| r.name == format!("{FIX_DEPS_PREFIX}{name}"));
             let reference = small.iter().find(|r| r.name == name);
-            let without_probes = |run: &Run| -> Vec<String> {
-                run.output
-                    .lines()
-                    .filter(|l| probe(l).is_none() && !l.contains("probe ") && !l.starts_with("auxv pagesz"))
-                    .map(str::to_string)
-                    .collect()
+            let without_probes = |line: &str| {
+                (!line.starts_with("probe ") && !line.starts_with("lprobe ") && !line.starts_with("auxv pagesz")).then(|| line.to_string())
             };
             let problems = match (run, reference) {
-                (Some(run), Some(reference)) if run.rc == reference.rc && without_probes(run) == without_probes(reference) => Vec::new(),
-                (Some(run), Some(reference)) => {
-                    vec![format!("rc {} and {:?}, where the 4K kernel's run had rc {}", run.rc, without_probes(run), reference.rc)]
-                }
+                (Some(run), Some(reference)) => line_differences(run, reference, without_probes, |_, _| None),
                 (Some(_), None) => vec!["no 4K kernel run to compare with".into()],
                 (None, _) => vec!["the VM printed no result for this run".into()],
             };
@@ -101,15 +94,6 @@ pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
 /// without an argument (fixtures/src/dlopen.c).
 const SELF_EXE_RUNS: &[&str] = &["./dlopen"];
 
-/// Probe lines: (kind, label, address) and perms.
-fn probe(line: &str) -> Option<((&str, &str, &str), &str)> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    match fields.as_slice() {
-        [kind @ ("probe" | "lprobe"), label, address, perms] => Some(((kind, label, address), perms)),
-        _ => None,
-    }
-}
-
 /// ld.so refused a library the program needs or opens.
 fn library_failure(run: &Run) -> bool {
     run.output.lines().any(|line| {
@@ -125,35 +109,16 @@ fn library_failure(run: &Run) -> bool {
 fn differences(under_pagefit: &Run, reference: &Run) -> Vec<String> {
     // The loader hands the program a copy of its program headers with RELRO
     // trimmed where rounding it at P would cover other bytes, so the probes
-    // that describe the headers (`load0_last`, `relro_seg`) describe that copy.
-    let describes_headers = |l: &&str| {
-        l.contains("probe ") && l.split_whitespace().nth(1).is_some_and(|label| label.starts_with("load") || label.starts_with("relro_seg"))
+    // that describe the headers describe that copy.
+    let normalize = |line: &str| (!line.starts_with("auxv pagesz") && !describes_program_headers(line)).then(|| line.to_string());
+    let judge = |have: &Probe<'_>, had: &Probe<'_>| {
+        let lost = have.perms.chars().zip(had.perms.chars()).any(|(now, before)| before != '-' && now == '-');
+        let moved = have.address != had.address;
+        (lost || moved).then(|| {
+            format!("{} {} {:#x} {}: the 4K kernel gave {:#x} {}", have.kind, have.label, have.address, have.perms, had.address, had.perms)
+        })
     };
-    let lines = |run: &Run| -> Vec<String> {
-        run.output.lines().filter(|l| !l.starts_with("auxv pagesz") && !describes_headers(l)).map(str::to_string).collect()
-    };
-    let (got, want) = (lines(under_pagefit), lines(reference));
-    let mut problems = Vec::new();
-    if under_pagefit.rc != reference.rc {
-        problems.push(format!("rc {} where the 4K kernel's run had {}", under_pagefit.rc, reference.rc));
-    }
-    if got.len() != want.len() {
-        problems.push(format!("{} lines where the 4K kernel's run printed {}: {:?}", got.len(), want.len(), under_pagefit.output.trim()));
-        return problems;
-    }
-    for (got, want) in got.iter().zip(&want) {
-        match (probe(got), probe(want)) {
-            (Some((place, perms)), Some((want_place, want_perms))) if place == want_place => {
-                let lost = perms.chars().zip(want_perms.chars()).any(|(have, had)| had != '-' && have == '-');
-                if lost {
-                    problems.push(format!("{} {} {}: {perms}, the 4K kernel gave {want_perms}", place.0, place.1, place.2));
-                }
-            }
-            _ if got != want => problems.push(format!("printed {got:?} where the 4K kernel's run printed {want:?}")),
-            _ => {}
-        }
-    }
-    problems
+    line_differences(under_pagefit, reference, normalize, judge)
 }
 
 /// One row per program and boot; programs that need /proc/self/exe (`$ORIGIN`)
