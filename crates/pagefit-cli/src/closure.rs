@@ -148,14 +148,7 @@ pub fn resolve_program(program: &Path, search: &Search<'_>, section_names: bool)
 
 /// Checks every object of a closure, each named as ld.so names it.
 pub fn check_objects(closure: &Closure, options: &CheckOptions) -> Vec<FileReport> {
-    closure
-        .objects
-        .iter()
-        .map(|object| {
-            let name = object.name.rsplit('/').next().unwrap_or(&object.name);
-            check_file(&object.file, &object.host_path, name, options)
-        })
-        .collect()
+    closure.objects.iter().map(|object| check_file(&object.file, &object.host_path, object.file_name(), options)).collect()
 }
 
 pub fn run(program: &str, args: &CheckArgs, options: &CheckOptions) -> anyhow::Result<ExitCode> {
@@ -199,8 +192,8 @@ fn write_tree(out: &mut dyn Write, closure: &Closure, reports: &[FileReport], li
     }
     write_dependencies(out, closure, reports, 0, "")?;
     for unresolved in &closure.unresolved {
-        let by = &closure.objects[unresolved.needed_by].name;
-        writeln!(out, "{}, needed by {}, cannot be loaded at any page size", unresolved.name, file_name(by))?;
+        let by = closure.objects[unresolved.needed_by].file_name();
+        writeln!(out, "{}, needed by {by}, cannot be loaded at any page size", unresolved.name)?;
         writeln!(out, "  error while loading shared libraries: {}: {}", unresolved.name, unresolved.reason)?;
         if verbose {
             writeln!(out, "  searched: {}", unresolved.searched.join(", "))?;
@@ -256,8 +249,4 @@ fn verdicts(report: &FileReport) -> String {
         }
     }
     worst.iter().map(|(page, outcome)| format!("{page} {}", outcome.name())).collect::<Vec<_>>().join(", ")
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }

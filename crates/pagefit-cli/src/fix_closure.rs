@@ -73,7 +73,7 @@ pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCod
     let mut interpreter_fixed = None;
     for object in &closure.objects {
         let input = PathBuf::from(&object.host_path);
-        let file_name = object.name.rsplit('/').next().unwrap_or(&object.name);
+        let file_name = object.file_name();
         let (destination, in_tree) = match input.strip_prefix(&program_dir) {
             Ok(relative) => (out.join(relative), true),
             Err(_) => (out.join("lib").join(file_name), false),

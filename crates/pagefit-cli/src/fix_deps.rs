@@ -6,7 +6,7 @@
 //! LD_LIBRARY_PATH; an object's DT_RPATH would still come first).
 //! The program and its interpreter need no fixing: the loader maps them.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -32,9 +32,9 @@ pub fn fixed_library_dirs(program: &Path, page: PageSize) -> anyhow::Result<Vec<
             continue;
         }
         let input = Path::new(&object.host_path);
-        let bytes = std::fs::read(input).with_context(|| format!("{}: cannot read", input.display()))?;
-        let dir = cache.join(format!("{:016x}-{}", content_hash(&bytes), page.bytes()));
-        let name = object.name.rsplit('/').next().unwrap_or(&object.name);
+        let hash = content_hash(input).with_context(|| format!("{}: cannot read", input.display()))?;
+        let dir = cache.join(format!("{hash:016x}-{}", page.bytes()));
+        let name = object.file_name();
         let fixed = dir.join(name);
         if !fixed.is_file() {
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -59,10 +59,16 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("pagefit"))
 }
 
-/// A key for the library's bytes: a copy fixed once serves every program
-/// that loads the same file.
-fn content_hash(bytes: &[u8]) -> u64 {
+/// A key for the library's bytes, read in chunks (libraries can be hundreds
+/// of MiB): a copy fixed once serves every program that loads the same file.
+fn content_hash(path: &Path) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
     let mut hasher = std::hash::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    hasher.finish()
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut file, &mut chunk)? {
+            0 => return Ok(hasher.finish()),
+            n => hasher.write(&chunk[..n]),
+        }
+    }
 }

@@ -81,9 +81,10 @@ fn skip_keeping_name_tables(reader: &mut dyn Read, position: u64, count: u64, pi
         if chunk.is_empty() {
             break;
         }
-        // The mark may straddle the two chunks.
-        let seam = &previous.1[previous.1.len().saturating_sub(SECTION_NAME_TABLE_MARK.len())..];
-        let found = memchr::memmem::find(&[seam, &chunk].concat(), SECTION_NAME_TABLE_MARK).is_some();
+        // The mark may straddle the two chunks: only that seam is copied, not the chunk.
+        let mark_len = SECTION_NAME_TABLE_MARK.len();
+        let seam = [&previous.1[previous.1.len().saturating_sub(mark_len)..], &chunk[..chunk.len().min(mark_len)]].concat();
+        let found = [seam.as_slice(), chunk.as_slice()].iter().any(|bytes| memchr::memmem::find(bytes, SECTION_NAME_TABLE_MARK).is_some());
         if extend_last_piece {
             if let Some((_, piece)) = pieces.last_mut() {
                 piece.extend_from_slice(&chunk);

@@ -147,6 +147,13 @@ pub struct LoadedObject {
     identity: (u64, u64),
 }
 
+impl LoadedObject {
+    /// The name loaders print for it: the last component of the name it was asked for.
+    pub fn file_name(&self) -> &str {
+        file_name(&self.name)
+    }
+}
+
 /// A DT_NEEDED name that ld.so would fail on.
 #[derive(Clone, Debug, Serialize)]
 pub struct Unresolved {
@@ -520,12 +527,12 @@ pub fn weakest_links(closure: &Closure, reports: &[FileReport], allow_degraded: 
         let how = match (&object.via, object.needed_by) {
             (FoundVia::Program, _) => " itself".to_string(),
             (FoundVia::Interpreter, _) => format!(", the interpreter of {program_name},"),
-            (via, Some(by)) => format!(", needed by {}{},", file_name(&closure.objects[by].name), via_words(via)),
+            (via, Some(by)) => format!(", needed by {}{},", closure.objects[by].file_name(), via_words(via)),
             (_, None) => String::new(),
         };
         let explanation = format!(
             "{}{how} is the reason {program_name} cannot run with {} pages ({})",
-            if index == 0 { program_name } else { file_name(&object.name) },
+            if index == 0 { program_name } else { object.file_name() },
             page,
             result.outcome.name()
         );
