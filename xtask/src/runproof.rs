@@ -24,8 +24,8 @@ use crate::Arch;
 pub const PREFIX: &str = "run/";
 
 /// Whether the program finds libraries through `$ORIGIN`, which ld.so takes
-/// from /proc/self/exe: under a userspace loader that is pagefit itself (the
-/// kernel refuses PR_SET_MM_EXE_FILE while pagefit's image is mapped), so
+/// from /proc/self/exe: under a userspace loader that stays pagefit itself
+/// (PR_SET_MM_EXE_FILE does not take effect, see pagefit-loader), so
 /// such programs cannot find their libraries; README says so.
 fn uses_origin(pagefit: &Path, dir: &Path, program: &str) -> Result<bool> {
     let output = Command::new(pagefit)
