@@ -490,6 +490,31 @@ pub fn rewrite_program_headers(table: &mut [u8], relro: Option<AddrRange>, phdr_
     Ok(())
 }
 
+/// The `p_align` that makes glibc's ld.so place a library at a multiple of
+/// `page` when the kernel's `mmap(NULL)` only promises host pages: ld.so
+/// aligns the base itself only when the largest PT_LOAD `p_align` exceeds
+/// its page size (AT_PAGESZ), and trusts the kernel otherwise. Emulating P
+/// on a smaller host breaks that trust, and ld.so then rounds bss clearing
+/// to the wrong P-page boundary.
+pub fn emulation_alignment(page: PageSize) -> u64 {
+    page.bytes() * 2
+}
+
+/// Raises every PT_LOAD's `p_align` in a 64-bit little-endian program header
+/// table to at least `alignment`. Nothing moves: ld.so (glibc) checks
+/// congruence modulo its page size only, and aligns the load base to the
+/// largest `p_align`.
+pub fn raise_load_alignment(table: &mut [u8], alignment: u64) -> Result<(), PlanError> {
+    use object::elf::{ProgramHeader64, PT_LOAD};
+    use object::LittleEndian as LE;
+    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(table)
+        .map_err(|()| PlanError::BadLayout("the program header table is not a whole number of 64-bit entries".into()))?;
+    for header in headers.iter_mut().filter(|h| h.p_type.get(LE) == PT_LOAD) {
+        header.p_align.set(LE, header.p_align.get(LE).max(alignment));
+    }
+    Ok(())
+}
+
 /// The parts of the plan's executable file mappings that the kernel can back
 /// with transparent huge pages (2 MiB, the PMD size on x86_64 and on
 /// aarch64 with 4K pages) once the load bias is a multiple of 2 MiB

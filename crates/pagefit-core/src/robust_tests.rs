@@ -247,6 +247,24 @@ fn program_headers_are_rewritten_in_place() {
 }
 
 #[test]
+fn emulation_raises_only_load_alignment_past_the_page_size() {
+    use object::elf::{ProgramHeader64, PT_GNU_STACK, PT_LOAD};
+    use object::LittleEndian as LE;
+    let mut bytes = vec![0u8; 3 * 56];
+    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(&mut bytes).unwrap();
+    for (header, (p_type, align)) in headers.iter_mut().zip([(PT_LOAD, 0x10000), (PT_LOAD, 0x40000), (PT_GNU_STACK, 0x10)]) {
+        header.p_type.set(LE, p_type);
+        header.p_align.set(LE, align);
+    }
+    let alignment = emulation_alignment(PageSize::K64);
+    assert!(alignment > PageSize::K64.bytes() && alignment % PageSize::K64.bytes() == 0);
+    raise_load_alignment(&mut bytes, alignment).unwrap();
+    let raised: Vec<u64> = object::pod::slice_from_all_bytes::<ProgramHeader64<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
+    assert_eq!(raised, [0x20000, 0x40000, 0x10]);
+    assert!(raise_load_alignment(&mut bytes[..57], alignment).is_err());
+}
+
+#[test]
 fn huge_pages_go_where_text_is_congruent_mod_2m_and_whole_chunks_fit() {
     // gdb: vaddr == offset, text 0xd3000..0x6b57a9: two whole 2 MiB chunks.
     let gdb = vec![load(0, Prot::R, 0, 0, 0xd2000, 0xd2000, 0x1000), load(1, Prot::RX, 0xd3000, 0xd3000, 0x5e27a9, 0x5e27a9, 0x1000)];
