@@ -40,8 +40,8 @@ pub fn fixed_library_dirs(program: &Path, page: PageSize) -> anyhow::Result<Vec<
             continue;
         }
         let ok = report.passes(false);
-        let aligned_by_ld_so = object.file.loads().any(|load| load.align > page.bytes());
-        if ok && !(emulated && !aligned_by_ld_so) {
+        let needs_aligned_copy = emulated && object.file.loads().all(|load| load.align <= page.bytes());
+        if ok && !needs_aligned_copy {
             continue;
         }
         let input = Path::new(&object.host_path);

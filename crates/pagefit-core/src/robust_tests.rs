@@ -259,7 +259,8 @@ fn emulation_raises_only_load_alignment_past_the_page_size() {
     let alignment = emulation_alignment(PageSize::K64);
     assert!(alignment > PageSize::K64.bytes() && alignment % PageSize::K64.bytes() == 0);
     raise_load_alignment(&mut bytes, alignment).unwrap();
-    let raised: Vec<u64> = object::pod::slice_from_all_bytes::<ProgramHeader64<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
+    let raised: Vec<u64> =
+        object::pod::slice_from_all_bytes::<ProgramHeader64<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
     assert_eq!(raised, [0x20000, 0x40000, 0x10]);
     assert!(raise_load_alignment(&mut bytes[..57], alignment).is_err());
 }
