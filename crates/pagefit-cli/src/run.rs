@@ -123,6 +123,13 @@ fn write_report(out: &mut dyn Write, report: &RunReport) -> std::io::Result<()> 
         for huge in &object.huge_pages {
             writeln!(out, "  {:x}-{:x} text offered to huge pages: {}", huge.range.start, huge.range.end, huge.outcome)?;
         }
+        for expansion in &object.origin_expanded {
+            writeln!(
+                out,
+                "  {} {} expanded to {} (ld.so would take $ORIGIN from /proc/self/exe, which is pagefit)",
+                expansion.entry, expansion.original, expansion.expanded
+            )?;
+        }
         if let Some(relro) = object.relro_advertised {
             writeln!(
                 out,

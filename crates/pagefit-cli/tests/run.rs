@@ -238,13 +238,6 @@ fn predictions(dir: &Path, run: &[String], page: &str) -> (String, String, Strin
     (program_outcome, interpreter, libraries)
 }
 
-/// Runs pagefit with LD_LIBRARY_PATH standing in for the `$ORIGIN` RUNPATH of
-/// the uselib fixtures: ld.so takes `$ORIGIN` from /proc/self/exe, which
-/// stays pagefit unless PR_SET_MM_EXE_FILE is permitted (see pagefit-loader).
-fn pagefit_with_origin(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pagefit")).args(args).current_dir(dir).env("LD_LIBRARY_PATH", dir).output().expect("run pagefit")
-}
-
 /// The emulation proof: each x86_64 fixture at 16K and 64K.
 /// - `--as-kernel` must fail exactly when `pagefit check --closure` predicts
 ///   that the program, its interpreter or a library breaks or is rejected;
@@ -281,8 +274,8 @@ fn emulation_matches_predictions_real_kernels_and_native_runs() {
                 args.extend(fixture.run.iter().map(String::as_str));
                 args
             };
-            let as_kernel = pagefit_with_origin(&args(&["--as-kernel"]), &dir);
-            let robust = pagefit_with_origin(&args(&[]), &dir);
+            let as_kernel = pagefit(&args(&["--as-kernel"]), &dir);
+            let robust = pagefit(&args(&[]), &dir);
             let predicted_to_run = [&program_outcome, &interpreter, &libraries].iter().all(|o| *o == "none" || runs(o));
             let kernel_rc = status_of(&as_kernel);
             if predicted_to_run != (kernel_rc == 0) {

@@ -179,6 +179,24 @@ pub struct DynamicInfo {
     pub flags_1: u64,
     /// DT_TEXTREL present (or DF_TEXTREL).
     pub text_relocations: bool,
+    /// DT_STRTAB, the address the string offsets below count from.
+    #[serde(skip)]
+    pub string_table_vaddr: Option<u64>,
+    /// DT_RPATH and DT_RUNPATH entries, where they are in memory (empty
+    /// unless strings were read).
+    #[serde(skip)]
+    pub search_path_entries: Vec<SearchPathEntry>,
+}
+
+/// A DT_RPATH or DT_RUNPATH entry, located for a loader that rewrites it in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPathEntry {
+    /// DT_RPATH or DT_RUNPATH.
+    pub tag: elf::DynamicTag,
+    /// The link-time address of the entry's `d_val` (its string's offset in DT_STRTAB).
+    pub value_vaddr: u64,
+    /// The string.
+    pub text: String,
 }
 
 /// An allocated section, used to say *what* a mapping problem touches.
@@ -647,11 +665,15 @@ fn read_dynamic<'data, R: ReadRef<'data>>(
     }
     let mut strtab = StringTable::default();
     let dynamic = &mut file.dynamic;
-    let mut names: Vec<(elf::DynamicTag, u64)> = Vec::new();
-    for (tag, value) in tags {
+    let mut names: Vec<(elf::DynamicTag, u64, u64)> = Vec::new();
+    for (index, (tag, value)) in (0u64..).zip(tags) {
+        let value_vaddr = ph.vaddr + index * entry_size + entry_size / 2;
         match tag {
             elf::DT_NULL => break,
-            elf::DT_STRTAB => strtab.offset = Some(value),
+            elf::DT_STRTAB => {
+                strtab.offset = Some(value);
+                dynamic.string_table_vaddr = Some(value);
+            }
             elf::DT_STRSZ => strtab.size = value,
             elf::DT_FLAGS => {
                 dynamic.flags = value;
@@ -660,7 +682,7 @@ fn read_dynamic<'data, R: ReadRef<'data>>(
             elf::DT_FLAGS_1 => dynamic.flags_1 = value,
             elf::DT_TEXTREL => dynamic.text_relocations = true,
             elf::DT_SONAME => strtab.soname = Some(value),
-            elf::DT_NEEDED | elf::DT_RPATH | elf::DT_RUNPATH => names.push((tag, value)),
+            elf::DT_NEEDED | elf::DT_RPATH | elf::DT_RUNPATH => names.push((tag, value, value_vaddr)),
             _ => {}
         }
     }
@@ -669,8 +691,11 @@ fn read_dynamic<'data, R: ReadRef<'data>>(
     if read_strings {
         let dynamic = &mut file.dynamic;
         dynamic.soname = strtab.soname.and_then(|i| strtab.read(data, i));
-        for (tag, index) in names {
+        for (tag, index, value_vaddr) in names {
             let Some(text) = strtab.read(data, index) else { continue };
+            if tag != elf::DT_NEEDED {
+                dynamic.search_path_entries.push(SearchPathEntry { tag, value_vaddr, text: text.clone() });
+            }
             match tag {
                 elf::DT_NEEDED => dynamic.needed.push(text),
                 elf::DT_RPATH => dynamic.rpath = Some(text),

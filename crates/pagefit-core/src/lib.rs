@@ -39,6 +39,7 @@ pub mod fat;
 pub mod finding;
 pub mod memory;
 pub mod model;
+pub mod origin;
 pub mod page;
 pub mod plan;
 pub mod report;

@@ -17,7 +17,8 @@
 //! What cannot be made identical to `execve`: `/proc/self/exe` stays
 //! pagefit unless `PR_SET_MM_EXE_FILE` is permitted (CAP_SYS_RESOURCE, and
 //! on kernels that check it, the old executable unmapped, which pagefit's
-//! own image is not); `/proc/self/cmdline` and `environ`
+//! own image is not), so the loader expands the program's `$ORIGIN` itself
+//! ([`pagefit_core::origin`]); `/proc/self/cmdline` and `environ`
 //! move to the new stack only with CAP_SYS_RESOURCE; pagefit's own image
 //! and heap stay mapped; the program's `brk` heap continues pagefit's.
 //!
@@ -40,8 +41,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions};
+use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, Prot};
 use pagefit_core::memory::AddrRange;
+use pagefit_core::origin::{expand_origin, OriginExpansion};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
     huge_page_text, plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError,
@@ -107,6 +109,8 @@ pub struct Prepared {
     program: PlannedObject,
     /// PT_GNU_RELRO as the robust load advertises it, when it must differ from the file's.
     program_relro: Option<AddrRange>,
+    /// The program's DT_RPATH/DT_RUNPATH entries with `$ORIGIN` expanded.
+    origin_expansions: Vec<OriginExpansion>,
     interpreter: Option<PlannedObject>,
     args: Vec<OsString>,
 }
@@ -144,7 +148,12 @@ pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Resu
         }
         _ => None,
     };
-    Ok(Prepared { options, program, program_relro, interpreter, args })
+    let origin_expansions = match std::fs::canonicalize(&program.path) {
+        Ok(real) => real.parent().map_or_else(Vec::new, |dir| expand_origin(&program.elf.dynamic, &dir.to_string_lossy())),
+        // ld.so's own readlink would fail the same way; it leaves $ORIGIN unexpanded.
+        Err(_) => Vec::new(),
+    };
+    Ok(Prepared { options, program, program_relro, origin_expansions, interpreter, args })
 }
 
 fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
@@ -156,7 +165,9 @@ fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedOb
             "{shown}: refusing a setuid/setgid {role}: a userspace loader cannot give it the privileges execve would"
         )));
     }
-    let elf = parse(&ReadCache::new(&file), ParseOptions::default()).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
+    // The program's RPATH/RUNPATH strings are needed for `$ORIGIN`.
+    let options_for_role = ParseOptions { dynamic_strings: role == "program", ..ParseOptions::default() };
+    let elf = parse(&ReadCache::new(&file), options_for_role).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
     if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
         return Err(LoadError::Refused(format!(
             "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
@@ -221,7 +232,7 @@ impl Prepared {
         let signal_mask = sys::block_signals().map_err(|e| system("sigprocmask", e))?;
         let host = HostAuxv::read().map_err(|e| system("/proc/self/auxv", e))?;
         let thp = self.options.thp;
-        let program = map_object(&self.program, thp).map_err(|e| system(&format!("{}: mapping", self.program.path.display()), e))?;
+        let mut program = map_object(&self.program, thp).map_err(|e| system(&format!("{}: mapping", self.program.path.display()), e))?;
         let interpreter = match &self.interpreter {
             Some(object) => Some(map_object(object, thp).map_err(|e| system(&format!("{}: mapping", object.path.display()), e))?),
             None => None,
@@ -234,7 +245,12 @@ impl Prepared {
         };
         let page = self.options.page_size.bytes();
         let program_headers = self.program_headers_for_robust_relro().map_err(|e| system("program headers", e))?;
-        let mut stack_area = StackArea::map(page, program_headers.as_ref().map_or(0, Vec::len)).map_err(|e| system("initial stack", e))?;
+        let headers_len = program_headers.as_ref().map_or(0, Vec::len);
+        let origin_strings: Vec<Vec<u8>> = self.origin_expansions.iter().map(|e| [e.expanded.as_bytes(), b"\0"].concat()).collect();
+        let above_top = headers_len + origin_strings.iter().map(Vec::len).sum::<usize>();
+        let mut stack_area = StackArea::map(page, above_top).map_err(|e| system("initial stack", e))?;
+        let strings_at = stack_area.top + headers_len as u64;
+        let origin_expanded = self.expand_origin_in_memory(&mut program, &mut stack_area, strings_at, &origin_strings);
         let phdr = match program_headers {
             // A copy with PT_GNU_RELRO trimmed, just above the stack top.
             Some(mut table) => {
@@ -286,6 +302,7 @@ impl Prepared {
                     bias: mapped.bias,
                     plan: object.plan.clone(),
                     relro_advertised: relro,
+                    origin_expanded: if std::ptr::eq(object, &self.program) { origin_expanded.clone() } else { Vec::new() },
                     huge_pages: mapped.huge_pages.clone(),
                 }
             })
@@ -308,6 +325,39 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// Writes each expanded search path above the stack top (from `at`) and
+    /// points its dynamic entry there. Only entries in pages the program may
+    /// write anyway are changed (`.dynamic` is writable data, or RELRO that
+    /// ld.so protects later); an entry in read-only memory keeps `$ORIGIN`.
+    fn expand_origin_in_memory(
+        &self,
+        program: &mut MappedObject,
+        stack_area: &mut StackArea,
+        mut at: u64,
+        strings: &[Vec<u8>],
+    ) -> Vec<OriginExpansion> {
+        let mut expanded = Vec::new();
+        for (expansion, string) in self.origin_expansions.iter().zip(strings) {
+            let value = AddrRange::new(expansion.value_vaddr, expansion.value_vaddr + 8);
+            let writable = self
+                .program
+                .plan
+                .mappings
+                .iter()
+                .any(|m| m.range.start <= value.start && value.end <= m.range.end && m.prot.contains(Prot::W));
+            if writable {
+                stack_area.reservation.write(at as usize, string);
+                let d_val = expansion.value_for(at, program.bias);
+                program.reservation.write(value.start.wrapping_add(program.bias) as usize, &d_val.to_le_bytes());
+                expanded.push(expansion.clone());
+            }
+            at += string.len() as u64;
+        }
+        expanded
+    }
+}
+
 /// Where the program headers are in memory, before the load bias.
 fn phdr_address(elf: &ElfFile) -> Option<u64> {
     if let Some(phdr) = elf.header_of_type(object::elf::PT_PHDR) {
@@ -323,6 +373,8 @@ fn process_name(path: &Path) -> Vec<u8> {
 }
 
 struct MappedObject {
+    /// Kept for writes after mapping.
+    reservation: sys::Reservation,
     bias: u64,
     huge_pages: Vec<HugePageReport>,
 }
@@ -394,7 +446,7 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
             outcome: reservation.advise_huge_pages(at(range.start), range.len() as usize),
         })
         .collect();
-    Ok(MappedObject { bias, huge_pages })
+    Ok(MappedObject { reservation, bias, huge_pages })
 }
 
 /// The fresh stack: `RLIMIT_STACK` (8 MiB when unlimited, at most 256 MiB)
@@ -530,6 +582,9 @@ pub struct ObjectReport {
     /// PT_GNU_RELRO as the program was told it (through AT_PHDR), when
     /// trimmed to whole pages; link-time addresses.
     pub relro_advertised: Option<AddrRange>,
+    /// DT_RPATH/DT_RUNPATH entries whose `$ORIGIN` the loader expanded
+    /// (ld.so would take it from /proc/self/exe, which is pagefit's).
+    pub origin_expanded: Vec<OriginExpansion>,
     /// With `--thp`: the text ranges offered to transparent huge pages.
     pub huge_pages: Vec<HugePageReport>,
 }
