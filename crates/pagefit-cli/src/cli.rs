@@ -39,6 +39,9 @@ pub enum Command {
     Fix(crate::fix::FixArgs),
     /// Load a program with pagefit's own loader at any page size and become it.
     Run(crate::run::RunArgs),
+    /// For `run --fix-deps`'s ld.so audit module: print the copy of LIBRARY to load at P.
+    #[command(hide = true)]
+    FixDep(crate::fix_deps::FixDepArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

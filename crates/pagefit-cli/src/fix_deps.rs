@@ -16,61 +16,135 @@ use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use pagefit_core::check::CheckOptions;
+use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::closure::FoundVia;
+use pagefit_core::elf::{ElfFile, ParseOptions};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{emulation_alignment, raise_load_alignment};
 
 use crate::closure::{check_objects, resolve_program, Search};
 use crate::fix_closure::fix_file;
 
+/// The audit module (audit/pagefit-audit.c, built by build.rs for the target).
+const AUDIT_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pagefit-audit.so"));
+
+/// Makes the program's ld.so load fixed libraries: the cache directories of
+/// its closure first in LD_LIBRARY_PATH, and the audit module in LD_AUDIT
+/// for the libraries it opens later. The program's environment is pagefit's
+/// own: the loader copies it onto the new stack.
+pub fn prepare_environment(program: &Path, page: PageSize) -> anyhow::Result<()> {
+    let dirs = fixed_library_dirs(program, page)?;
+    let inherited = std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
+    let joined = std::env::join_paths(dirs.iter().cloned().chain(inherited)).context("--fix-deps: a cache path holds ':'")?;
+    let cache = cache_dir()?;
+    let audit = install_audit_module(&cache)?;
+    let exe = std::env::current_exe().context("cannot find pagefit's own executable")?;
+    let mut audits = audit.into_os_string();
+    if let Some(theirs) = std::env::var_os("LD_AUDIT").filter(|v| !v.is_empty()) {
+        audits.push(":");
+        audits.push(theirs);
+    }
+    std::env::set_var("LD_LIBRARY_PATH", joined);
+    std::env::set_var("LD_AUDIT", audits);
+    std::env::set_var("PAGEFIT_EXE", exe);
+    std::env::set_var("PAGEFIT_PAGE_SIZE", page.bytes().to_string());
+    std::env::set_var("PAGEFIT_CACHE", cache);
+    Ok(())
+}
+
 /// The cache directories holding the fixed libraries, in load order.
-pub fn fixed_library_dirs(program: &Path, page: PageSize) -> anyhow::Result<Vec<PathBuf>> {
+fn fixed_library_dirs(program: &Path, page: PageSize) -> anyhow::Result<Vec<PathBuf>> {
     let closure = resolve_program(program, &Search { sysroot: None, library_path: None }, false)?;
     if let Some(missing) = closure.unresolved.first() {
         bail!("--fix-deps: {}: {}", missing.name, missing.reason);
     }
     let options = CheckOptions { page_sizes: vec![page], findings: false, ..CheckOptions::default() };
     let reports = check_objects(&closure, &options);
-    let cache = cache_dir()?;
-    let emulated = page > pagefit_loader::host_page_size();
     let mut dirs = Vec::new();
     for (object, report) in closure.objects.iter().zip(&reports) {
         if matches!(object.via, FoundVia::Program | FoundVia::Interpreter) {
             continue;
         }
-        let ok = report.passes(false);
-        let needs_aligned_copy = emulated && object.file.loads().all(|load| load.align <= page.bytes());
-        if ok && !needs_aligned_copy {
-            continue;
-        }
-        let input = Path::new(&object.host_path);
-        let hash = content_hash(input).with_context(|| format!("{}: cannot read", input.display()))?;
-        let suffix = if emulated { "-emulated" } else { "" };
-        let dir = cache.join(format!("{hash:016x}-{}{suffix}", page.bytes()));
-        let fixed = dir.join(object.file_name());
-        if !fixed.is_file() {
-            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            // Written under a temporary name and renamed, so that an interrupted
-            // run never leaves a half-written library for the next one to trust.
-            let partial = dir.join(format!(".{}.partial", object.file_name()));
-            if ok {
-                std::fs::copy(input, &partial).with_context(|| format!("{}: cannot copy to {}", input.display(), partial.display()))?;
-            } else {
-                let report = fix_file(input, &partial, page, &[])?;
-                let status = report["status"].as_str().unwrap_or("?");
-                if status != "fixed" && status != "already-ok" {
-                    bail!("--fix-deps: {} cannot be fixed for {page}: {}", input.display(), report["reason"].as_str().unwrap_or(status));
-                }
-            }
-            if emulated {
-                align_for_emulation(&partial, page)?;
-            }
-            std::fs::rename(&partial, &fixed).with_context(|| format!("{}: cannot rename to {}", partial.display(), fixed.display()))?;
-        }
-        dirs.push(dir);
+        let copy = cached_copy(Path::new(&object.host_path), object.file_name(), &object.file, report.passes(false), page)?;
+        dirs.extend(copy.and_then(|path| path.parent().map(Path::to_path_buf)));
     }
     Ok(dirs)
+}
+
+/// The copy of a library ld.so should load at P, made once: `None` when the
+/// library itself will do. Not ok at P: fixed and proven by `pagefit fix`.
+/// Emulated P: also given a `p_align` past P ([`emulation_alignment`]).
+fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: PageSize) -> anyhow::Result<Option<PathBuf>> {
+    let emulated = page > pagefit_loader::host_page_size();
+    let needs_aligned_copy = emulated && file.loads().all(|load| load.align <= page.bytes());
+    if ok && !needs_aligned_copy {
+        return Ok(None);
+    }
+    let hash = content_hash(input).with_context(|| format!("{}: cannot read", input.display()))?;
+    let suffix = if emulated { "-emulated" } else { "" };
+    let dir = cache_dir()?.join(format!("{hash:016x}-{}{suffix}", page.bytes()));
+    let copy = dir.join(name);
+    if copy.is_file() {
+        return Ok(Some(copy));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    // Written under a temporary name and renamed, so that an interrupted
+    // run never leaves a half-written library for the next one to trust.
+    let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    if ok {
+        std::fs::copy(input, &partial).with_context(|| format!("{}: cannot copy to {}", input.display(), partial.display()))?;
+    } else {
+        let report = fix_file(input, &partial, page, &[])?;
+        let status = report["status"].as_str().unwrap_or("?");
+        if status != "fixed" && status != "already-ok" {
+            bail!("--fix-deps: {} cannot be fixed for {page}: {}", input.display(), report["reason"].as_str().unwrap_or(status));
+        }
+    }
+    if emulated {
+        align_for_emulation(&partial, page)?;
+    }
+    std::fs::rename(&partial, &copy).with_context(|| format!("{}: cannot rename to {}", partial.display(), copy.display()))?;
+    Ok(Some(copy))
+}
+
+/// Writes the audit module into the cache once (named by its bytes) and returns its path.
+fn install_audit_module(cache: &Path) -> anyhow::Result<PathBuf> {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(AUDIT_MODULE);
+    let dir = cache.join(format!("audit-{:016x}", hasher.finish()));
+    let module = dir.join("pagefit-audit.so");
+    if !module.is_file() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let partial = dir.join(format!(".pagefit-audit.so.{}.partial", std::process::id()));
+        std::fs::write(&partial, AUDIT_MODULE).with_context(|| format!("{}: cannot write", partial.display()))?;
+        std::fs::rename(&partial, &module).with_context(|| format!("{}: cannot rename", partial.display()))?;
+    }
+    Ok(module)
+}
+
+/// `pagefit fix-dep`, which the audit module runs for every library ld.so
+/// is about to open.
+#[derive(clap::Args, Debug)]
+pub struct FixDepArgs {
+    /// The page size the program runs with.
+    #[arg(long, value_name = "P")]
+    pub page_size: PageSize,
+    /// The library ld.so found.
+    pub library: PathBuf,
+}
+
+/// Prints the path ld.so should open instead of LIBRARY (LIBRARY itself when it will do).
+pub fn run_fix_dep(args: &FixDepArgs) -> anyhow::Result<std::process::ExitCode> {
+    let shown = args.library.display();
+    let file = std::fs::File::open(&args.library).with_context(|| format!("{shown}: cannot open"))?;
+    let elf =
+        pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions::default()).with_context(|| format!("{shown}"))?;
+    let name = args.library.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
+    let options = CheckOptions { page_sizes: vec![args.page_size], findings: false, ..CheckOptions::default() };
+    let ok = check_file(&elf, &shown.to_string(), &name, &options).passes(false);
+    let copy = cached_copy(&args.library, &name, &elf, ok, args.page_size)?;
+    println!("{}", copy.as_deref().unwrap_or(&args.library).display());
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Raises the copy's PT_LOAD alignment past P, in place (the copy is ours).
@@ -78,7 +152,7 @@ fn align_for_emulation(copy: &Path, page: PageSize) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt;
     let shown = copy.display();
     let file = std::fs::OpenOptions::new().read(true).write(true).open(copy).with_context(|| format!("{shown}: cannot open"))?;
-    let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), pagefit_core::elf::ParseOptions::default())
+    let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions::default())
         .with_context(|| format!("{shown}: cannot parse"))?;
     let mut table = vec![0u8; elf.program_headers.len() * 56];
     file.read_exact_at(&mut table, elf.program_header_offset).with_context(|| format!("{shown}: cannot read the program headers"))?;

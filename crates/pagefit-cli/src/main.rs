@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Binfmt(args) => binfmt::run(&args),
         Command::Fix(args) => fix::run(&args),
         Command::Run(args) => run::run(args),
+        Command::FixDep(args) => fix_deps::run_fix_dep(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

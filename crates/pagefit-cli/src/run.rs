@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{GapPolicy, MappingSource, RobustPlan};
@@ -79,11 +78,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp: args.thp };
     let path = find_program(&args.program);
     if args.fix_deps {
-        let dirs = crate::fix_deps::fixed_library_dirs(&path, page_size)?;
-        let inherited = std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
-        let joined = std::env::join_paths(dirs.iter().cloned().chain(inherited)).context("--fix-deps: a cache path holds ':'")?;
-        // The program's environment is pagefit's own: the loader copies it onto the new stack.
-        std::env::set_var("LD_LIBRARY_PATH", joined);
+        crate::fix_deps::prepare_environment(&path, page_size)?;
     }
     let argv: Vec<OsString> = std::iter::once(args.program.clone()).chain(args.args).collect();
     let loaded = pagefit_loader::prepare(&path, argv, options).and_then(pagefit_loader::Prepared::load);

@@ -341,10 +341,11 @@ fn emulation_matches_predictions_real_kernels_and_native_runs() {
 /// `--fix-deps`: programs whose 4K libraries ld.so refuses at 16K and 64K
 /// (this host's libc included, at 64K) run under emulation once those are
 /// fixed into the cache, with the native run's output; a second run reuses
-/// the cache. (`$ORIGIN` is not needed: the fixed copies come first in
-/// LD_LIBRARY_PATH.) `c-pie-bfd-4k` loads only libc: under emulation its
-/// copy must carry a p_align past P, or ld.so, placed on a 4K boundary by
-/// this host's kernel, clears libc's bss up to the wrong 64K boundary.
+/// the cache. `c-pie-bfd-4k` loads only libc: under emulation its copy must
+/// carry a p_align past P, or ld.so, placed on a 4K boundary by this host's
+/// kernel, clears libc's bss up to the wrong 64K boundary. `dlopen` opens
+/// its 4K library by path, which no closure names: the audit module has it
+/// fixed as ld.so is about to open it.
 #[test]
 fn fix_deps_runs_a_4k_program_with_4k_libraries_at_16k_and_64k() {
     if std::env::consts::ARCH != "x86_64" {
@@ -352,15 +353,22 @@ fn fix_deps_runs_a_4k_program_with_4k_libraries_at_16k_and_64k() {
     }
     let dir = fixtures().join("x86_64");
     let cache = tempfile::tempdir().unwrap();
+    let every_page = &["16k", "64k"][..];
     // This host's libc is ok at 16K, so c-pie-bfd-4k needs no fixed library there.
-    for (program, pages) in [("./uselib-4k", &["16k", "64k"][..]), ("./closure/app-4k", &["16k", "64k"]), ("./c-pie-bfd-4k", &["64k"])] {
-        let native = Command::new(dir.join(program)).current_dir(&dir).output().unwrap();
+    let programs: [(&[&str], &[&str]); 4] = [
+        (&["./uselib-4k"], every_page),
+        (&["./closure/app-4k"], every_page),
+        (&["./c-pie-bfd-4k"], &["64k"]),
+        (&["./dlopen", "./liblib-4k.so"], every_page),
+    ];
+    for (program, pages) in programs {
+        let native = Command::new(dir.join(program[0])).args(&program[1..]).current_dir(&dir).output().unwrap();
         assert_eq!(native.status.code(), Some(0));
         for &page in pages {
             let run = |fix_deps: bool| {
                 let mut args = vec!["run", "--page-size", page];
                 args.extend(fix_deps.then_some("--fix-deps"));
-                args.push(program);
+                args.extend(program);
                 Command::new(env!("CARGO_BIN_EXE_pagefit"))
                     .args(&args)
                     .current_dir(&dir)
@@ -369,10 +377,10 @@ fn fix_deps_runs_a_4k_program_with_4k_libraries_at_16k_and_64k() {
                     .unwrap()
             };
             let without = run(false);
-            assert_ne!(status_of(&without), 0, "{program} at {page} should need its libraries fixed: {}", combined(&without));
+            assert_ne!(status_of(&without), 0, "{program:?} at {page} should need its libraries fixed: {}", combined(&without));
             let with = run(true);
-            assert_eq!(status_of(&with), 0, "{program} at {page}: {}", combined(&with));
-            assert_eq!(behaviour(&with), behaviour(&native), "{program} at {page}");
+            assert_eq!(status_of(&with), 0, "{program:?} at {page}: {}", combined(&with));
+            assert_eq!(behaviour(&with), behaviour(&native), "{program:?} at {page}");
             let cached: Vec<_> = std::fs::read_dir(cache.path().join("pagefit")).unwrap().collect();
             let again = run(true);
             assert_eq!((status_of(&again), std::fs::read_dir(cache.path().join("pagefit")).unwrap().count()), (0, cached.len()));
