@@ -119,6 +119,9 @@ enum FixStatus {
     VerificationFailed,
     /// A FatELF record `--record` did not select: copied unchanged.
     NotSelected,
+    /// A FatELF record fixed and proven, but not written because another
+    /// record was refused or failed its proof.
+    NotWritten,
 }
 
 impl FixStatus {
@@ -504,6 +507,9 @@ fn write_text(out: &mut dyn Write, report: &FixReport) -> std::io::Result<()> {
         }
         FixStatus::AlreadyOk => writeln!(out, "{}: already ok at {page}; nothing to fix", report.path)?,
         FixStatus::NotSelected => writeln!(out, "{}: not selected by --record; kept as it is", report.path)?,
+        FixStatus::NotWritten => {
+            writeln!(out, "{}: fixed and proven for {page} by {strategy}; {}", report.path, report.reason.as_deref().unwrap_or(""))?
+        }
         FixStatus::Planned => writeln!(out, "{}: plan for {page} by {strategy} (dry run, nothing written)", report.path)?,
         FixStatus::Refused => {
             writeln!(out, "{}: refused at {page}: {}", report.path, report.reason.as_deref().unwrap_or("no strategy applies"))?

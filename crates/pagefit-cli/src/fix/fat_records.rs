@@ -81,6 +81,8 @@ pub(super) fn run(
             }
             _ => record.target,
         };
+        // Set once the FatELF file is written.
+        report.output = None;
         report.record = Some(record.name());
         report.target = Some(target.to_string());
         reports.push(report);
@@ -88,7 +90,15 @@ pub(super) fn run(
         targets.push(target);
     }
 
-    let (Some(destination), false) = (destination, reports.iter().any(|r| r.status.is_failure())) else {
+    let failed: Vec<String> = reports.iter().filter(|r| r.status.is_failure()).filter_map(|r| r.record.clone()).collect();
+    if !failed.is_empty() {
+        let why = format!("nothing written, because {} could not be fixed", failed.join(" and "));
+        for report in reports.iter_mut().filter(|r| r.status == FixStatus::Fixed) {
+            report.status = FixStatus::NotWritten;
+            report.reason = Some(why.clone());
+        }
+    }
+    let (Some(destination), true) = (destination, failed.is_empty()) else {
         return finish(args, &reports, true);
     };
     if fixed_bodies.iter().all(Option::is_none) {
