@@ -3,6 +3,8 @@
 //!
 //! Untouched ranges are copied with `std::io::copy` between files, which Linux
 //! serves with `copy_file_range`; only header tables are held in memory.
+//! [`fix_elf`] is that path for one ELF file; a FatELF file's records each
+//! take it too (`fat_records`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -15,13 +17,12 @@ use clap::Args;
 use object::read::ReadCache;
 use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::elf::{parse, ElfFile, ParseOptions, Prot, Role};
+use pagefit_core::fat::is_fat;
 use pagefit_core::page::PageSize;
 use pagefit_core::plan::{Outcome, BASELINE_PAGE};
 use pagefit_core::rewrite::{plan_rewrite, program_type_name, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
 use pagefit_core::verify::{compare_contents, image_checks, rebase_expectations, ComparedBytes, ReadAt};
 use serde::Serialize;
-
-use pagefit_core::fat::is_fat;
 
 use crate::check::file_name;
 use crate::cli::Format;
@@ -93,10 +94,10 @@ pub struct FixArgs {
     pub out: Option<PathBuf>,
     /// FatELF input: fix only the records this target names (recordN, or fields such as
     /// aarch64:64bit:le, as `pagefit fat` takes them); repeatable. Default: every record not ok at P.
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", conflicts_with = "closure")]
     pub record: Vec<RecordSelector>,
     /// FatELF input: record alignment of the rewritten file (a power of two; default 64k, as glue).
-    #[arg(long, value_parser = crate::fat::alignment)]
+    #[arg(long, value_parser = crate::fat::alignment, conflicts_with = "closure")]
     pub align: Option<u64>,
     /// With --closure: resolve the interpreter, ld.so.conf and absolute directories under DIR.
     #[arg(long, value_name = "DIR", requires = "closure")]
