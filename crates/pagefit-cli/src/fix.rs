@@ -96,7 +96,7 @@ pub struct FixArgs {
     /// aarch64:64bit:le, as `pagefit fat` takes them); repeatable. Default: every record not ok at P.
     #[arg(long, value_name = "TARGET", conflicts_with = "closure")]
     pub record: Vec<RecordSelector>,
-    /// FatELF input: record alignment of the rewritten file (a power of two; default 64k, as glue).
+    /// FatELF input: record alignment of the rewritten file (a power of two, at least P; default 64k as glue, or P if larger).
     #[arg(long, value_parser = crate::fat::alignment, conflicts_with = "closure")]
     pub align: Option<u64>,
     /// With --closure: resolve the interpreter, ld.so.conf and absolute directories under DIR.

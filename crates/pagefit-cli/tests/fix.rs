@@ -1007,7 +1007,7 @@ fn bad_fat_inputs_and_selectors_are_errors_naming_the_file_and_record() {
         (&["app.fat", "--record", "record2"], "app.fat: --record record2: record2 does not exist: the file holds 2 records"),
         (&["app.fat", "--record", "riscv"], "app.fat: --record riscv matches no record; the file holds record0 (x86_64"),
         (&["app.fat", "--record", "x86_64:sparc"], "invalid value 'x86_64:sparc' for '--record <TARGET>'"),
-        (&["app.fat", "--record", "record0", "--align", "3k"], "--align"),
+        (&["app.fat", "--align", "4k"], "--align 4K is below --page-size 16K"),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["fix", "--page-size", "16k", "-o", "out.fat"];

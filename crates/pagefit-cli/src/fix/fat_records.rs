@@ -47,6 +47,14 @@ pub(super) fn run(
     backup: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let shown = input_path.display().to_string();
+    // A record is mapped straight from the file only if it starts on a page
+    // boundary: a record fixed for P must start on a P boundary.
+    let page = args.page_size.bytes();
+    let align = args.align.unwrap_or(DEFAULT_ALIGN.max(page));
+    if align < page {
+        let shown_align = PageSize::new(align).map_or(align.to_string(), |a| a.to_string());
+        bail!("--align {shown_align} is below --page-size {}: records fixed for it could not be mapped from the file", args.page_size);
+    }
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes).with_context(|| format!("{shown}: cannot read"))?;
     let fat = FatFile::parse(bytes.as_slice()).with_context(|| shown.clone())?;
@@ -118,8 +126,7 @@ pub(super) fn run(
     let trailing_range = fat.trailing();
     let trailing = &bytes[trailing_range.start as usize..trailing_range.end as usize];
     let planned: Vec<(Target, u64)> = targets.iter().zip(&bodies).map(|(target, body)| (*target, body.len() as u64)).collect();
-    let layout = FatLayout::plan(&planned, args.align.unwrap_or(DEFAULT_ALIGN), fat.version == VERSION_PAGE_VARIANTS)
-        .with_context(|| shown.clone())?;
+    let layout = FatLayout::plan(&planned, align, fat.version == VERSION_PAGE_VARIANTS).with_context(|| shown.clone())?;
     let temp = TempFile::create(destination, metadata.permissions().mode() & 0o7777)?;
     {
         let mut out = BufWriter::new(&temp.file);
