@@ -46,7 +46,7 @@ fn target(text: &str) -> Result<TargetSelector, String> {
 }
 
 /// A record alignment: a power of two of at least 1K, written like a page size.
-fn alignment(text: &str) -> Result<u64, String> {
+pub(crate) fn alignment(text: &str) -> Result<u64, String> {
     text.parse::<PageSize>().map(PageSize::bytes).map_err(|e| e.to_string())
 }
 

@@ -3,6 +3,8 @@
 //!
 //! Untouched ranges are copied with `std::io::copy` between files, which Linux
 //! serves with `copy_file_range`; only header tables are held in memory.
+//! [`fix_elf`] is that path for one ELF file; a FatELF file's records each
+//! take it too (`fat_records`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -15,6 +17,7 @@ use clap::Args;
 use object::read::ReadCache;
 use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::elf::{parse, ElfFile, ParseOptions, Prot, Role};
+use pagefit_core::fat::is_fat;
 use pagefit_core::page::PageSize;
 use pagefit_core::plan::{Outcome, BASELINE_PAGE};
 use pagefit_core::rewrite::{plan_rewrite, program_type_name, target_loaders, PermissionCost, PieceSource, Refusal, RewritePlan, Strategy};
@@ -25,6 +28,10 @@ use crate::check::file_name;
 use crate::cli::Format;
 use crate::source::FileSource;
 
+mod fat_records;
+
+pub use fat_records::RecordSelector;
+
 pub const FIX_EXAMPLES: &str = "\
 Examples:
   pagefit fix --page-size 16k ./prog -o ./prog-16k
@@ -32,6 +39,8 @@ Examples:
   pagefit fix --page-size 16k libfoo.so --dry-run               # print the plan, write nothing
   pagefit fix --page-size 16k ./prog -o out --no-wx --format json
   pagefit fix --page-size 16k --closure ./app --out app-16k/   # app and every library it needs fixed
+  pagefit fix --page-size 16k app.fat -o app-16k.fat            # every FatELF record not ok at 16K
+  pagefit fix --page-size 16k app.fat -o out.fat --record aarch64 --record record2
 
 Strategies (auto tries them in this order):
   relayout  move file contents so p_offset = p_vaddr (mod P); no permission changes
@@ -83,6 +92,13 @@ pub struct FixArgs {
     /// With --closure: the directory to write the program and the fixed libraries into.
     #[arg(long, value_name = "DIR", requires = "closure")]
     pub out: Option<PathBuf>,
+    /// FatELF input: fix only the records this target names (recordN, or fields such as
+    /// aarch64:64bit:le, as `pagefit fat` takes them); repeatable. Default: every record not ok at P.
+    #[arg(long, value_name = "TARGET", conflicts_with = "closure")]
+    pub record: Vec<RecordSelector>,
+    /// FatELF input: record alignment of the rewritten file (a power of two, at least P; default 64k as glue, or P if larger).
+    #[arg(long, value_parser = crate::fat::alignment, conflicts_with = "closure")]
+    pub align: Option<u64>,
     /// With --closure: resolve the interpreter, ld.so.conf and absolute directories under DIR.
     #[arg(long, value_name = "DIR", requires = "closure")]
     pub sysroot: Option<String>,
@@ -102,13 +118,32 @@ enum FixStatus {
     Refused,
     /// The written file did not pass the proof and was deleted.
     VerificationFailed,
+    /// A FatELF record `--record` did not select: copied unchanged.
+    NotSelected,
+    /// A FatELF record fixed and proven, but not written because another
+    /// record was refused or failed its proof.
+    NotWritten,
 }
 
-/// `pagefit fix --format json`.
+impl FixStatus {
+    /// Refused or failed: nothing may be written.
+    fn is_failure(self) -> bool {
+        matches!(self, FixStatus::Refused | FixStatus::VerificationFailed)
+    }
+}
+
+/// `pagefit fix --format json` (for a FatELF file, one per record).
 #[derive(Serialize)]
-struct FixReport<'a> {
+struct FixReport {
     path: String,
     output: Option<String>,
+    /// FatELF only: `recordN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
+    /// FatELF only: the record's target after the fix (version 2: with its
+    /// largest ok page size, measured on the fixed file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
     page_size: PageSize,
     status: FixStatus,
     strategy: Option<Strategy>,
@@ -116,14 +151,45 @@ struct FixReport<'a> {
     delta: u64,
     /// Why it was refused or failed verification.
     reason: Option<String>,
-    costs: &'a [PermissionCost],
-    warnings: &'a [String],
-    refused: &'a [Refusal],
+    costs: Vec<PermissionCost>,
+    warnings: Vec<String>,
+    refused: Vec<Refusal>,
     writable_executable: bool,
     /// The loaders the output was proven `ok` under.
     loaders: Vec<String>,
     verified: Option<ComparedBytes>,
-    plan: Option<&'a RewritePlan>,
+    plan: Option<RewritePlan>,
+}
+
+impl FixReport {
+    /// A report on `path` that says nothing was done yet.
+    fn new(path: &str, args: &FixArgs) -> FixReport {
+        FixReport {
+            path: path.to_string(),
+            output: None,
+            record: None,
+            target: None,
+            page_size: args.page_size,
+            status: FixStatus::Refused,
+            strategy: None,
+            delta: 0,
+            reason: None,
+            costs: Vec::new(),
+            warnings: Vec::new(),
+            refused: Vec::new(),
+            writable_executable: false,
+            loaders: Vec::new(),
+            verified: None,
+            plan: None,
+        }
+    }
+}
+
+/// One ELF file run through the engine: the report and, when it was fixed,
+/// the proven output, still a temporary file.
+struct ElfFix {
+    report: FixReport,
+    written: Option<TempFile>,
 }
 
 pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
@@ -134,35 +200,10 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     };
     let shown = input_path.display().to_string();
     let (source, metadata) = FileSource::open(input_path).with_context(|| format!("{shown}: cannot read"))?;
-    let cache = ReadCache::new(source);
-    // Symbols are not needed to move bytes, and reading them would hold
-    // megabytes of symbol tables in the cache.
-    let options = ParseOptions { sections: true, section_names: true, symbols: false, dynamic_strings: false };
-    let file = parse(&cache, options).with_context(|| shown.clone())?;
-    if file.role == Role::NotLoadable {
-        bail!("{shown}: a {:?} file is not loaded by any loader, so there is nothing to fix", file.kind);
-    }
     let page = args.page_size;
     if page < BASELINE_PAGE {
         bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
     }
-    let loaders = target_loaders(&file);
-    let mut report = FixReport {
-        path: shown.clone(),
-        output: args.output.as_ref().map(|o| o.display().to_string()),
-        page_size: page,
-        status: FixStatus::Refused,
-        strategy: None,
-        delta: 0,
-        reason: None,
-        costs: &[],
-        warnings: &[],
-        refused: &[],
-        writable_executable: false,
-        loaders: loaders.iter().map(|l| l.name().to_string()).collect(),
-        verified: None,
-        plan: None,
-    };
     let backup = args.backup.then(|| with_suffix(input_path, ".bak"));
     if let Some(backup) = backup.as_ref().filter(|b| b.symlink_metadata().is_ok()) {
         bail!("{shown}: the backup {} already exists", backup.display());
@@ -172,67 +213,108 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
             bail!("{shown}: the output {} is the input; use --in-place to replace it", output.display());
         }
     }
-    if ok_at(&file, &shown, page, &loaders).is_ok() {
-        report.status = FixStatus::AlreadyOk;
-        if let (Some(output), false) = (&args.output, args.dry_run) {
-            std::fs::copy(input_path, output).with_context(|| format!("{}: cannot write", output.display()))?;
+    let destination = (!args.dry_run).then(|| args.output.clone().unwrap_or_else(|| input_path.clone()));
+    if is_fat(source.prefix()) {
+        return fat_records::run(args, input_path, source.into_file(), &metadata, destination.as_deref(), backup.as_deref());
+    }
+    if !args.record.is_empty() || args.align.is_some() {
+        bail!("{shown}: --record and --align are for FatELF files, and this is not one");
+    }
+
+    let ElfFix { mut report, written } = fix_elf(source, &metadata, input_path, &shown, destination.as_deref(), args)?;
+    match (report.status, written, &destination) {
+        (FixStatus::AlreadyOk, _, Some(destination)) if args.output.is_some() => {
+            std::fs::copy(input_path, destination).with_context(|| format!("{}: cannot write", destination.display()))?;
         }
-        return finish(args, &report);
+        (FixStatus::Fixed, Some(written), Some(destination)) => {
+            keep_backup(input_path, backup.as_deref())?;
+            written.persist(destination, args.in_place)?;
+            report.output = Some(destination.display().to_string());
+        }
+        _ => {}
+    }
+    finish(args, &[report], false)
+}
+
+/// Fixes one ELF file with the engine: plans the rewrite, and unless
+/// `destination` is `None` (a dry run), writes it to a temporary file next to
+/// `destination` and proves it. The caller renames the proven file into place.
+fn fix_elf(
+    source: FileSource,
+    metadata: &std::fs::Metadata,
+    input_path: &Path,
+    shown: &str,
+    destination: Option<&Path>,
+    args: &FixArgs,
+) -> anyhow::Result<ElfFix> {
+    let cache = ReadCache::new(source);
+    // Symbols are not needed to move bytes, and reading them would hold
+    // megabytes of symbol tables in the cache.
+    let options = ParseOptions { sections: true, section_names: true, symbols: false, dynamic_strings: false };
+    let file = parse(&cache, options).with_context(|| shown.to_string())?;
+    if file.role == Role::NotLoadable {
+        bail!("{shown}: a {:?} file is not loaded by any loader, so there is nothing to fix", file.kind);
+    }
+    let page = args.page_size;
+    let loaders = target_loaders(&file);
+    let mut report = FixReport::new(shown, args);
+    report.output = args.output.as_ref().map(|o| o.display().to_string());
+    report.loaders = loaders.iter().map(|l| l.name().to_string()).collect();
+    if ok_at(&file, shown, page, &loaders).is_ok() {
+        report.status = FixStatus::AlreadyOk;
+        return Ok(ElfFix { report, written: None });
     }
 
     let plan = match plan_rewrite(&cache, &file, page, args.strategy) {
         Ok(plan) => plan,
         Err(refusals) => {
             report.reason = Some(format!("no strategy applies at {page}"));
-            report.refused = &refusals;
-            return finish(args, &report);
+            report.refused = refusals;
+            return Ok(ElfFix { report, written: None });
         }
     };
     report.strategy = Some(plan.strategy);
     report.delta = plan.delta;
-    report.costs = &plan.costs;
-    report.warnings = &plan.warnings;
-    report.refused = &plan.refused;
+    report.costs = plan.costs.clone();
+    report.warnings = plan.warnings.clone();
+    report.refused = plan.refused.clone();
     report.writable_executable = plan.writable_executable;
     if args.no_wx && plan.writable_executable {
         report.reason = Some(format!("--no-wx: {} would leave a segment both writable and executable", plan.strategy));
-        return finish(args, &report);
+        return Ok(ElfFix { report, written: None });
     }
-    if args.dry_run {
+    let Some(destination) = destination else {
         report.status = FixStatus::Planned;
-        report.plan = Some(&plan);
-        return finish(args, &report);
-    }
+        report.plan = Some(plan);
+        return Ok(ElfFix { report, written: None });
+    };
 
-    let destination = args.output.clone().unwrap_or_else(|| input_path.clone());
     let input = cache.into_inner().into_file();
-    let temp = TempFile::create(&destination, metadata.permissions().mode() & 0o7777)?;
+    let temp = TempFile::create(destination, metadata.permissions().mode() & 0o7777)?;
     write_pieces(&input, &temp.file, &plan).with_context(|| format!("{}: cannot write", temp.path.display()))?;
-    // Replacing a file must survive a crash: either the old or the new file.
-    // A new output is as durable as `cp` makes it, which is much faster on big files.
-    if args.in_place {
-        temp.file.sync_all().with_context(|| format!("{}: fsync", temp.path.display()))?;
-    }
     match prove(&file, input_path, &input, &temp, page, &loaders, &plan)? {
         Err(reason) => {
             report.status = FixStatus::VerificationFailed;
             report.reason = Some(reason);
-            drop(temp);
+            Ok(ElfFix { report, written: None })
         }
         Ok(compared) => {
-            if let Some(backup) = &backup {
-                // A hard link keeps the original's inode, mode and times; a copy where links are not possible.
-                std::fs::hard_link(input_path, backup)
-                    .or_else(|_| std::fs::copy(input_path, backup).map(|_| ()))
-                    .with_context(|| format!("{}: cannot keep a backup", backup.display()))?;
-            }
-            temp.persist(&destination, args.in_place)?;
             report.status = FixStatus::Fixed;
             report.verified = Some(compared);
-            report.output = Some(destination.display().to_string());
+            Ok(ElfFix { report, written: Some(temp) })
         }
     }
-    finish(args, &report)
+}
+
+/// With `--backup`, links (or copies) the input to INPUT.bak before it is replaced.
+fn keep_backup(input_path: &Path, backup: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(backup) = backup {
+        // A hard link keeps the original's inode, mode and times; a copy where links are not possible.
+        std::fs::hard_link(input_path, backup)
+            .or_else(|_| std::fs::copy(input_path, backup).map(|_| ()))
+            .with_context(|| format!("{}: cannot keep a backup", backup.display()))?;
+    }
+    Ok(())
 }
 
 /// Whether `check` calls the file ok under every loader at every page size
@@ -355,8 +437,14 @@ impl TempFile {
         Ok(TempFile { path, file, kept: false })
     }
 
-    /// Renames the file over `destination`; with `durable`, also syncs the directory.
+    /// Renames the file over `destination`. With `durable` the file is synced
+    /// first and the directory after: replacing a file must survive a crash
+    /// (either the old or the new file). A new output is as durable as `cp`
+    /// makes it, which is much faster on big files.
     fn persist(mut self, destination: &Path, durable: bool) -> anyhow::Result<()> {
+        if durable {
+            self.file.sync_all().with_context(|| format!("{}: fsync", self.path.display()))?;
+        }
         std::fs::rename(&self.path, destination).with_context(|| format!("{}: cannot rename into place", destination.display()))?;
         self.kept = true;
         if durable {
@@ -385,24 +473,29 @@ fn is_same_file(input: &std::fs::Metadata, output: &Path) -> bool {
     std::fs::metadata(output).is_ok_and(|o| o.dev() == input.dev() && o.ino() == input.ino())
 }
 
-fn finish(args: &FixArgs, report: &FixReport<'_>) -> anyhow::Result<ExitCode> {
+/// Prints the reports: one JSON object for an ELF file, an array with one
+/// per record for a FatELF file.
+fn finish(args: &FixArgs, reports: &[FixReport], fat: bool) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, report)?;
-            writeln!(out)?;
+    match (args.format, reports) {
+        (Format::Json, [report]) if !fat => serde_json::to_writer_pretty(&mut out, report)?,
+        (Format::Json, _) => serde_json::to_writer_pretty(&mut out, reports)?,
+        (Format::Text, _) => {
+            for report in reports {
+                write_text(&mut out, report)?;
+            }
         }
-        Format::Text => write_text(&mut out, report)?,
+    }
+    if args.format == Format::Json {
+        writeln!(out)?;
     }
     out.flush()?;
-    Ok(match report.status {
-        FixStatus::Fixed | FixStatus::AlreadyOk | FixStatus::Planned => ExitCode::SUCCESS,
-        FixStatus::Refused | FixStatus::VerificationFailed => ExitCode::from(1),
-    })
+    let failed = reports.iter().any(|r| r.status.is_failure());
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()> {
+fn write_text(out: &mut dyn Write, report: &FixReport) -> std::io::Result<()> {
     let page = report.page_size;
     let strategy = match report.strategy {
         Some(Strategy::Rebase) => format!("rebase (Δ {:#x})", report.delta),
@@ -414,6 +507,10 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
             writeln!(out, "{}: fixed for {page} by {strategy} -> {}", report.path, report.output.as_deref().unwrap_or("?"))?
         }
         FixStatus::AlreadyOk => writeln!(out, "{}: already ok at {page}; nothing to fix", report.path)?,
+        FixStatus::NotSelected => writeln!(out, "{}: not selected by --record; kept as it is", report.path)?,
+        FixStatus::NotWritten => {
+            writeln!(out, "{}: fixed and proven for {page} by {strategy}; {}", report.path, report.reason.as_deref().unwrap_or(""))?
+        }
         FixStatus::Planned => writeln!(out, "{}: plan for {page} by {strategy} (dry run, nothing written)", report.path)?,
         FixStatus::Refused => {
             writeln!(out, "{}: refused at {page}: {}", report.path, report.reason.as_deref().unwrap_or("no strategy applies"))?
@@ -425,16 +522,16 @@ fn write_text(out: &mut dyn Write, report: &FixReport<'_>) -> std::io::Result<()
             report.reason.as_deref().unwrap_or("")
         )?,
     }
-    for refusal in report.refused {
+    for refusal in &report.refused {
         writeln!(out, "  {} refused: {}", refusal.strategy, refusal.reason)?;
     }
-    for cost in report.costs {
+    for cost in &report.costs {
         writeln!(out, "  cost: {}", cost.message)?;
     }
-    for warning in report.warnings {
+    for warning in &report.warnings {
         writeln!(out, "  warning: {warning}")?;
     }
-    if let Some(plan) = report.plan {
+    if let Some(plan) = &report.plan {
         writeln!(out, "  program headers (e_phoff {:#x}):", plan.phoff)?;
         writeln!(out, "    {:<13} {:>10} {:>18} {:>10} {:>10} flg align", "type", "offset", "vaddr", "filesz", "memsz")?;
         for ph in &plan.program_headers {

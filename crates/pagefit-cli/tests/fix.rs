@@ -805,3 +805,222 @@ fn rebase_moves_relr_relocations_and_their_words() {
     assert_eq!(run(dir.path()), "15 one three\n");
     assert_eq!(run(&dir.path().join("fixed")), "15 one three\n");
 }
+
+/// `app.fat` in `dir`, glued from fixtures (`arch/name`), with `trailer` appended.
+fn glued_fat(dir: &Path, name: &str, page_variants: bool, members: &[&str], trailer: &[u8]) -> std::path::PathBuf {
+    let fat = dir.join(name);
+    let inputs: Vec<String> = members.iter().map(|m| fixtures().join(m).display().to_string()).collect();
+    let mut args = vec!["fat", "glue", "-o", fat.to_str().unwrap()];
+    if page_variants {
+        args.push("--page-variants");
+    }
+    args.extend(inputs.iter().map(String::as_str));
+    let output = pagefit(&args, dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut bytes = std::fs::read(&fat).unwrap();
+    bytes.extend_from_slice(trailer);
+    std::fs::write(&fat, bytes).unwrap();
+    fat
+}
+
+/// One record's ELF file, as `pagefit fat extract` writes it.
+fn extracted(fat: &Path, record: &str) -> Vec<u8> {
+    let out = fat.with_extension(format!("{record}.elf"));
+    let output = pagefit(&["fat", "extract", "-o", out.to_str().unwrap(), fat.to_str().unwrap(), record], Path::new("."));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read(&out).unwrap()
+}
+
+fn fat_info(fat: &Path) -> Value {
+    json(&pagefit(&["fat", "info", "--format", "json", fat.to_str().unwrap()], Path::new(".")))
+}
+
+#[test]
+fn a_fat_file_has_every_record_that_is_not_ok_fixed_as_a_plain_file_would_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = ["x86_64/c-pie-bfd-4k", "aarch64/c-pie-bfd-4k", "ppc64le/c-pie-bfd-64k"];
+    let fat = glued_fat(dir.path(), "app.fat", false, &members, b"trailing junk");
+    let output = pagefit(&["fix", "--page-size", "16k", "app.fat", "-o", "out.fat", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let reports = json(&output);
+    let reports = reports.as_array().expect("one entry per record");
+    let statuses: Vec<&str> = reports.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["fixed", "fixed", "already-ok"]);
+    for (index, report) in reports.iter().enumerate() {
+        for field in ["path", "output", "page_size", "strategy", "delta", "costs", "warnings", "refused", "writable_executable", "loaders"]
+        {
+            assert!(report.get(field).is_some(), "missing {field}: {report}");
+        }
+        assert_eq!(report["record"], format!("record{index}"));
+        assert_eq!(report["output"], format!("out.fat!record{index}"));
+    }
+    assert_eq!(reports[0]["path"], "app.fat!record0 (x86_64)");
+    assert_eq!(reports[1]["target"], "aarch64:64bit:le:sysv:osabiver0");
+    assert_eq!(reports[1]["strategy"], "rebase");
+    let out = dir.path().join("out.fat");
+    assert!(is_ok_at(&out, "16k"), "check calls every record of the output ok at 16K");
+    assert!(!is_ok_at(&fat, "16k"));
+
+    // Same targets and version, records 64 KiB-aligned, trailing bytes kept.
+    let (before, after) = (fat_info(&fat), fat_info(&out));
+    assert_eq!(after["version"], 1);
+    for (old, new) in before["records"].as_array().unwrap().iter().zip(after["records"].as_array().unwrap()) {
+        assert_eq!(old["target"], new["target"]);
+        assert_eq!(new["offset"].as_u64().unwrap() % (64 << 10), 0, "{new}");
+    }
+    assert!(std::fs::read(&out).unwrap().ends_with(b"trailing junk"));
+    assert_eq!(after["trailing"]["size"], 13);
+
+    // A record already ok is copied byte for byte; a fixed one is what
+    // `pagefit fix` makes of the extracted record.
+    assert_eq!(extracted(&out, "record2"), extracted(&fat, "record2"));
+    for record in ["record0", "record1"] {
+        let alone = dir.path().join(format!("{record}.alone"));
+        std::fs::write(&alone, extracted(&fat, record)).unwrap();
+        let fixed_alone = dir.path().join(format!("{record}.alone-fixed"));
+        let plain = pagefit(&["fix", "--page-size", "16k", alone.to_str().unwrap(), "-o", fixed_alone.to_str().unwrap()], dir.path());
+        assert_eq!(plain.status.code(), Some(0));
+        assert_eq!(extracted(&out, record), std::fs::read(&fixed_alone).unwrap(), "{record}");
+    }
+
+    // The fixed x86_64 record still runs here, printing what the original printed.
+    if std::env::consts::ARCH == "x86_64" {
+        let run = |bytes: Vec<u8>, name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let output = Command::new(&path).current_dir(dir.path()).output().unwrap();
+            assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let shifts = Shifts { program: reports[0]["delta"].as_u64().unwrap(), library: 0 };
+        let (original, fixed) = (run(extracted(&fat, "record0"), "original"), run(extracted(&out, "record0"), "fixed"));
+        assert_eq!(observed(&original, false, Shifts::default()), observed(&fixed, false, shifts));
+    }
+
+    let text = pagefit(&["fix", "--page-size", "16k", "app.fat", "-o", "text.fat"], dir.path());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("app.fat!record1 (aarch64): fixed for 16K by rebase (Δ 0x"), "{text}");
+    assert!(text.contains("app.fat!record2 (ppc64le): already ok at 16K"), "{text}");
+}
+
+#[test]
+fn record_fixes_only_the_records_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = ["x86_64/c-pie-bfd-4k", "aarch64/c-pie-bfd-4k", "ppc64le/c-pie-bfd-4k"];
+    let fat = glued_fat(dir.path(), "app.fat", false, &members, b"");
+    let output = pagefit(
+        &["fix", "--page-size", "64k", "app.fat", "-o", "out.fat", "--record", "aarch64:64bit", "--record", "record2", "--format", "json"],
+        dir.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let statuses: Vec<String> = json(&output).as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["not-selected", "fixed", "fixed"]);
+    let out = dir.path().join("out.fat");
+    assert_eq!(extracted(&out, "record0"), extracted(&fat, "record0"), "an unselected record is kept byte for byte");
+    let check = pagefit(&["check", "--page-size", "64k", "--format", "json", out.to_str().unwrap()], dir.path());
+    let verdicts: Vec<bool> = json(&check)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["results"].as_array().unwrap().iter().all(|r| r["outcome"] == "ok"))
+        .collect();
+    assert_eq!(verdicts, [false, true, true]);
+}
+
+#[test]
+fn fat_dry_run_in_place_and_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let fat = glued_fat(dir.path(), "app.fat", false, &["x86_64/c-pie-bfd-4k", "aarch64/c-pie-bfd-4k"], b"tail");
+    std::fs::set_permissions(&fat, std::fs::Permissions::from_mode(0o751)).unwrap();
+    let original = std::fs::read(&fat).unwrap();
+
+    let dry = pagefit(&["fix", "--page-size", "16k", "app.fat", "--dry-run", "--format", "json"], dir.path());
+    assert_eq!(dry.status.code(), Some(0));
+    let plans = json(&dry);
+    assert!(plans.as_array().unwrap().iter().all(|r| r["status"] == "planned" && r["plan"].is_object()), "{plans}");
+    assert_eq!(std::fs::read(&fat).unwrap(), original);
+
+    let output = pagefit(&["fix", "--page-size", "16k", "app.fat", "--in-place", "--backup"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read(dir.path().join("app.fat.bak")).unwrap(), original);
+    assert_eq!(std::fs::metadata(&fat).unwrap().permissions().mode() & 0o7777, 0o751);
+    assert!(is_ok_at(&fat, "16k"));
+    assert!(std::fs::read(&fat).unwrap().ends_with(b"tail"));
+    let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["app.fat", "app.fat.bak"], "no temporary file or directory is left behind");
+
+    let again = pagefit(&["fix", "--page-size", "16k", "app.fat", "-o", "same.fat"], dir.path());
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(std::fs::read(dir.path().join("same.fat")).unwrap(), std::fs::read(&fat).unwrap(), "nothing to fix: copied as it is");
+}
+
+#[test]
+fn one_record_refused_means_nothing_written_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    glued_fat(dir.path(), "app.fat", false, &["x86_64/c-pie-bfd-4k", "aarch64/c-static-bfd-4k"], b"");
+    let output = pagefit(&["fix", "--page-size", "16k", "app.fat", "-o", "out.fat", "--no-wx", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let reports = json(&output);
+    assert_eq!(reports[0]["status"], "not-written");
+    assert_eq!(reports[0]["output"], Value::Null);
+    assert!(reports[0]["reason"].as_str().unwrap().contains("record1 could not be fixed"), "{reports}");
+    assert_eq!(reports[1]["status"], "refused");
+    assert!(!dir.path().join("out.fat").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+#[test]
+fn page_variants_keep_a_truthful_max_page_or_refuse_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = ["x86_64/c-pie-bfd-4k", "x86_64/c-pie-bfd-64k"];
+    glued_fat(dir.path(), "app.fat", true, &members, b"");
+    // Fixed for 16K, the 4K variant now loads up to 16K, and says so.
+    let output = pagefit(&["fix", "--page-size", "16k", "app.fat", "-o", "out.fat", "--format", "json"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(json(&output)[0]["target"], "x86_64:64bit:le:sysv:osabiver0:maxpage16k");
+    let info = fat_info(&dir.path().join("out.fat"));
+    assert_eq!(info["version"], 2);
+    let targets: Vec<&str> = info["records"].as_array().unwrap().iter().map(|r| r["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["x86_64:64bit:le:sysv:osabiver0:maxpage16k", "x86_64:64bit:le:sysv:osabiver0:maxpage64k"]);
+    // Fixed for 64K it would be the 64K variant's twin: a clear error, nothing written.
+    let twin = pagefit(&["fix", "--page-size", "64k", "app.fat", "-o", "twin.fat"], dir.path());
+    assert_eq!(twin.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&twin.stderr);
+    assert!(stderr.contains("app.fat: record0 fixed for 64K would become x86_64:64bit:le:sysv:osabiver0:maxpage64k"), "{stderr}");
+    assert!(stderr.contains("cannot hold two records of one target"), "{stderr}");
+    assert!(!dir.path().join("twin.fat").exists());
+}
+
+#[test]
+fn bad_fat_inputs_and_selectors_are_errors_naming_the_file_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let fat = glued_fat(dir.path(), "app.fat", false, &["x86_64/c-pie-bfd-4k", "aarch64/c-pie-bfd-4k"], b"");
+    let whole = std::fs::read(&fat).unwrap();
+    std::fs::write(dir.path().join("cut.fat"), &whole[..0x18000]).unwrap();
+    std::fs::write(dir.path().join("header.fat"), &whole[..20]).unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["cut.fat"], "cut.fat: record past the end of the file at offset 0x28: record1 claims"),
+        (&["header.fat"], "header.fat: truncated at offset 0x8"),
+        (&["app.fat", "--record", "record2"], "app.fat: --record record2: record2 does not exist: the file holds 2 records"),
+        (&["app.fat", "--record", "riscv"], "app.fat: --record riscv matches no record; the file holds record0 (x86_64"),
+        (&["app.fat", "--record", "x86_64:sparc"], "invalid value 'x86_64:sparc' for '--record <TARGET>'"),
+        (&["app.fat", "--align", "4k"], "--align 4K is below --page-size 16K"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["fix", "--page-size", "16k", "-o", "out.fat"];
+        args.extend(extra);
+        let output = pagefit(&args, dir.path());
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+        assert!(!dir.path().join("out.fat").exists());
+    }
+    let plain = fixtures().join("x86_64/c-pie-bfd-4k");
+    let output = pagefit(&["fix", "--page-size", "16k", plain.to_str().unwrap(), "-o", "out", "--record", "record0"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--record and --align are for FatELF files"));
+}
