@@ -35,12 +35,13 @@ mod sys;
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions};
+use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
@@ -96,7 +97,13 @@ impl std::error::Error for LoadError {}
 struct PlannedObject {
     path: PathBuf,
     file: File,
+    /// Where the ELF image starts in `file` (a FatELF record's offset, else 0).
+    base: u64,
+    /// The length of the whole file, which is where the kernel's zero-filled tail starts.
+    file_len: u64,
     elf: ElfFile,
+    /// The PT_LOADs with `p_offset` counted from the start of `file`.
+    loads: Vec<ProgramHeader>,
     plan: RobustPlan,
 }
 
@@ -125,11 +132,21 @@ pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") {
     object::elf::EM_X86_64.0
 };
 
-/// Checks and plans `program` (run with `args`, `args[0]` included).
-pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Result<Prepared, LoadError> {
-    let program = plan_object(program, options, "program")?;
+/// Checks and plans the program at `path`, already open as `file` (run with
+/// `args`, `args[0]` included). With `embedded`, the program is that byte
+/// range of the file (a FatELF record): its pages are mapped straight from
+/// `file`, and `path` is still what the program is told it was run as
+/// (AT_EXECFN, the process name).
+pub fn prepare(
+    path: &Path,
+    file: File,
+    embedded: Option<Range<u64>>,
+    args: Vec<OsString>,
+    options: RunOptions,
+) -> Result<Prepared, LoadError> {
+    let program = plan_object(path, file, embedded, options, "program")?;
     let interpreter = match &program.elf.interpreter {
-        Some(name) => Some(plan_object(Path::new(name), options, "interpreter")?),
+        Some(name) => Some(plan_object(Path::new(name), open(Path::new(name), "interpreter")?, None, options, "interpreter")?),
         None => None,
     };
     for object in std::iter::once(&program).chain(&interpreter) {
@@ -138,25 +155,35 @@ pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Resu
         }
     }
     let program_relro = match (options.as_kernel, program.elf.header_of_type(object::elf::PT_GNU_RELRO)) {
-        (false, Some(relro)) => {
-            let loads: Vec<_> = program.elf.loads().cloned().collect();
-            relro_for_robust_load(&loads, AddrRange::new(relro.vaddr, relro.mem_end()), options.page_size)
-        }
+        (false, Some(relro)) => relro_for_robust_load(&program.loads, AddrRange::new(relro.vaddr, relro.mem_end()), options.page_size),
         _ => None,
     };
     Ok(Prepared { options, program, program_relro, interpreter, args })
 }
 
-fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
+/// Opens a program or interpreter, with the error `pagefit run` prints.
+pub fn open(path: &Path, role: &str) -> Result<File, LoadError> {
+    File::open(path).map_err(|e| LoadError::Invalid(format!("{}: cannot open the {role}: {e}", path.display())))
+}
+
+/// Parses and plans the ELF image in `file`, or in its byte range `embedded`.
+fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
     let shown = path.display();
-    let file = File::open(path).map_err(|e| LoadError::Invalid(format!("{shown}: cannot open the {role}: {e}")))?;
     let metadata = file.metadata().map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
     if metadata.permissions().mode() & 0o6000 != 0 {
         return Err(LoadError::Refused(format!(
             "{shown}: refusing a setuid/setgid {role}: a userspace loader cannot give it the privileges execve would"
         )));
     }
-    let elf = parse(&ReadCache::new(&file), ParseOptions::default()).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
+    let cache = ReadCache::new(&file);
+    let (base, parsed) = match &embedded {
+        Some(record) => (record.start, parse(cache.range(record.start, record.end - record.start), ParseOptions::default())),
+        None => (0, parse(&cache, ParseOptions::default())),
+    };
+    let elf = parsed.map_err(|e| match base {
+        0 => LoadError::Invalid(format!("{shown}: {e}")),
+        _ => LoadError::Invalid(format!("{shown}: the record at {base:#x}: {e} (offsets from the record's start)")),
+    })?;
     if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
         return Err(LoadError::Refused(format!(
             "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
@@ -168,7 +195,18 @@ fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedOb
     if !matches!(elf.kind, ElfKind::Exec | ElfKind::Dyn) {
         return Err(LoadError::Invalid(format!("{shown}: not an executable or shared object")));
     }
-    let loads: Vec<_> = elf.loads().cloned().collect();
+    // Offsets from the start of the file: the planner then composes the
+    // pages of a record whose offset is not a multiple of the page size.
+    let loads = elf
+        .loads()
+        .map(|load| {
+            let offset = load
+                .offset
+                .checked_add(base)
+                .ok_or_else(|| LoadError::Invalid(format!("{shown}: PT_LOAD[{}] offset overflows", load.index)))?;
+            Ok(ProgramHeader { offset, ..load.clone() })
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
     let planned = if options.as_kernel {
         plan_as_kernel(&loads, options.page_size)
     } else {
@@ -178,7 +216,8 @@ fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedOb
         (PlanError::Rejected(rejection), true) => LoadError::KilledAtExec(format!("{shown}: {}", rejection.loader_message)),
         (error, _) => LoadError::Invalid(format!("{shown}: cannot be loaded even at {}: {error}", options.guest_page_size)),
     })?;
-    Ok(PlannedObject { path: path.to_path_buf(), file, elf, plan })
+    drop(cache);
+    Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, loads, plan })
 }
 
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
@@ -210,7 +249,8 @@ impl Prepared {
         }
         let len = self.program.elf.program_headers.len() * 56;
         let mut table = vec![0u8; len];
-        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, self.program.elf.program_header_offset)?;
+        let offset = self.program.base + self.program.elf.program_header_offset;
+        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, offset)?;
         Ok(Some(table))
     }
 
@@ -354,7 +394,7 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
                 // host pages that hold file bytes; a real P-page kernel would
                 // zero-fill that tail, but touching it here would be SIGBUS.
                 // So the tail becomes anonymous zeros.
-                let file_pages_end = object.elf.file_len.next_multiple_of(host_page_size().bytes());
+                let file_pages_end = object.file_len.next_multiple_of(host_page_size().bytes());
                 let file_len = usize::try_from(file_pages_end.saturating_sub(*offset)).unwrap_or(usize::MAX).min(len);
                 if file_len > 0 {
                     reservation.map_file(start, file_len, first_prot, &object.file, *offset)?;
