@@ -45,8 +45,8 @@ use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
-    huge_page_text, plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError,
-    RobustPlan,
+    huge_page_text, plan_as_kernel, plan_robust_embedded, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource,
+    PlanError, RobustPlan,
 };
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
@@ -102,8 +102,6 @@ struct PlannedObject {
     /// The length of the whole file, which is where the kernel's zero-filled tail starts.
     file_len: u64,
     elf: ElfFile,
-    /// The PT_LOADs with `p_offset` counted from the start of `file`.
-    loads: Vec<ProgramHeader>,
     plan: RobustPlan,
 }
 
@@ -155,7 +153,10 @@ pub fn prepare(
         }
     }
     let program_relro = match (options.as_kernel, program.elf.header_of_type(object::elf::PT_GNU_RELRO)) {
-        (false, Some(relro)) => relro_for_robust_load(&program.loads, AddrRange::new(relro.vaddr, relro.mem_end()), options.page_size),
+        (false, Some(relro)) => {
+            let loads: Vec<_> = program.elf.loads().cloned().collect();
+            relro_for_robust_load(&loads, AddrRange::new(relro.vaddr, relro.mem_end()), options.page_size)
+        }
         _ => None,
     };
     Ok(Prepared { options, program, program_relro, interpreter, args })
@@ -195,29 +196,27 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
     if !matches!(elf.kind, ElfKind::Exec | ElfKind::Dyn) {
         return Err(LoadError::Invalid(format!("{shown}: not an executable or shared object")));
     }
-    // Offsets from the start of the file: the planner then composes the
-    // pages of a record whose offset is not a multiple of the page size.
-    let loads = elf
-        .loads()
-        .map(|load| {
-            let offset = load
-                .offset
-                .checked_add(base)
-                .ok_or_else(|| LoadError::Invalid(format!("{shown}: PT_LOAD[{}] offset overflows", load.index)))?;
-            Ok(ProgramHeader { offset, ..load.clone() })
-        })
-        .collect::<Result<Vec<_>, LoadError>>()?;
+    let loads: Vec<_> = elf.loads().cloned().collect();
     let planned = if options.as_kernel {
-        plan_as_kernel(&loads, options.page_size)
+        // binfmt_elf would map the image from where it is in the file.
+        let in_file = loads
+            .iter()
+            .map(|load| {
+                let offset = load.offset.checked_add(base);
+                offset.map(|offset| ProgramHeader { offset, ..load.clone() })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError::Invalid(format!("{shown}: segments at {base:#x} end past 2^64")))?;
+        plan_as_kernel(&in_file, options.page_size)
     } else {
-        plan_robust(&loads, options.page_size, options.guest_page_size, options.gaps)
+        plan_robust_embedded(&loads, base, options.page_size, options.guest_page_size, options.gaps)
     };
     let plan = planned.map_err(|error| match (error, options.as_kernel) {
         (PlanError::Rejected(rejection), true) => LoadError::KilledAtExec(format!("{shown}: {}", rejection.loader_message)),
         (error, _) => LoadError::Invalid(format!("{shown}: cannot be loaded even at {}: {error}", options.guest_page_size)),
     })?;
     drop(cache);
-    Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, loads, plan })
+    Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, plan })
 }
 
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
