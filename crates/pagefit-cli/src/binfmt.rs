@@ -3,8 +3,8 @@
 //!
 //! The registration line comes from `pagefit_core::fat::binfmt_registration`.
 //! The kernel then runs `pagefit PATH ARGV0 ARGS...` (PATH as `execve` got it; flags
-//! `PF`); the `pagefit run` that will load the chosen record is not built
-//! yet, so until then such a run ends in pagefit's usage error.
+//! `PF`), which `main` recognises (`run::binfmt_invocation`) and runs as
+//! `pagefit run PATH ARGS...` with the program's own argv[0].
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -32,8 +32,9 @@ Examples:
   sudo pagefit binfmt uninstall
 
 Needs root (or root in a user namespace with its own binfmt_misc, Linux 6.7+) and binfmt_misc
-mounted at /proc/sys/fs/binfmt_misc. The kernel runs `pagefit ./app.fat ARGV0 ARGS...`;
-executing FatELF files needs `pagefit run`, which is not built yet.";
+mounted at /proc/sys/fs/binfmt_misc. Then `./app.fat ARGS...` runs: the kernel runs
+`pagefit ./app.fat ARGV0 ARGS...`, and pagefit loads the record for this CPU and page size
+(see `pagefit run --help`).";
 
 #[derive(Subcommand, Debug)]
 pub enum BinfmtCommand {
@@ -72,7 +73,6 @@ pub fn run(args: &BinfmtArgs) -> anyhow::Result<ExitCode> {
             }
             write_control(&register, &line)?;
             println!("registered {BINFMT_NAME}: {line}");
-            println!("note: running FatELF files needs `pagefit run`, which is not built yet");
             Ok(ExitCode::SUCCESS)
         }
         BinfmtCommand::Uninstall => {

@@ -29,7 +29,8 @@ use cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file.
+    let cli = run::binfmt_invocation().map_or_else(Cli::parse, |args| Cli { command: Command::Run(args) });
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),

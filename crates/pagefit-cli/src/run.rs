@@ -1,14 +1,21 @@
 //! `pagefit run`: load a program with pagefit's own loader and become it.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use clap::Args;
+use object::read::ReadCache;
+use pagefit_core::fat::{is_fat, largest_ok_page, FatFile};
+use pagefit_core::fat_select::{select_record, HostTarget, PageSource, RecordFit, RecordSelection};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{GapPolicy, MappingSource, RobustPlan};
-use pagefit_loader::{LoadError, RunOptions, RunReport};
+use pagefit_loader::{LoadError, RunOptions, RunReport, HOST_MACHINE};
+use serde::Serialize;
 
 use crate::cli::Format;
 
@@ -19,6 +26,8 @@ Examples:
   pagefit run --page-size 16k --as-kernel ./prog   what Linux itself would do at 16K
   pagefit run --report -- ./prog -x           print every mapping and composed page on stderr first
   pagefit run --fix-deps ./app-4k             also fix its 4K libraries (cached) and load those
+  pagefit run app.fat ARGS                    a FatELF file: the record for this CPU and page size,
+                                              mapped straight from the file (--report says why)
 
 Exit status: the program's. pagefit's own errors exit 2; --as-kernel dies by SIGSEGV
 where the kernel would.";
@@ -57,11 +66,49 @@ pub struct RunArgs {
     /// in the program's LD_LIBRARY_PATH.
     #[arg(long)]
     pub fix_deps: bool,
-    /// The program (searched in PATH when it has no slash).
+    /// The program (searched in PATH when it has no slash): an ELF file, or
+    /// a FatELF file whose record for this host is loaded.
     pub program: OsString,
     /// Its arguments, passed through verbatim.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<OsString>,
+    /// Set when binfmt_misc ran pagefit for a FatELF file: the argv[0] the
+    /// file was executed with. The program path is then taken as the kernel
+    /// gave it, never searched in PATH.
+    #[arg(skip)]
+    pub binfmt_argv0: Option<OsString>,
+}
+
+/// How binfmt_misc runs a FatELF file (flags `PF`, see `binfmt.rs`):
+/// `pagefit PATH ARGV0 ARGS...`. Recognised when PATH is not a subcommand
+/// and names a file that starts with the FatELF magic; the result is the
+/// `run` it stands for.
+pub fn binfmt_invocation() -> Option<RunArgs> {
+    let mut argv = std::env::args_os().skip(1);
+    let path = argv.next()?;
+    let name = path.to_str().unwrap_or_default();
+    if name.starts_with('-') || name == "help" || <crate::cli::Command as clap::Subcommand>::has_subcommand(name) {
+        return None;
+    }
+    let mut magic = [0u8; 4];
+    File::open(&path).and_then(|mut file| file.read_exact(&mut magic)).ok()?;
+    if !is_fat(&magic) {
+        return None;
+    }
+    // The kernel passes an empty argv[0] when the program was executed without one.
+    let argv0 = argv.next().unwrap_or_default();
+    Some(RunArgs {
+        page_size: None,
+        as_kernel: false,
+        gaps: GapPolicy::Extend,
+        thp: false,
+        report: false,
+        format: Format::Text,
+        fix_deps: false,
+        program: path,
+        args: argv.collect(),
+        binfmt_argv0: Some(argv0),
+    })
 }
 
 fn gap_policy(text: &str) -> Result<GapPolicy, String> {
@@ -76,12 +123,22 @@ fn gap_policy(text: &str) -> Result<GapPolicy, String> {
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let page_size = args.page_size.unwrap_or_else(pagefit_loader::host_page_size);
     let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp: args.thp };
-    let path = find_program(&args.program);
+    let path = match args.binfmt_argv0 {
+        Some(_) => PathBuf::from(&args.program),
+        None => find_program(&args.program),
+    };
+    let file = pagefit_loader::open(&path, "program")?;
+    let fat = choose_fat_record(&path, &file, page_size)?;
     if args.fix_deps {
+        if fat.is_some() {
+            bail!("{}: --fix-deps takes ELF programs, not FatELF files: extract the record first (pagefit fat extract)", path.display());
+        }
         crate::fix_deps::prepare_environment(&path, page_size)?;
     }
-    let argv: Vec<OsString> = std::iter::once(args.program.clone()).chain(args.args).collect();
-    let loaded = pagefit_loader::prepare(&path, argv, options).and_then(pagefit_loader::Prepared::load);
+    let argv0 = args.binfmt_argv0.unwrap_or_else(|| args.program.clone());
+    let argv: Vec<OsString> = std::iter::once(argv0).chain(args.args).collect();
+    let embedded = fat.as_ref().map(|(_, record)| record.clone());
+    let loaded = pagefit_loader::prepare(&path, file, embedded, argv, options).and_then(pagefit_loader::Prepared::load);
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(LoadError::KilledAtExec(reason)) => {
@@ -92,12 +149,105 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if args.report {
         let mut stderr = std::io::stderr().lock();
+        let fat_record = fat.as_ref().map(|(selection, _)| selection);
         match args.format {
-            Format::Text => write_report(&mut stderr, loaded.report())?,
-            Format::Json => writeln!(stderr, "{}", serde_json::to_string(loaded.report())?)?,
+            Format::Text => {
+                if let Some(selection) = fat_record {
+                    write_selection(&mut stderr, &path, selection)?;
+                }
+                write_report(&mut stderr, loaded.report())?
+            }
+            Format::Json => writeln!(stderr, "{}", serde_json::to_string(&JsonReport { fat_record, run: loaded.report() })?)?,
         }
     }
     loaded.start()
+}
+
+/// `--report --format json`: the run report, with the FatELF record choice first.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fat_record: Option<&'a RecordSelection>,
+    #[serde(flatten)]
+    run: &'a RunReport,
+}
+
+/// For a FatELF file: which record to load at `page_size` and why, and its
+/// byte range. `None` for anything else (the loader judges ELF files).
+fn choose_fat_record(path: &Path, file: &File, page_size: PageSize) -> anyhow::Result<Option<(RecordSelection, Range<u64>)>> {
+    let mut magic = [0u8; 4];
+    let read = std::os::unix::fs::FileExt::read_at(file, &mut magic, 0).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !is_fat(&magic[..read]) {
+        return Ok(None);
+    }
+    let cache = ReadCache::new(file);
+    let fat = FatFile::parse(&cache).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let host = HostTarget { machine: HOST_MACHINE, page_size };
+    let selection = select_record(&fat, host, |record| largest_ok_page(cache.range(record.offset, record.size)));
+    let Some(chosen) = selection.chosen_record() else {
+        let mut listing = Vec::new();
+        write_records(&mut listing, &selection)?;
+        bail!("{}: no record runs on this host ({host}):\n{}", path.display(), String::from_utf8_lossy(&listing).trim_end());
+    };
+    let range = chosen.offset..chosen.offset + chosen.size;
+    Ok(Some((selection, range)))
+}
+
+fn write_selection(out: &mut dyn Write, path: &Path, selection: &RecordSelection) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "pagefit run: {}: FatELF version {}, {} records, for {}",
+        path.display(),
+        selection.version,
+        selection.records.len(),
+        selection.host
+    )?;
+    write_records(out, selection)?;
+    if let (Some(chosen), Some(decider)) = (selection.chosen_record(), selection.decided_by) {
+        let page = selection.host.page_size;
+        let mapped = if page.divides(chosen.offset) {
+            format!("mapped from the file at {:#x}, no copy", chosen.offset)
+        } else {
+            format!("mapped from the file at {:#x}, not a multiple of {page}: pages that cannot be file-backed are composed", chosen.offset)
+        };
+        writeln!(out, "  chosen: record{}, {decider}; {mapped}", chosen.index)?;
+        if !selection.chosen_is_ok_at_page() {
+            writeln!(
+                out,
+                "  no record loads at {} exactly as at 4K: record{} runs through the robust load below",
+                selection.host.page_size, chosen.index
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One line per record: target, place, and how it fits the host.
+fn write_records(out: &mut dyn Write, selection: &RecordSelection) -> std::io::Result<()> {
+    for record in &selection.records {
+        let fit = match &record.fit {
+            RecordFit::Foreign { mismatches } => {
+                let why: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+                format!("not for this host: {}", why.join(", "))
+            }
+            RecordFit::Candidate { largest_ok_page, source, ok_at_page, unmeasured } => {
+                let source = match source {
+                    PageSource::Recorded => "recorded",
+                    PageSource::Measured => "measured",
+                };
+                let largest = match (largest_ok_page, unmeasured) {
+                    (_, Some(why)) => format!("largest ok page unknown: {why}"),
+                    (Some(page), None) => format!("largest ok page {page} ({source})"),
+                    (None, None) => format!("not ok even at 4K ({source})"),
+                };
+                let verdict = if *ok_at_page { "ok" } else { "not ok" };
+                format!("runs here, {verdict} at {}; {largest}", selection.host.page_size)
+            }
+        };
+        let marker = if selection.chosen == Some(record.index) { "*" } else { " " };
+        writeln!(out, " {marker}record{} {} at {:#x}, {} bytes: {fit}", record.index, record.target, record.offset, record.size)?;
+    }
+    Ok(())
 }
 
 /// `PROG` as execvp finds it: a name without a slash is looked up in PATH.

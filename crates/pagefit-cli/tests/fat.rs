@@ -289,6 +289,113 @@ fn page_variants_hold_4k_and_64k_builds_of_one_cpu() {
     assert_eq!(&bytes[4..6], &[2, 0]);
 }
 
+/// `pagefit run --report --format json` of `args`: the report (printed
+/// before the program starts) and the program's own output.
+fn run_reported(args: &[&str], cwd: &Path) -> (Value, Output) {
+    let output = pagefit(&[&["run", "--report", "--format", "json"][..], args].concat(), cwd);
+    let report = stderr(&output).lines().next().map(|line| serde_json::from_str(line).unwrap()).unwrap_or_default();
+    (report, output)
+}
+
+/// The file offsets the report says the program's pages are mapped from.
+fn mapped_file_offsets(report: &Value) -> Vec<u64> {
+    let mappings = report["objects"][0]["plan"]["mappings"].as_array().unwrap();
+    mappings.iter().filter(|m| m["source"]["kind"] == "file").map(|m| m["source"]["offset"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn run_maps_the_hosts_record_straight_from_the_fat_file() {
+    let (dir, fat) = glued(&[]);
+    let fat = fat.to_str().unwrap();
+    let native = Command::new(fixture("x86_64", "c-pie-bfd-4k")).args(["one", "--two"]).output().unwrap();
+    let plain = pagefit(&["run", fat, "one", "--two"], dir.path());
+    assert_eq!((plain.status.code(), &plain.stdout), (native.status.code(), &native.stdout), "{}", stderr(&plain));
+    let (report, loaded) = run_reported(&[fat, "one", "--two"], dir.path());
+    assert_eq!(loaded.stdout, native.stdout);
+    let selection = &report["fat_record"];
+    assert_eq!((selection["chosen"].as_u64(), selection["decided_by"].as_str()), (Some(0), Some("only_candidate")));
+    assert_eq!(selection["records"][0]["fit"], "candidate");
+    assert_eq!(selection["records"][1]["mismatches"][0]["record"], "aarch64");
+    // No extraction: the program is the fat file, mapped from record0's offset on.
+    assert_eq!(report["objects"][0]["path"], fat);
+    let record0 = info(Path::new(fat))["records"][0]["offset"].as_u64().unwrap();
+    let offsets = mapped_file_offsets(&report);
+    assert!(!offsets.is_empty() && offsets.iter().all(|&o| o >= record0), "{offsets:x?} against {record0:#x}");
+    let text = pagefit(&["run", "--report", fat], dir.path());
+    assert!(stderr(&text).contains(" *record0 x86_64:64bit:le:sysv:osabiver0 at 0x10000"), "{}", stderr(&text));
+    assert!(stderr(&text).contains("chosen: record0, the only record for this host"), "{}", stderr(&text));
+}
+
+/// The 64K build is chosen under 64K emulation and the smaller 4K build on
+/// this 4K host, with page variants (maxpage recorded) and without (two
+/// version-1 targets that differ by OS ABI, each measured). Static builds:
+/// this host's dynamic libc is not ok at 64K.
+#[test]
+fn run_prefers_the_record_ok_at_the_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let static4 = fixture("x86_64", "c-static-bfd-4k");
+    let static64 = fixture("x86_64", "c-static-bfd-64k");
+    let pie4 = fixture("x86_64", "c-pie-bfd-4k");
+    let arm = fixture("aarch64", "c-static-bfd-64k");
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    run_ok(&["fat", "glue", "--page-variants", "-o", "v2.fat", &path(&static4), &path(&static64), &path(&arm)], dir.path());
+    run_ok(&["fat", "glue", "-o", "v1.fat", &path(&pie4), &path(&static64), &path(&arm)], dir.path());
+    for (file, small, source) in [("v2.fat", &static4, "recorded"), ("v1.fat", &pie4, "measured")] {
+        let (report, at_64k) = run_reported(&["--page-size", "64k", file], dir.path());
+        let selection = &report["fat_record"];
+        assert_eq!((selection["chosen"].as_u64(), selection["decided_by"].as_str()), (Some(1), Some("ok_at_page")), "{file}");
+        assert_eq!(selection["records"][0]["source"], source);
+        assert_eq!(selection["records"][0]["ok_at_page"], false);
+        let extracted = pagefit(&["run", "--page-size", "64k", &path(&static64)], dir.path());
+        assert_eq!((at_64k.status.code(), &at_64k.stdout), (Some(0), &extracted.stdout), "{file}: {}", stderr(&at_64k));
+        let (report, at_4k) = run_reported(&[file], dir.path());
+        let selection = &report["fat_record"];
+        assert_eq!((selection["chosen"].as_u64(), selection["decided_by"].as_str()), (Some(0), Some("closer_fit")), "{file}");
+        assert_eq!(at_4k.stdout, Command::new(small).output().unwrap().stdout, "{file}");
+    }
+}
+
+/// With 1 KiB alignment the x86_64 record starts inside a page: its pages
+/// cannot be mapped from the file at the right offsets, so the robust
+/// planner composes them, and the program still runs as natively. At 64K,
+/// a 64K build 4K-aligned is composed the same way.
+#[test]
+fn run_composes_the_pages_of_a_record_not_aligned_to_the_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let pie4 = fixture("x86_64", "c-pie-bfd-4k");
+    let static64 = fixture("x86_64", "c-static-bfd-64k");
+    let arm = fixture("aarch64", "c-pie-bfd-4k");
+    run_ok(&["fat", "glue", "--align", "1k", "-o", "odd.fat", arm.to_str().unwrap(), pie4.to_str().unwrap()], dir.path());
+    let offset = records(&info(&dir.path().join("odd.fat")))[1]["offset"].as_u64().unwrap();
+    assert_ne!(offset % 4096, 0);
+    let (report, loaded) = run_reported(&["odd.fat", "x"], dir.path());
+    let native = Command::new(&pie4).arg("x").output().unwrap();
+    assert_eq!((loaded.status.code(), &loaded.stdout), (Some(0), &native.stdout), "{}", stderr(&loaded));
+    assert!(mapped_file_offsets(&report).is_empty(), "{report}");
+    assert!(!report["objects"][0]["plan"]["composed"].as_array().unwrap().is_empty());
+
+    run_ok(&["fat", "glue", "--align", "4k", "-o", "k4.fat", arm.to_str().unwrap(), static64.to_str().unwrap()], dir.path());
+    let offset = records(&info(&dir.path().join("k4.fat")))[1]["offset"].as_u64().unwrap();
+    assert_ne!(offset % 65536, 0);
+    let (report, loaded) = run_reported(&["--page-size", "64k", "k4.fat"], dir.path());
+    let extracted = pagefit(&["run", "--page-size", "64k", static64.to_str().unwrap()], dir.path());
+    assert_eq!((loaded.status.code(), &loaded.stdout), (Some(0), &extracted.stdout), "{}", stderr(&loaded));
+    assert!(!report["objects"][0]["plan"]["composed"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn run_of_a_fat_file_without_a_record_for_this_host_exits_2_naming_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<String> = ["aarch64", "ppc64le"].iter().map(|arch| fixture(arch, "c-pie-bfd-4k").display().to_string()).collect();
+    run_ok(&["fat", "glue", "-o", "foreign.fat", &inputs[0], &inputs[1]], dir.path());
+    let output = pagefit(&["run", "foreign.fat"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("foreign.fat: no record runs on this host (x86_64:64bit:le:sysv|linux with 4K pages)"), "{err}");
+    assert!(err.contains("record0 aarch64:64bit:le:sysv:osabiver0 at 0x10000, 22152 bytes: not for this host: machine aarch64"), "{err}");
+    assert!(err.contains("record1 ppc64:64bit:le:sysv:osabiver0 at 0x20000"), "{err}");
+}
+
 #[test]
 fn help_lists_the_verbs_with_examples() {
     let help = stdout(&run_ok(&["fat", "--help"], Path::new(".")));
@@ -301,12 +408,15 @@ fn help_lists_the_verbs_with_examples() {
 
 /// binfmt_misc can be mounted in a user and mount namespace on Linux 6.7+:
 /// the test registers pagefit there, checks the kernel's view of the
-/// registration, and executes a FatELF file, which the kernel hands to
-/// pagefit (whose `run` does not exist yet, hence the usage error naming the
-/// file). Where namespaces are not allowed, it says so and checks nothing.
+/// registration, and executes FatELF files, which the kernel hands to
+/// pagefit: the fixture prints what it prints natively, and a FatELF file
+/// holding this system's `/bin/sh` sees the argv[0] it was executed with and
+/// exits with its own status. Where namespaces are not allowed, it says so
+/// and checks nothing.
 #[test]
 fn binfmt_install_status_uninstall_in_a_user_namespace() {
     let (dir, fat) = glued(&[]);
+    run_ok(&["fat", "glue", "-o", "sh.fat", "/bin/sh", fixture("aarch64", "c-pie-bfd-4k").to_str().unwrap()], dir.path());
     let pagefit_bin = env!("CARGO_BIN_EXE_pagefit");
     let script = format!(
         r#"set -u
@@ -317,7 +427,8 @@ mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || exit 77
 $p binfmt status; echo "before-rc=$?"
 $p binfmt install || exit 1
 $p binfmt status; echo "after-rc=$?"
-{fat}; echo "exec-rc=$?"
+{fat} > fat-output.txt; echo "exec-rc=$?"
+echo 'echo "argv0=$0"; exit 7' | bash -c 'exec -a custom-argv0 ./sh.fat'; echo "sh-rc=$?"
 $p binfmt uninstall || exit 1
 $p binfmt status; echo "removed-rc=$?"
 "#,
@@ -341,8 +452,11 @@ $p binfmt status; echo "removed-rc=$?"
         "{out}"
     );
     assert!(out.contains("interpreter ") && out.contains("flags: PF") && out.contains("magic fa700e1f"), "{out}");
-    // The kernel ran pagefit for the FatELF file: `pagefit PATH ARGV0`, both the path the shell ran.
-    assert!(out.contains("exec-rc=2") && err.contains(&format!("unrecognized subcommand '{}'", fat.display())), "{out}\n{err}");
+    // The kernel ran `pagefit PATH ARGV0`, and pagefit ran the x86_64 record.
+    let native = Command::new(fixture("x86_64", "c-pie-bfd-4k")).output().unwrap();
+    assert!(out.contains("exec-rc=0"), "{out}\n{err}");
+    assert_eq!(read(&dir.path().join("fat-output.txt")), native.stdout);
+    assert!(out.contains("argv0=custom-argv0\nsh-rc=7"), "{out}\n{err}");
 }
 
 #[test]

@@ -320,7 +320,7 @@ impl ElfIdent {
 /// The largest page size (4K to 2M) at which `elf` loads exactly as at 4K
 /// under its default loader(s); `None` when it is not ok even at 4K or no
 /// loader maps it. This is what a page-size variant records.
-pub fn largest_ok_page(elf: &[u8]) -> Result<Option<PageSize>, ParseError> {
+pub fn largest_ok_page<'data, R: ReadRef<'data>>(elf: R) -> Result<Option<PageSize>, ParseError> {
     let file = parse(elf, ParseOptions { sections: true, ..ParseOptions::default() })?;
     let options = CheckOptions { page_sizes: Vec::new(), findings: false, ..CheckOptions::default() };
     let report = check_file(&file, "", "", &options);

@@ -15,7 +15,8 @@
 //!   (file-backed pages where congruent, composed pages elsewhere), and how
 //!   binfmt_elf would; [`stack`] lays out the initial stack;
 //! - [`fat`] reads, validates and writes FatELF files (several ELF builds in
-//!   one file), including pagefit's page-size variants (version 2);
+//!   one file), including pagefit's page-size variants (version 2), and
+//!   [`fat_select`] chooses the record `pagefit run` loads;
 //! - [`rewrite`] plans `pagefit fix`'s rewrite (new headers and output
 //!   pieces), and [`verify`] proves a rewritten file loads as the input did.
 //!
@@ -36,6 +37,7 @@ pub mod closure;
 pub mod elf;
 pub mod error;
 pub mod fat;
+pub mod fat_select;
 pub mod finding;
 pub mod memory;
 pub mod model;

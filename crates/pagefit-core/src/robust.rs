@@ -44,7 +44,7 @@
 use serde::Serialize;
 
 use crate::elf::{ProgramHeader, Prot};
-use crate::memory::{AddrRange, Backing, Content, MemoryImage, Region};
+use crate::memory::{AddrRange, Backing, Content, Region};
 use crate::model::{simulate, LoaderModel, Rejection, SegmentLayout};
 use crate::page::PageSize;
 
@@ -201,8 +201,27 @@ impl std::error::Error for PlanError {}
 /// mappings at `page` granularity, reproducing the image the kernel would
 /// make at `guest_page`.
 pub fn plan_robust(loads: &[ProgramHeader], page: PageSize, guest_page: PageSize, gaps: GapPolicy) -> Result<RobustPlan, PlanError> {
+    plan_robust_embedded(loads, 0, page, guest_page, gaps)
+}
+
+/// [`plan_robust`] for an ELF image that starts at `base` in its file (a
+/// FatELF record): `loads` are the image's own program headers, and the
+/// plan's file offsets count from the start of the file. The expected image
+/// is replayed on the image's own offsets, so any `base` works: where
+/// `base` breaks congruence with `page`, pages are composed.
+pub fn plan_robust_embedded(
+    loads: &[ProgramHeader],
+    base: u64,
+    page: PageSize,
+    guest_page: PageSize,
+    gaps: GapPolicy,
+) -> Result<RobustPlan, PlanError> {
     validate(loads)?;
-    let target = simulate(SegmentLayout { loads, relro: None }, guest_page, LoaderModel::Kernel).map_err(PlanError::Rejected)?;
+    if loads.iter().any(|s| base.checked_add(s.offset + s.filesz).is_none()) {
+        return Err(PlanError::BadLayout(format!("segments at {base:#x} in the file end past 2^64")));
+    }
+    let image = simulate(SegmentLayout { loads, relro: None }, guest_page, LoaderModel::Kernel).map_err(PlanError::Rejected)?;
+    let target: Vec<Region> = image.regions().iter().map(|region| in_file_at(region, base)).collect();
     let span = span_of(loads, page)?;
     let mut plan = empty_plan(loads, page, guest_page, span);
     let mut page_start = span.start;
@@ -210,7 +229,7 @@ pub fn plan_robust(loads: &[ProgramHeader], page: PageSize, guest_page: PageSize
         let this_page = AddrRange::new(page_start, page_start + page.bytes());
         let regions = regions_in(&target, this_page);
         if regions.is_empty() {
-            plan_gap_page(&mut plan, this_page, gaps, loads);
+            plan_gap_page(&mut plan, this_page, gaps, loads, base);
         } else {
             plan_page(&mut plan, this_page, &regions, page);
         }
@@ -288,9 +307,23 @@ fn file_offset(address: u64, shift: i128) -> Result<u64, PlanError> {
     u64::try_from(i128::from(address) + shift).map_err(|_| PlanError::BadLayout(format!("address {address:#x} maps below file offset 0")))
 }
 
+/// `region` with its file bytes taken from `base` further into the file.
+fn in_file_at(region: &Region, base: u64) -> Region {
+    let base = i128::from(base);
+    let backing = match region.backing {
+        Backing::File { shift } => Backing::File { shift: shift + base },
+        Backing::Anonymous => Backing::Anonymous,
+    };
+    let content = match region.content {
+        Content::File { shift } => Content::File { shift: shift + base },
+        Content::Zero => Content::Zero,
+    };
+    Region { backing, content, ..*region }
+}
+
 /// The target image's regions clipped to `page`.
-fn regions_in(image: &MemoryImage, page: AddrRange) -> Vec<Region> {
-    image.regions().iter().filter_map(|r| r.range.intersect(&page).map(|range| Region { range, ..*r })).collect()
+fn regions_in(image: &[Region], page: AddrRange) -> Vec<Region> {
+    image.iter().filter_map(|r| r.range.intersect(&page).map(|range| Region { range, ..*r })).collect()
 }
 
 /// One page with target bytes in it. Each region's protection is what its
@@ -371,12 +404,12 @@ fn plan_page(plan: &mut RobustPlan, page_range: AddrRange, regions: &[Region], p
     push_mapping(plan, PlannedMapping { range: page_range, prot, source, zero });
 }
 
-fn plan_gap_page(plan: &mut RobustPlan, page_range: AddrRange, gaps: GapPolicy, loads: &[ProgramHeader]) {
+fn plan_gap_page(plan: &mut RobustPlan, page_range: AddrRange, gaps: GapPolicy, loads: &[ProgramHeader], base: u64) {
     match gaps {
         GapPolicy::Extend => {
             // Continue the preceding file mapping, but never past the end of the
             // bytes the file's segments cover (seed 002: min(next segment, file end)).
-            let file_end = loads.iter().map(|s| s.offset + s.filesz).max().unwrap_or(0);
+            let file_end = base + loads.iter().map(|s| s.offset + s.filesz).max().unwrap_or(0);
             if let Some(last) = plan.mappings.last().filter(|m| m.range.end == page_range.start) {
                 if let MappingSource::File { offset } = last.source {
                     let next_offset = offset + last.range.len();

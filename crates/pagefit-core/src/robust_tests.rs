@@ -171,6 +171,29 @@ fn extend_stops_at_the_end_of_the_file() {
     assert_eq!(plan.mapping_at(0x2000).unwrap().source, MappingSource::Reserved);
 }
 
+/// A FatELF record: the image at `base` in a bigger file. At a base that is a
+/// multiple of P the plan is the standalone plan moved by `base`; at any other
+/// base (1K-aligned records) every page holding file bytes is composed, and the
+/// image is still the one the record's own headers describe.
+#[test]
+fn an_embedded_image_is_planned_on_its_own_offsets_and_read_from_base_on() {
+    let loads = claude_code();
+    let moved =
+        |base: u64| -> Vec<ProgramHeader> { loads.iter().map(|l| ProgramHeader { offset: l.offset + base, ..l.clone() }).collect() };
+    let alone = plan_robust(&loads, PageSize::K16, PageSize::K4, GapPolicy::Extend).unwrap();
+    let aligned = plan_robust_embedded(&loads, 0x40000, PageSize::K16, PageSize::K4, GapPolicy::Extend).unwrap();
+    assert_image_is_faithful(&aligned, &moved(0x40000));
+    assert_eq!((aligned.mappings.len(), aligned.composed.len()), (alone.mappings.len(), alone.composed.len()));
+    assert_eq!(aligned.mappings[0].source, MappingSource::File { offset: 0x40000 });
+
+    let unaligned = plan_robust_embedded(&loads, 0x10400, PageSize::K16, PageSize::K4, GapPolicy::Extend).unwrap();
+    assert_image_is_faithful(&unaligned, &moved(0x10400));
+    assert!(unaligned.mappings.iter().all(|m| !matches!(m.source, MappingSource::File { .. })));
+    assert!(!unaligned.composed.is_empty());
+    // The shifted headers alone are not congruent even at 4K: the kernel model refuses them.
+    assert!(matches!(plan_robust(&moved(0x10400), PageSize::K16, PageSize::K4, GapPolicy::Extend), Err(PlanError::Rejected(_))));
+}
+
 #[test]
 fn as_kernel_lets_the_later_segment_replace_a_shared_page() {
     // Congruent mod 16K, sharing the page 0x4000..0x8000: the kernel maps RW over it.

@@ -36,18 +36,19 @@ mod sys;
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, Prot};
+use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::origin::{expand_origin, OriginExpansion};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
-    huge_page_text, plan_as_kernel, plan_robust, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource, PlanError,
-    RobustPlan,
+    huge_page_text, plan_as_kernel, plan_robust_embedded, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource,
+    PlanError, RobustPlan,
 };
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
@@ -98,6 +99,10 @@ impl std::error::Error for LoadError {}
 struct PlannedObject {
     path: PathBuf,
     file: File,
+    /// Where the ELF image starts in `file` (a FatELF record's offset, else 0).
+    base: u64,
+    /// The length of the whole file, which is where the kernel's zero-filled tail starts.
+    file_len: u64,
     elf: ElfFile,
     plan: RobustPlan,
 }
@@ -129,11 +134,21 @@ pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") {
     object::elf::EM_X86_64.0
 };
 
-/// Checks and plans `program` (run with `args`, `args[0]` included).
-pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Result<Prepared, LoadError> {
-    let program = plan_object(program, options, "program")?;
+/// Checks and plans the program at `path`, already open as `file` (run with
+/// `args`, `args[0]` included). With `embedded`, the program is that byte
+/// range of the file (a FatELF record): its pages are mapped straight from
+/// `file`, and `path` is still what the program is told it was run as
+/// (AT_EXECFN, the process name).
+pub fn prepare(
+    path: &Path,
+    file: File,
+    embedded: Option<Range<u64>>,
+    args: Vec<OsString>,
+    options: RunOptions,
+) -> Result<Prepared, LoadError> {
+    let program = plan_object(path, file, embedded, options, "program")?;
     let interpreter = match &program.elf.interpreter {
-        Some(name) => Some(plan_object(Path::new(name), options, "interpreter")?),
+        Some(name) => Some(plan_object(Path::new(name), open(Path::new(name), "interpreter")?, None, options, "interpreter")?),
         None => None,
     };
     for object in std::iter::once(&program).chain(&interpreter) {
@@ -156,9 +171,14 @@ pub fn prepare(program: &Path, args: Vec<OsString>, options: RunOptions) -> Resu
     Ok(Prepared { options, program, program_relro, origin_expansions, interpreter, args })
 }
 
-fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
+/// Opens a program or interpreter, with the error `pagefit run` prints.
+pub fn open(path: &Path, role: &str) -> Result<File, LoadError> {
+    File::open(path).map_err(|e| LoadError::Invalid(format!("{}: cannot open the {role}: {e}", path.display())))
+}
+
+/// Parses and plans the ELF image in `file`, or in its byte range `embedded`.
+fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: RunOptions, role: &str) -> Result<PlannedObject, LoadError> {
     let shown = path.display();
-    let file = File::open(path).map_err(|e| LoadError::Invalid(format!("{shown}: cannot open the {role}: {e}")))?;
     let metadata = file.metadata().map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
     if metadata.permissions().mode() & 0o6000 != 0 {
         return Err(LoadError::Refused(format!(
@@ -166,8 +186,16 @@ fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedOb
         )));
     }
     // The program's RPATH/RUNPATH strings are needed for `$ORIGIN`.
-    let options_for_role = ParseOptions { dynamic_strings: role == "program", ..ParseOptions::default() };
-    let elf = parse(&ReadCache::new(&file), options_for_role).map_err(|e| LoadError::Invalid(format!("{shown}: {e}")))?;
+    let parse_options = ParseOptions { dynamic_strings: role == "program", ..ParseOptions::default() };
+    let cache = ReadCache::new(&file);
+    let (base, parsed) = match &embedded {
+        Some(record) => (record.start, parse(cache.range(record.start, record.end - record.start), parse_options)),
+        None => (0, parse(&cache, parse_options)),
+    };
+    let elf = parsed.map_err(|e| match base {
+        0 => LoadError::Invalid(format!("{shown}: {e}")),
+        _ => LoadError::Invalid(format!("{shown}: the record at {base:#x}: {e} (offsets from the record's start)")),
+    })?;
     if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
         return Err(LoadError::Refused(format!(
             "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
@@ -181,15 +209,25 @@ fn plan_object(path: &Path, options: RunOptions, role: &str) -> Result<PlannedOb
     }
     let loads: Vec<_> = elf.loads().cloned().collect();
     let planned = if options.as_kernel {
-        plan_as_kernel(&loads, options.page_size)
+        // binfmt_elf would map the image from where it is in the file.
+        let in_file = loads
+            .iter()
+            .map(|load| {
+                let offset = load.offset.checked_add(base);
+                offset.map(|offset| ProgramHeader { offset, ..load.clone() })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError::Invalid(format!("{shown}: segments at {base:#x} end past 2^64")))?;
+        plan_as_kernel(&in_file, options.page_size)
     } else {
-        plan_robust(&loads, options.page_size, options.guest_page_size, options.gaps)
+        plan_robust_embedded(&loads, base, options.page_size, options.guest_page_size, options.gaps)
     };
     let plan = planned.map_err(|error| match (error, options.as_kernel) {
         (PlanError::Rejected(rejection), true) => LoadError::KilledAtExec(format!("{shown}: {}", rejection.loader_message)),
         (error, _) => LoadError::Invalid(format!("{shown}: cannot be loaded even at {}: {error}", options.guest_page_size)),
     })?;
-    Ok(PlannedObject { path: path.to_path_buf(), file, elf, plan })
+    drop(cache);
+    Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, plan })
 }
 
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
@@ -221,7 +259,8 @@ impl Prepared {
         }
         let len = self.program.elf.program_headers.len() * 56;
         let mut table = vec![0u8; len];
-        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, self.program.elf.program_header_offset)?;
+        let offset = self.program.base + self.program.elf.program_header_offset;
+        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, offset)?;
         Ok(Some(table))
     }
 
@@ -406,7 +445,7 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
                 // host pages that hold file bytes; a real P-page kernel would
                 // zero-fill that tail, but touching it here would be SIGBUS.
                 // So the tail becomes anonymous zeros.
-                let file_pages_end = object.elf.file_len.next_multiple_of(host_page_size().bytes());
+                let file_pages_end = object.file_len.next_multiple_of(host_page_size().bytes());
                 let file_len = usize::try_from(file_pages_end.saturating_sub(*offset)).unwrap_or(usize::MAX).min(len);
                 if file_len > 0 {
                     reservation.map_file(start, file_len, first_prot, &object.file, *offset)?;

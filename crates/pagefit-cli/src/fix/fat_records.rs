@@ -85,7 +85,7 @@ pub(super) fn run(
         let target = match &fixed {
             // A page-size variant says how far it loads as at 4K: measure the fixed file.
             Some(fixed) if fat.version == VERSION_PAGE_VARIANTS => {
-                Target { max_page: largest_ok_page(fixed).with_context(|| name.clone())?, ..record.target }
+                Target { max_page: largest_ok_page(fixed.as_slice()).with_context(|| name.clone())?, ..record.target }
             }
             _ => record.target,
         };
