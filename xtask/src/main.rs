@@ -71,6 +71,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         let dir = fixtures.join(arch.name());
         prepare_fixtures(arch, &dir)?;
         let fixed = fixproof::prepare(arch, &dir, &pagefit, &out.join(format!("fixed/{}", arch.name())))?;
+        runproof::prepare_fat(&dir, &pagefit, &fixed.dir)?;
         eprintln!("realkernel: {} fixtures fixed for {}: {}", arch.name(), arch.big_page(), fixed.strategies());
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
@@ -87,6 +88,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         let (run_rows, not_comparable) = runproof::compare(arch, &dir, &boots)?;
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
+        rows.extend(runproof::compare_fat(arch, &boots));
         eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());

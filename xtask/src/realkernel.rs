@@ -107,6 +107,7 @@ fn work_script(arch: Arch) -> String {
         runproof::PREFIX
     );
     script.push_str(&runproof::fix_deps_script());
+    script.push_str(&runproof::fat_script());
     script.push_str(&format!(
         "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
     ));

@@ -11,8 +11,9 @@
 //! run to the end with intact bytes.
 
 use std::path::Path;
+use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::realkernel::{manifest_entries, Row};
@@ -24,17 +25,20 @@ pub const PREFIX: &str = "run/";
 /// Run name prefix of `pagefit run --fix-deps`.
 pub const FIX_DEPS_PREFIX: &str = "fixdeps/";
 
-/// 4K-linked libraries the big-page kernels' ld.so refuses: `uselib-4k`
-/// needs one, `closure/app-4k` (itself 4K-linked) one that needs another.
-pub const FIX_DEPS_RUNS: [&str; 2] = ["uselib-4k", "closure/app-4k"];
+/// 4K-linked libraries the big-page kernels' ld.so refuses, as MANIFEST
+/// names the runs and the VM starts them: `uselib-4k` needs one (DT_NEEDED),
+/// `closure/app-4k` (itself 4K-linked) one that needs another, and
+/// `dlopen-4k` opens one by path, which only the audit module sees.
+pub const FIX_DEPS_RUNS: [(&str, &str); 3] =
+    [("uselib-4k", "./uselib-4k"), ("closure/app-4k", "./closure/app-4k"), ("dlopen-4k", "./dlopen ./liblib-4k.so")];
 
 /// The VM's commands for the `--fix-deps` runs, from /t/fx.
 pub fn fix_deps_script() -> String {
     FIX_DEPS_RUNS
         .iter()
-        .map(|name| {
+        .map(|(name, command)| {
             format!(
-                "(cd /t/fx && XDG_CACHE_HOME=/tmp/pagefit-cache /bin/busybox timeout 120 /t/pagefit run --fix-deps ./{name}) >/tmp/o 2>&1\n\
+                "(cd /t/fx && XDG_CACHE_HOME=/tmp/pagefit-cache /bin/busybox timeout 120 /t/pagefit run --fix-deps {command}) >/tmp/o 2>&1\n\
                  echo \"@@ {FIX_DEPS_PREFIX}{name} rc=$?\"\ncat /tmp/o\n"
             )
         })
@@ -43,14 +47,13 @@ pub fn fix_deps_script() -> String {
 
 /// `--fix-deps` rows, on the large-page kernel: each run must print the 4K
 /// kernel's lines apart from the probes (a rebased library's link-time
-/// addresses move by its Δ). On the 4K kernel nothing needs fixing, so the
-/// programs meet the `$ORIGIN` limitation like any other under `pagefit run`.
+/// addresses move by its Δ). On the 4K kernel nothing needs fixing.
 pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
     let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
     let mut rows = Vec::new();
     for (page, output) in boots.iter().filter(|(page, _)| page != "4k") {
         let runs = parse_runs(output);
-        for name in FIX_DEPS_RUNS {
+        for (name, _) in FIX_DEPS_RUNS {
             let run = runs.iter().find(|r| r.name == format!("{FIX_DEPS_PREFIX}{name}"));
             let reference = small.iter().find(|r| r.name == name);
             let without_probes = |line: &str| {
@@ -71,6 +74,73 @@ pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// Run name of `pagefit run` of a FatELF file.
+pub const FAT_RUN: &str = "fatrun/variants";
+
+/// The FatELF file's records: one program linked for 4K and for 64K pages,
+/// glued as page-size variants (version 2).
+const FAT_VARIANTS: [&str; 2] = ["c-pie-bfd-4k", "c-pie-bfd-64k"];
+
+/// Glues the variants of `fixtures` into `out/variants.fat` with the host's pagefit.
+pub fn prepare_fat(fixtures: &Path, pagefit: &Path, out: &Path) -> Result<()> {
+    let status = Command::new(pagefit)
+        .args(["fat", "glue", "--page-variants", "-o"])
+        .arg(out.join("variants.fat"))
+        .args(FAT_VARIANTS.iter().map(|name| fixtures.join(name)))
+        .status()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    if !status.success() {
+        bail!("pagefit fat glue --page-variants failed for {}", fixtures.display());
+    }
+    Ok(())
+}
+
+/// The VM's command: run the fat file (in /t/fixed) and print the chosen
+/// record's line of the report after the program's output.
+pub fn fat_script() -> String {
+    format!(
+        "(cd /t/fx && /bin/busybox timeout 60 /t/pagefit run --report /t/fixed/variants.fat) >/tmp/o 2>/tmp/r\n\
+         echo \"@@ {FAT_RUN} rc=$?\"\ncat /tmp/o\ngrep '^ \\*record' /tmp/r\n"
+    )
+}
+
+/// The FatELF row of each boot: pagefit must choose the 4K build on the 4K
+/// kernel and the 64K build on the large-page one, and the chosen record,
+/// mapped from inside the fat file, must print what that build printed when
+/// the 4K kernel ran it.
+pub fn compare_fat(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
+    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    boots
+        .iter()
+        .map(|(page, output)| {
+            let (record, build) = if page == "4k" { (0, FAT_VARIANTS[0]) } else { (1, FAT_VARIANTS[1]) };
+            let runs = parse_runs(output);
+            let run = runs.iter().find(|r| r.name == FAT_RUN);
+            let reference = small.iter().find(|r| r.name == build);
+            let problems = match (run, reference) {
+                (Some(run), Some(reference)) => {
+                    let chosen = run.output.lines().find(|line| line.starts_with(" *record")).unwrap_or("");
+                    let program_output: String = run.output.lines().filter(|line| !line.starts_with(" *record")).map(|l| format!("{l}\n")).collect();
+                    let mut problems = differences(&Run { output: program_output, ..run.clone() }, reference);
+                    if !chosen.starts_with(&format!(" *record{record} ")) {
+                        problems.push(format!("expected record{record} ({build}) to be chosen, the report says {chosen:?}"));
+                    }
+                    problems
+                }
+                (Some(_), None) => vec![format!("no 4K kernel run of {build} to compare with")],
+                (None, _) => vec!["the VM printed no result for this run".into()],
+            };
+            Row {
+                run: format!("{}/{FAT_RUN}", arch.name()),
+                page: page.clone(),
+                observed: run.map_or_else(|| "missing".into(), observed_summary),
+                predicted: format!("record{record} ({build}) chosen, runs as the 4K kernel ran {build}"),
+                problems,
+            }
+        })
+        .collect()
 }
 
 /// Runs that look for a library next to /proc/self/exe themselves: `dlopen`

@@ -27,6 +27,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         let (run_rows, _) = runproof::compare(arch, &dir, &boots).expect("compare the runs under pagefit run");
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
+        rows.extend(runproof::compare_fat(arch, &boots));
     }
     let (agreed, total) = print_rows(&rows);
     assert!(total >= 540, "expected the whole recorded corpus, got {total} runs");
