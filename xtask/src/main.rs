@@ -85,7 +85,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
         rows.extend(fixproof::compare(arch, &fixed, &boots)?);
-        let (run_rows, not_comparable) = runproof::compare(arch, &dir, &boots)?;
+        let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
         rows.extend(runproof::compare_fat(arch, &boots));

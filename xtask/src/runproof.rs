@@ -161,6 +161,28 @@ fn library_failure(run: &Run) -> bool {
     })
 }
 
+/// The error ld.so gives for the first library of `command`'s closure that
+/// it refuses at `page` (`pagefit check --closure`), the program and its
+/// interpreter aside: pagefit maps those.
+fn library_refusal(pagefit: &Path, fixtures: &Path, command: &str, page: &str, sysroot: &Path) -> Result<Option<String>> {
+    let program = command.split_whitespace().next().unwrap_or(command);
+    let output = Command::new(pagefit)
+        .args(["check", "--closure", program, "--page-size", page, "--format", "json", "--sysroot"])
+        .arg(sysroot)
+        .current_dir(fixtures)
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).with_context(|| format!("pagefit check --closure {program}"))?;
+    let files = document["files"].as_array().into_iter().flatten();
+    let libraries = files.skip(1).filter(|file| file["role"] != "interpreter");
+    let refusal = libraries
+        .flat_map(|file| file["results"].as_array().into_iter().flatten())
+        .find(|result| result["outcome"] == "rejected")
+        .and_then(|result| result["message"].as_str().map(String::from));
+    Ok(refusal)
+}
+
 /// Every way the run under pagefit differs from the 4K kernel's run.
 fn differences(under_pagefit: &Run, reference: &Run) -> Vec<String> {
     // The loader hands the program a copy of its program headers with RELRO
@@ -179,7 +201,7 @@ fn differences(under_pagefit: &Run, reference: &Run) -> Vec<String> {
 
 /// One row per program and boot; programs that read /proc/self/exe
 /// themselves are listed in the returned note instead (it names pagefit).
-pub fn compare(arch: Arch, fixtures: &Path, boots: &[(String, String)]) -> Result<(Vec<Row>, Vec<String>)> {
+pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, String)]) -> Result<(Vec<Row>, Vec<String>)> {
     let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
     let mut rows = Vec::new();
     let mut not_comparable = Vec::new();
@@ -194,9 +216,23 @@ pub fn compare(arch: Arch, fixtures: &Path, boots: &[(String, String)]) -> Resul
             let under_pagefit = runs.iter().find(|r| r.name == format!("{PREFIX}{name}"));
             let native = runs.iter().find(|r| &r.name == name);
             let at_4k = small.iter().find(|r| &r.name == name);
+            // Killed at exec natively: once pagefit maps the program, ld.so
+            // meets its libraries, and may refuse one the kernel never got to.
+            let killed_at_exec = native.is_some_and(|n| n.rc == 139);
+            let refused_library = match killed_at_exec {
+                true => library_refusal(pagefit, fixtures, command, page, &arch.sysroot())?,
+                false => None,
+            };
             let (predicted, problems) = match (under_pagefit, native.filter(|n| library_failure(n)), at_4k) {
                 (None, ..) => ("-", vec!["the VM printed no result for this run".to_string()]),
                 (Some(run), Some(native), _) => ("ld.so rejects a library, as natively", differences(run, native)),
+                (Some(run), None, _) if refused_library.is_some() => {
+                    let message = refused_library.as_deref().unwrap_or_default();
+                    let said = run.rc == 127 && run.output.lines().any(|line| line.ends_with(message));
+                    let problems =
+                        if said { Vec::new() } else { vec![format!("predicted ld.so to say {message:?}, observed rc {}", run.rc)] };
+                    ("ld.so rejects a library (check --closure)", problems)
+                }
                 (Some(run), None, Some(reference)) if reference.rc == 0 || library_failure(reference) => {
                     let rescued = native.is_some_and(|n| n.rc != reference.rc);
                     (if rescued { "rescued: as the 4K kernel ran it" } else { "as the 4K kernel ran it" }, differences(run, reference))

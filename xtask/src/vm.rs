@@ -39,10 +39,15 @@ impl Initramfs {
             Arch::Aarch64 => ("lib", "ld-linux-aarch64.so.1"),
             Arch::Ppc64le => ("lib64", "ld64.so.2"),
         };
-        std::fs::copy(sysroot.join(interp), root.join(interp_dir).join(interp))
-            .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
         let libdir = root.join("lib").join(triple);
         std::fs::create_dir_all(&libdir)?;
+        // As Debian lays it out: ld.so in the multiarch directory, where a
+        // new link namespace (an LD_AUDIT module's) finds it by soname, and
+        // the PT_INTERP path a symlink to that same file.
+        std::fs::copy(sysroot.join(interp), libdir.join(interp))
+            .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
+        let from_interp_dir = if interp_dir == "lib" { PathBuf::from(triple) } else { Path::new("../lib").join(triple) };
+        std::os::unix::fs::symlink(from_interp_dir.join(interp), root.join(interp_dir).join(interp))?;
         for lib in GLIBC_LIBS {
             if sysroot.join(lib).exists() {
                 std::fs::copy(sysroot.join(lib), libdir.join(lib))?;

@@ -24,7 +24,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         let fixed = fixproof::prepare(arch, &dir, &pagefit, &workspace().join(format!("target/realkernel/recorded-fixed/{}", arch.name())))
             .expect("fix the fixtures");
         rows.extend(fixproof::compare(arch, &fixed, &boots).expect("compare the fixed runs"));
-        let (run_rows, _) = runproof::compare(arch, &dir, &boots).expect("compare the runs under pagefit run");
+        let (run_rows, _) = runproof::compare(arch, &dir, &pagefit, &boots).expect("compare the runs under pagefit run");
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
         rows.extend(runproof::compare_fat(arch, &boots));
