@@ -43,7 +43,7 @@ syscalls_and_bytes() {
   awk '
     { calls++ }
     /^[0-9]+ +(read|pread64)\(/ { n = $NF; if (n ~ /^[0-9]+$/) bytes += n }
-    END { printf "%d %d", calls, bytes }' "$work/trace"
+    END { printf "%d %d\n", calls, bytes }' "$work/trace"
 }
 
 rows=(
