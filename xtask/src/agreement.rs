@@ -116,17 +116,23 @@ impl ClosurePrediction {
     }
 }
 
-/// Asks `pagefit check --closure` about `program` (in `dir`) at `page`,
-/// resolving system libraries in `sysroot`.
-pub fn predict_closure(pagefit: &Path, dir: &Path, program: &str, page: &str, sysroot: &Path) -> Result<ClosurePrediction> {
+/// `pagefit check --closure --format json` of `program` (in `dir`) at
+/// `page`, resolving system libraries in `sysroot`.
+pub fn check_closure(pagefit: &Path, dir: &Path, program: &str, page: &str, sysroot: &Path) -> Result<Value> {
     let output = Command::new(pagefit)
         .args(["check", "--closure", program, "--page-size", page, "--format", "json", "--sysroot"])
         .arg(sysroot)
         .current_dir(dir)
         .output()
         .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    let document: Value = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("pagefit check --closure {program}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("pagefit check --closure {program}: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// Asks `pagefit check --closure` about `program` (in `dir`) at `page`,
+/// resolving system libraries in `sysroot`.
+pub fn predict_closure(pagefit: &Path, dir: &Path, program: &str, page: &str, sysroot: &Path) -> Result<ClosurePrediction> {
+    let document = check_closure(pagefit, dir, program, page, sysroot)?;
     let closure = &document["closure"];
     let missing = closure["unresolved"].as_array().and_then(|u| u.first()).map(|u| {
         format!("error while loading shared libraries: {}: {}", u["name"].as_str().unwrap_or("?"), u["reason"].as_str().unwrap_or("?"))

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
+use crate::agreement::{check_closure, describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::realkernel::{manifest_entries, Row};
 use crate::Arch;
 
@@ -122,7 +122,8 @@ pub fn compare_fat(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
             let problems = match (run, reference) {
                 (Some(run), Some(reference)) => {
                     let chosen = run.output.lines().find(|line| line.starts_with(" *record")).unwrap_or("");
-                    let program_output: String = run.output.lines().filter(|line| !line.starts_with(" *record")).map(|l| format!("{l}\n")).collect();
+                    let program_output: String =
+                        run.output.lines().filter(|line| !line.starts_with(" *record")).map(|l| format!("{l}\n")).collect();
                     let mut problems = differences(&Run { output: program_output, ..run.clone() }, reference);
                     if !chosen.starts_with(&format!(" *record{record} ")) {
                         problems.push(format!("expected record{record} ({build}) to be chosen, the report says {chosen:?}"));
@@ -166,14 +167,7 @@ fn library_failure(run: &Run) -> bool {
 /// interpreter aside: pagefit maps those.
 fn library_refusal(pagefit: &Path, fixtures: &Path, command: &str, page: &str, sysroot: &Path) -> Result<Option<String>> {
     let program = command.split_whitespace().next().unwrap_or(command);
-    let output = Command::new(pagefit)
-        .args(["check", "--closure", program, "--page-size", page, "--format", "json", "--sysroot"])
-        .arg(sysroot)
-        .current_dir(fixtures)
-        .output()
-        .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    let document: serde_json::Value =
-        serde_json::from_slice(&output.stdout).with_context(|| format!("pagefit check --closure {program}"))?;
+    let document = check_closure(pagefit, fixtures, program, page, sysroot)?;
     let files = document["files"].as_array().into_iter().flatten();
     let libraries = files.skip(1).filter(|file| file["role"] != "interpreter");
     let refusal = libraries
