@@ -487,8 +487,15 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
         // With huge-page text, a 2 MiB-aligned bias keeps address and file offset congruent mod 2 MiB.
         let alignment = if huge_text.is_empty() { plan.base_alignment } else { plan.base_alignment.max(PageSize::M2.bytes()) };
         let align = usize::try_from(alignment).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        let reservation = sys::Reservation::anywhere(len, align)?;
-        let bias = (reservation.start() as u64).wrapping_sub(span.start);
+        // Under emulation, ld.so maps a library's last segment up to a P
+        // boundary past the space this smaller-page host gave it, over the
+        // page above; a library often lands right below this object, in the
+        // padding `anywhere` gave back. A guard of P below the object takes
+        // that instead of its first page.
+        let guard = if plan.page_size > host_page_size() { plan.page_size.bytes().next_multiple_of(alignment) } else { 0 };
+        let guard = usize::try_from(guard).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let reservation = sys::Reservation::anywhere(len.checked_add(guard).ok_or(std::io::ErrorKind::OutOfMemory)?, align)?;
+        let bias = ((reservation.start() + guard) as u64).wrapping_sub(span.start);
         (reservation, bias)
     };
     let at = |address: u64| address.wrapping_add(bias) as usize;
