@@ -93,9 +93,10 @@ printf '  %-40s %6s %8s\n' "" kernel pagefit
 printf '  %-40s %6s %8s\n' "mappings of cat" "$(count "$native_maps" " $cat_path\$")" "$(count "$loaded_maps" " $cat_path\$")"
 # A dynamically linked pagefit keeps its own ld.so mapped, at other addresses.
 ldso="/$(basename "$interp")\$"
+native_ldso=$(count "$native_maps" "$ldso")
 own_ldso=0
-if readelf -lW "$pagefit" | grep -q 'program interpreter'; then own_ldso=$(count "$native_maps" "$ldso"); fi
-printf '  %-40s %6s %8s\n' "mappings of the program's ld.so" "$own_ldso" "$(($(count "$loaded_maps" "$ldso") - own_ldso))"
+if readelf -lW "$pagefit" | grep -q 'program interpreter'; then own_ldso=$native_ldso; fi
+printf '  %-40s %6s %8s\n' "mappings of the program's ld.so" "$native_ldso" "$(($(count "$loaded_maps" "$ldso") - own_ldso))"
 printf '  %-40s %6s %8s\n' "mappings of pagefit itself" "$(count "$native_maps" "/pagefit\$")" "$(count "$loaded_maps" "/pagefit\$")"
 printf '  %-40s %6s %8s\n' "all VMAs of the process" "$(wc -l <<<"$native_maps")" "$(wc -l <<<"$loaded_maps")"
 
