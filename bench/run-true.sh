@@ -4,12 +4,14 @@
 # loader adds; and the number of VMAs next to the kernel's for the same
 # program (`cat /proc/self/maps`, run both ways).
 # Usage: bench/run-true.sh [RUNS] (default 500). Needs perf for the timings
-# (falls back to a shell loop without it).
+# (falls back to a shell loop without it), and a C compiler for the floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-500}"
-cargo build --release -q -p pagefit-cli
-pagefit=target/release/pagefit
+# pagefit as it is meant to be installed: static-pie where .cargo/static-pie.toml says how.
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo build --release -q -p pagefit-cli --config .cargo/static-pie.toml --target "$host"
+pagefit="target/$host/release/pagefit"
 interp=$(readelf -lW /bin/true | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
 
 # Mean wall time in microseconds of one run of "$@".
@@ -36,6 +38,37 @@ printf '  %-34s %6s us  %5sx\n' "/bin/true" "$native" "1.00"
 printf '  %-34s %6s us  %5sx\n' "$interp /bin/true" "$ldso" "$(ratio "$ldso")"
 printf '  %-34s %6s us  %5sx\n' "pagefit run /bin/true" "$loaded" "$(ratio "$loaded")"
 printf '  %-34s %6s us  %5sx\n' "pagefit --version (its own startup)" "$startup" "$(ratio "$startup")"
+goal=$(echo "$loaded <= 1.3 * $native" | bc)
+echo "  goal: pagefit run at most 1.30x native: $([ "$goal" = 1 ] && echo met || echo "not met")"
+
+# The floor of any loader that is itself a glibc program: its own libc
+# startup (CPU feature probing, TLS, IRELATIVE relocations), measured as a
+# static C program returning from main, less the bare fork+exec+exit of a
+# program with no libc at all, on top of the native run.
+if command -v cc >/dev/null; then
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  echo 'int main(void) { return 0; }' >"$scratch/nop.c"
+  cat >"$scratch/exit.c" <<'C'
+void _start(void) {
+#if defined(__x86_64__)
+  __asm__ volatile("mov $231, %eax; xor %edi, %edi; syscall");
+#elif defined(__aarch64__)
+  __asm__ volatile("mov x8, #94; mov x0, #0; svc #0");
+#elif defined(__powerpc64__)
+  __asm__ volatile("li 0, 234; li 3, 0; sc");
+#endif
+}
+C
+  if cc -O2 -static -o "$scratch/nop" "$scratch/nop.c" 2>/dev/null && cc -O2 -static -nostdlib -o "$scratch/exit" "$scratch/exit.c" 2>/dev/null; then
+    nop=$(mean_us "$scratch/nop")
+    bare=$(mean_us "$scratch/exit")
+    floor=$((native + nop - bare))
+    printf '  %-34s %6s us\n' "exit only, no libc (exec cost)" "$bare"
+    printf '  %-34s %6s us  (+%s us of glibc startup)\n' "static C program, empty main" "$nop" "$((nop - bare))"
+    printf '  %-34s %6s us  %5sx\n' "floor: native + that startup" "$floor" "$(ratio "$floor")"
+  fi
+fi
 
 echo "composed (private) pages added by the loader, program + interpreter:"
 for page in host 16k 64k; do
@@ -58,10 +91,12 @@ loaded_maps=$("$pagefit" run "$cat_path" /proc/self/maps)
 count() { grep -c "$2" <<<"$1" || true; }
 printf '  %-40s %6s %8s\n' "" kernel pagefit
 printf '  %-40s %6s %8s\n' "mappings of cat" "$(count "$native_maps" " $cat_path\$")" "$(count "$loaded_maps" " $cat_path\$")"
-# pagefit is itself a dynamic program: its own ld.so stays mapped, at other addresses.
+# A dynamically linked pagefit keeps its own ld.so mapped, at other addresses.
 ldso="/$(basename "$interp")\$"
-own_ldso=$(count "$native_maps" "$ldso")
-printf '  %-40s %6s %8s\n' "mappings of the program's ld.so" "$own_ldso" "$(($(count "$loaded_maps" "$ldso") - own_ldso))"
+native_ldso=$(count "$native_maps" "$ldso")
+own_ldso=0
+if readelf -lW "$pagefit" | grep -q 'program interpreter'; then own_ldso=$native_ldso; fi
+printf '  %-40s %6s %8s\n' "mappings of the program's ld.so" "$native_ldso" "$(($(count "$loaded_maps" "$ldso") - own_ldso))"
 printf '  %-40s %6s %8s\n' "mappings of pagefit itself" "$(count "$native_maps" "/pagefit\$")" "$(count "$loaded_maps" "/pagefit\$")"
 printf '  %-40s %6s %8s\n' "all VMAs of the process" "$(wc -l <<<"$native_maps")" "$(wc -l <<<"$loaded_maps")"
 

@@ -23,14 +23,11 @@ use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 
-// Checking thousands of files makes many small, short-lived allocations
-// (findings, messages, memory images); mimalloc halves their cost.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
-    // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file.
-    let cli = run::binfmt_invocation().map_or_else(Cli::parse, |args| Cli { command: Command::Run(args) });
+    // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file;
+    // `pagefit run` skips building the other subcommands' parsers.
+    let run_args = run::binfmt_invocation().or_else(run::run_invocation);
+    let cli = run_args.map_or_else(Cli::parse, |args| Cli { command: Command::Run(args) });
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),

@@ -111,6 +111,19 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
     })
 }
 
+/// `pagefit run ...` parsed with the `run` subcommand's arguments alone:
+/// building every subcommand's arguments, as [`crate::cli::Cli`] does, took
+/// more time than the rest of pagefit's startup. Anything but a clean parse
+/// (help, an error) gives `None`, so that the full parser handles it as always.
+pub fn run_invocation() -> Option<RunArgs> {
+    let mut argv = std::env::args_os().skip(1).peekable();
+    if argv.peek()? != "run" {
+        return None;
+    }
+    let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).ok()?;
+    <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).ok()
+}
+
 fn gap_policy(text: &str) -> Result<GapPolicy, String> {
     match text {
         "extend" => Ok(GapPolicy::Extend),

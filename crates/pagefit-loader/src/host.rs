@@ -4,16 +4,19 @@ use std::io;
 
 use pagefit_core::stack::auxv;
 
-/// The host's auxiliary vector (`/proc/self/auxv`).
+/// The host's auxiliary vector.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HostAuxv {
     entries: Vec<(u64, u64)>,
 }
 
 impl HostAuxv {
-    /// Reads this process's auxv.
+    /// Reads this process's auxv (`/proc/self/auxv` before Linux 6.4).
     pub(crate) fn read() -> io::Result<HostAuxv> {
-        let bytes = std::fs::read("/proc/self/auxv")?;
+        let bytes = match crate::sys::auxv_bytes() {
+            Some(bytes) => bytes,
+            None => std::fs::read("/proc/self/auxv")?,
+        };
         let words: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default())).collect();
         let entries = words.chunks_exact(2).map(|pair| (pair[0], pair[1])).take_while(|(tag, _)| *tag != auxv::AT_NULL).collect();
         Ok(HostAuxv { entries })

@@ -38,10 +38,10 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use object::read::ReadCache;
+use object::read::{ReadCache, ReadCacheOps};
 use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::origin::{expand_origin, OriginExpansion};
@@ -163,10 +163,12 @@ pub fn prepare(
         }
         _ => None,
     };
-    let origin_expansions = match std::fs::canonicalize(&program.path) {
-        Ok(real) => real.parent().map_or_else(Vec::new, |dir| expand_origin(&program.elf.dynamic, &dir.to_string_lossy())),
-        // ld.so's own readlink would fail the same way; it leaves $ORIGIN unexpanded.
-        Err(_) => Vec::new(),
+    // Without DT_RPATH or DT_RUNPATH there is no $ORIGIN to expand, nor a path to resolve.
+    let search_paths = !program.elf.dynamic.search_path_entries.is_empty();
+    let origin_expansions = match search_paths.then(|| std::fs::canonicalize(&program.path)) {
+        Some(Ok(real)) => real.parent().map_or_else(Vec::new, |dir| expand_origin(&program.elf.dynamic, &dir.to_string_lossy())),
+        // When it cannot be resolved, ld.so's own readlink would fail the same way; it leaves $ORIGIN unexpanded.
+        _ => Vec::new(),
     };
     Ok(Prepared { options, program, program_relro, origin_expansions, interpreter, args })
 }
@@ -187,7 +189,8 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
     }
     // The program's RPATH/RUNPATH strings are needed for `$ORIGIN`.
     let parse_options = ParseOptions { dynamic_strings: role == "program", ..ParseOptions::default() };
-    let cache = ReadCache::new(&file);
+    let reader = HeaderReader::new(&file, metadata.len()).map_err(|e| LoadError::Invalid(format!("{shown}: cannot read: {e}")))?;
+    let cache = ReadCache::new(reader);
     let (base, parsed) = match &embedded {
         Some(record) => (record.start, parse(cache.range(record.start, record.end - record.start), parse_options)),
         None => (0, parse(&cache, parse_options)),
@@ -230,6 +233,59 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
     Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, plan })
 }
 
+/// What `object::ReadCache` reads a program or interpreter through: its
+/// first 4 KiB (ELF header, program headers, PT_INTERP, usually `.dynstr`)
+/// come from one `pread`, anything else from one `pread` each, where a plain
+/// `File` would pay an `lseek` before every small read.
+struct HeaderReader<'a> {
+    file: &'a File,
+    len: u64,
+    position: u64,
+    prefix: Vec<u8>,
+}
+
+impl<'a> HeaderReader<'a> {
+    fn new(file: &'a File, len: u64) -> std::io::Result<HeaderReader<'a>> {
+        let mut prefix = vec![0; len.min(4096) as usize];
+        file.read_exact_at(&mut prefix, 0)?;
+        Ok(HeaderReader { file, len, position: 0, prefix })
+    }
+}
+
+impl ReadCacheOps for HeaderReader<'_> {
+    fn len(&mut self) -> Result<u64, ()> {
+        Ok(self.len)
+    }
+
+    fn seek(&mut self, position: u64) -> Result<u64, ()> {
+        self.position = position;
+        Ok(position)
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+        let read = match usize::try_from(self.position).ok().and_then(|start| self.prefix.get(start..)).filter(|rest| !rest.is_empty()) {
+            Some(rest) => {
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+            None => self.file.read_at(buf, self.position).map_err(|_| ())?,
+        };
+        self.position += read as u64;
+        Ok(read)
+    }
+
+    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ()> {
+        while !buf.is_empty() {
+            match self.read(buf)? {
+                0 => return Err(()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
 fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
     let span = object.plan.span;
@@ -260,7 +316,7 @@ impl Prepared {
         let len = self.program.elf.program_headers.len() * 56;
         let mut table = vec![0u8; len];
         let offset = self.program.base + self.program.elf.program_header_offset;
-        std::os::unix::fs::FileExt::read_exact_at(&self.program.file, &mut table, offset)?;
+        self.program.file.read_exact_at(&mut table, offset)?;
         Ok(Some(table))
     }
 
@@ -431,8 +487,15 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
         // With huge-page text, a 2 MiB-aligned bias keeps address and file offset congruent mod 2 MiB.
         let alignment = if huge_text.is_empty() { plan.base_alignment } else { plan.base_alignment.max(PageSize::M2.bytes()) };
         let align = usize::try_from(alignment).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        let reservation = sys::Reservation::anywhere(len, align)?;
-        let bias = (reservation.start() as u64).wrapping_sub(span.start);
+        // Under emulation, ld.so maps a library's last segment up to a P
+        // boundary past the space this smaller-page host gave it, over the
+        // page above; a library often lands right below this object, in the
+        // padding `anywhere` gave back. A guard of P below the object takes
+        // that instead of its first page.
+        let guard = if plan.page_size > host_page_size() { plan.page_size.bytes().next_multiple_of(alignment) } else { 0 };
+        let guard = usize::try_from(guard).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let reservation = sys::Reservation::anywhere(len.checked_add(guard).ok_or(std::io::ErrorKind::OutOfMemory)?, align)?;
+        let bias = ((reservation.start() + guard) as u64).wrapping_sub(span.start);
         (reservation, bias)
     };
     let at = |address: u64| address.wrapping_add(bias) as usize;

@@ -172,6 +172,19 @@ pub(crate) fn host_string(address: usize) -> Option<Vec<u8>> {
     Some(unsafe { CStr::from_ptr(address as *const std::ffi::c_char) }.to_bytes().to_vec())
 }
 
+/// This process's auxiliary vector as the kernel gave it, in one system call
+/// (`PR_GET_AUXV`, Linux 6.4); `None` where the kernel is older.
+pub(crate) fn auxv_bytes() -> Option<Vec<u8>> {
+    const PR_GET_AUXV: libc::c_int = 0x4155_5856;
+    // A few dozen entries of two words; the kernel says how many bytes it has.
+    let mut buffer = vec![0u8; 1024];
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into `buffer`.
+    let len = unsafe { libc::prctl(PR_GET_AUXV, buffer.as_mut_ptr(), buffer.len(), 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    let len = usize::try_from(len).ok().filter(|len| *len <= buffer.len())?;
+    buffer.truncate(len);
+    Some(buffer)
+}
+
 /// A saved signal mask.
 pub(crate) struct SignalMask(libc::sigset_t);
 
