@@ -24,18 +24,7 @@ trap 'rm -rf "$work"' EXIT
 chmod +x "$work/extracted.elf"
 cmp -s "$work/extracted.elf" "$fixtures/x86_64/c-pie-bfd-4k"
 
-# Mean wall time in microseconds of one run of "$@".
-mean_us() {
-  if command -v perf >/dev/null; then
-    perf stat -r "$runs" "$@" 2>&1 >/dev/null | awk '/seconds time elapsed/ { printf "%.0f", $1 * 1e6 }'
-  else
-    local start end
-    start=$(date +%s%N)
-    for _ in $(seq "$runs"); do "$@" >/dev/null; done
-    end=$(date +%s%N)
-    echo $(((end - start) / runs / 1000))
-  fi
-}
+source bench/mean-us.sh
 
 # System calls, and bytes returned by read/pread64, of one run of "$@".
 syscalls_and_bytes() {

@@ -14,18 +14,7 @@ cargo build --release -q -p pagefit-cli --config .cargo/static-pie.toml --target
 pagefit="target/$host/release/pagefit"
 interp=$(readelf -lW /bin/true | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
 
-# Mean wall time in microseconds of one run of "$@".
-mean_us() {
-  if command -v perf >/dev/null; then
-    perf stat -r "$runs" "$@" 2>&1 >/dev/null | awk '/seconds time elapsed/ { printf "%.0f", $1 * 1e6 }'
-  else
-    local start end
-    start=$(date +%s%N)
-    for _ in $(seq "$runs"); do "$@" >/dev/null; done
-    end=$(date +%s%N)
-    echo $(((end - start) / runs / 1000))
-  fi
-}
+source bench/mean-us.sh
 
 "$pagefit" run /bin/true # warm the page cache
 native=$(mean_us /bin/true)
