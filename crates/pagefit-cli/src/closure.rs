@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ use crate::source::FileSource;
 struct HostFiles {
     sysroot: Option<PathBuf>,
     parse_options: ParseOptions,
+    /// A program that is one record of a FatELF file: the file and the record's bytes.
+    fat_record: Option<(PathBuf, Range<u64>)>,
 }
 
 impl HostFiles {
@@ -81,7 +84,12 @@ impl TargetFiles for HostFiles {
             Err(e) => return Opened::Invalid(format!("{}: {e}", host_path.display())),
         };
         let identity = (metadata.dev(), metadata.ino());
-        match parse(&ReadCache::new(source), self.parse_options) {
+        let cache = ReadCache::new(source);
+        let parsed = match &self.fat_record {
+            Some((fat, record)) if *fat == host_path => parse(cache.range(record.start, record.end - record.start), self.parse_options),
+            _ => parse(&cache, self.parse_options),
+        };
+        match parsed {
             Ok(file) => Opened::Elf { file: Box::new(file), identity, host_path: host_path.display().to_string() },
             Err(e) => Opened::Invalid(format!("{}: {e}", host_path.display())),
         }
@@ -126,6 +134,17 @@ pub struct Search<'a> {
 
 /// Resolves the closure of `program` on this machine or in a sysroot.
 pub fn resolve_program(program: &Path, search: &Search<'_>, section_names: bool) -> anyhow::Result<Closure> {
+    resolve_program_record(program, None, search, section_names)
+}
+
+/// [`resolve_program`] for a program that is the byte range `record` of a
+/// FatELF file (its `$ORIGIN` is the fat file's directory).
+pub fn resolve_program_record(
+    program: &Path,
+    record: Option<Range<u64>>,
+    search: &Search<'_>,
+    section_names: bool,
+) -> anyhow::Result<Closure> {
     let sysroot = search.sysroot.map(std::fs::canonicalize).transpose().context("--sysroot")?;
     let canonical = std::fs::canonicalize(program).with_context(|| format!("{}: cannot read", program.display()))?;
     // ld.so's $ORIGIN for the program is its real directory (from /proc/self/exe).
@@ -142,6 +161,7 @@ pub fn resolve_program(program: &Path, search: &Search<'_>, section_names: bool)
     let mut files = HostFiles {
         sysroot,
         parse_options: ParseOptions { sections: true, section_names, dynamic_strings: true, ..ParseOptions::default() },
+        fat_record: record.map(|range| (canonical.clone(), range)),
     };
     resolve(root, &mut files, &options).map_err(|e| anyhow::anyhow!(e))
 }

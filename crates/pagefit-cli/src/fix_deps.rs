@@ -13,6 +13,7 @@
 //! ld.so aligns them itself; libraries already ok at P get such a copy too.
 
 use std::hash::Hasher;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -22,7 +23,7 @@ use pagefit_core::elf::{ElfFile, ParseOptions};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{emulation_alignment, raise_load_alignment};
 
-use crate::closure::{check_objects, resolve_program, Search};
+use crate::closure::{check_objects, resolve_program_record, Search};
 use crate::fix_closure::fix_file;
 
 /// The audit module (audit/pagefit-audit.c, built by build.rs for the target).
@@ -32,8 +33,9 @@ const AUDIT_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pagefit-au
 /// its closure first in LD_LIBRARY_PATH, and the audit module in LD_AUDIT
 /// for the libraries it opens later. The program's environment is pagefit's
 /// own: the loader copies it onto the new stack.
-pub fn prepare_environment(program: &Path, page: PageSize) -> anyhow::Result<()> {
-    let dirs = fixed_library_dirs(program, page)?;
+/// `record`: the program is that byte range of a FatELF file.
+pub fn prepare_environment(program: &Path, record: Option<Range<u64>>, page: PageSize) -> anyhow::Result<()> {
+    let dirs = fixed_library_dirs(program, record, page)?;
     let inherited = std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default();
     let joined = std::env::join_paths(dirs.iter().cloned().chain(inherited)).context("--fix-deps: a cache path holds ':'")?;
     let cache = cache_dir()?;
@@ -53,8 +55,8 @@ pub fn prepare_environment(program: &Path, page: PageSize) -> anyhow::Result<()>
 }
 
 /// The cache directories holding the fixed libraries, in load order.
-fn fixed_library_dirs(program: &Path, page: PageSize) -> anyhow::Result<Vec<PathBuf>> {
-    let closure = resolve_program(program, &Search { sysroot: None, library_path: None }, false)?;
+fn fixed_library_dirs(program: &Path, record: Option<Range<u64>>, page: PageSize) -> anyhow::Result<Vec<PathBuf>> {
+    let closure = resolve_program_record(program, record, &Search { sysroot: None, library_path: None }, false)?;
     if let Some(missing) = closure.unresolved.first() {
         bail!("--fix-deps: {}: {}", missing.name, missing.reason);
     }

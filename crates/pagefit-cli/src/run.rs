@@ -142,15 +142,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let file = pagefit_loader::open(&path, "program")?;
     let fat = choose_fat_record(&path, &file, page_size)?;
+    let embedded = fat.as_ref().map(|(_, record)| record.clone());
     if args.fix_deps {
-        if fat.is_some() {
-            bail!("{}: --fix-deps takes ELF programs, not FatELF files: extract the record first (pagefit fat extract)", path.display());
-        }
-        crate::fix_deps::prepare_environment(&path, page_size)?;
+        crate::fix_deps::prepare_environment(&path, embedded.clone(), page_size)?;
     }
     let argv0 = args.binfmt_argv0.unwrap_or_else(|| args.program.clone());
     let argv: Vec<OsString> = std::iter::once(argv0).chain(args.args).collect();
-    let embedded = fat.as_ref().map(|(_, record)| record.clone());
     let loaded = pagefit_loader::prepare(&path, file, embedded, argv, options).and_then(pagefit_loader::Prepared::load);
     let loaded = match loaded {
         Ok(loaded) => loaded,

@@ -387,3 +387,35 @@ fn fix_deps_runs_a_4k_program_with_4k_libraries_at_16k_and_64k() {
         }
     }
 }
+
+/// `--fix-deps` of a FatELF file resolves the chosen record's closure, with
+/// the fat file's directory as its `$ORIGIN`: the 4K `uselib-4k`, glued with
+/// its aarch64 build, runs at 64K with its 4K library (beside the fat file) fixed.
+#[test]
+fn fix_deps_resolves_the_closure_of_a_fat_files_record() {
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("x86_64/liblib-4k.so"), dir.path().join("liblib-4k.so")).unwrap();
+    let records = ["x86_64", "aarch64"].map(|arch| fixtures().join(arch).join("uselib-4k").display().to_string());
+    let glued = pagefit(&["fat", "glue", "-o", "app.fat", &records[0], &records[1]], dir.path());
+    assert_eq!(glued.status.code(), Some(0), "{}", combined(&glued));
+    let native = Command::new(fixtures().join("x86_64/uselib-4k")).output().unwrap();
+    let run = |fix_deps: bool| {
+        let mut args = vec!["run", "--page-size", "64k"];
+        args.extend(fix_deps.then_some("--fix-deps"));
+        args.push("./app.fat");
+        Command::new(env!("CARGO_BIN_EXE_pagefit"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let without = run(false);
+    assert!(combined(&without).contains("liblib-4k.so: ELF load command address/offset not page-aligned"), "{}", combined(&without));
+    let with = run(true);
+    assert_eq!(status_of(&with), 0, "{}", combined(&with));
+    assert_eq!(behaviour(&with), behaviour(&native));
+}
