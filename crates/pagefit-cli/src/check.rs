@@ -20,7 +20,7 @@ use crate::cli::{CheckArgs, CheckFormat};
 use crate::closure;
 use crate::image::{self, Container};
 use crate::inputs::{collect, walk, Candidate};
-use crate::source::FileSource;
+use pagefit_loader::source::FileSource;
 
 /// What checking one file or archive member produced.
 enum Checked {

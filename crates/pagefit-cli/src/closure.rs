@@ -20,7 +20,7 @@ use pagefit_core::sarif::sarif_log;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, CheckFormat};
-use crate::source::FileSource;
+use pagefit_loader::source::FileSource;
 
 /// The files of the target system: `/`, or a sysroot whose absolute symlinks
 /// point inside it.

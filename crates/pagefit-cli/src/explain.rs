@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::check::file_name;
 use crate::cli::{ExplainArgs, Format};
-use crate::source::FileSource;
+use pagefit_loader::source::FileSource;
 
 /// `pagefit explain --format json`.
 #[derive(Serialize)]

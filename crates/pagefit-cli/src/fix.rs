@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::check::file_name;
 use crate::cli::Format;
-use crate::source::FileSource;
+use pagefit_loader::source::FileSource;
 
 mod fat_records;
 

@@ -13,7 +13,6 @@ mod fix_deps;
 mod image;
 mod inputs;
 mod run;
-mod source;
 mod sparse;
 
 use std::io::Write;

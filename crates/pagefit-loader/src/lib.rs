@@ -32,6 +32,7 @@
 #[cfg_attr(target_arch = "powerpc64", path = "arch/powerpc64.rs")]
 mod arch;
 mod host;
+pub mod source;
 mod sys;
 
 use std::ffi::OsString;
@@ -41,7 +42,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use object::read::{ReadCache, ReadCacheOps};
+use object::read::ReadCache;
 use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
 use pagefit_core::memory::AddrRange;
 use pagefit_core::origin::{expand_origin, OriginExpansion};
@@ -54,6 +55,7 @@ use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
 
 use host::HostAuxv;
+use source::FileSource;
 
 /// How to run a program.
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +191,7 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
     }
     // The program's RPATH/RUNPATH strings are needed for `$ORIGIN`.
     let parse_options = ParseOptions { dynamic_strings: role == "program", ..ParseOptions::default() };
-    let reader = HeaderReader::new(&file, metadata.len()).map_err(|e| LoadError::Invalid(format!("{shown}: cannot read: {e}")))?;
+    let reader = FileSource::new(file, metadata.len()).map_err(|e| LoadError::Invalid(format!("{shown}: cannot read: {e}")))?;
     let cache = ReadCache::new(reader);
     let (base, parsed) = match &embedded {
         Some(record) => (record.start, parse(cache.range(record.start, record.end - record.start), parse_options)),
@@ -229,61 +231,8 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
         (PlanError::Rejected(rejection), true) => LoadError::KilledAtExec(format!("{shown}: {}", rejection.loader_message)),
         (error, _) => LoadError::Invalid(format!("{shown}: cannot be loaded even at {}: {error}", options.guest_page_size)),
     })?;
-    drop(cache);
+    let file = cache.into_inner().into_file();
     Ok(PlannedObject { path: path.to_path_buf(), file, base, file_len: metadata.len(), elf, plan })
-}
-
-/// What `object::ReadCache` reads a program or interpreter through: its
-/// first 4 KiB (ELF header, program headers, PT_INTERP, usually `.dynstr`)
-/// come from one `pread`, anything else from one `pread` each, where a plain
-/// `File` would pay an `lseek` before every small read.
-struct HeaderReader<'a> {
-    file: &'a File,
-    len: u64,
-    position: u64,
-    prefix: Vec<u8>,
-}
-
-impl<'a> HeaderReader<'a> {
-    fn new(file: &'a File, len: u64) -> std::io::Result<HeaderReader<'a>> {
-        let mut prefix = vec![0; len.min(4096) as usize];
-        file.read_exact_at(&mut prefix, 0)?;
-        Ok(HeaderReader { file, len, position: 0, prefix })
-    }
-}
-
-impl ReadCacheOps for HeaderReader<'_> {
-    fn len(&mut self) -> Result<u64, ()> {
-        Ok(self.len)
-    }
-
-    fn seek(&mut self, position: u64) -> Result<u64, ()> {
-        self.position = position;
-        Ok(position)
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
-        let read = match usize::try_from(self.position).ok().and_then(|start| self.prefix.get(start..)).filter(|rest| !rest.is_empty()) {
-            Some(rest) => {
-                let n = buf.len().min(rest.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                n
-            }
-            None => self.file.read_at(buf, self.position).map_err(|_| ())?,
-        };
-        self.position += read as u64;
-        Ok(read)
-    }
-
-    fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), ()> {
-        while !buf.is_empty() {
-            match self.read(buf)? {
-                0 => return Err(()),
-                n => buf = &mut buf[n..],
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.

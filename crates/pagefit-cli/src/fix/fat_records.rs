@@ -20,7 +20,7 @@ use pagefit_core::fat::{
 use pagefit_core::page::PageSize;
 
 use super::{finish, fix_elf, keep_backup, ElfFix, FixArgs, FixReport, FixStatus, TempFile};
-use crate::source::FileSource;
+use pagefit_loader::source::FileSource;
 
 /// A `--record` target, with the words it was given in for messages.
 #[derive(Clone, Debug)]

@@ -39,11 +39,15 @@ impl FileSource {
         if metadata.is_dir() {
             return Err(std::io::ErrorKind::IsADirectory.into());
         }
-        let len = metadata.len();
+        Ok((FileSource::new(file, metadata.len())?, metadata))
+    }
+
+    /// Reads the first 4 KiB of `file`, which is `len` bytes long.
+    pub fn new(file: File, len: u64) -> std::io::Result<FileSource> {
         let mut prefix = Vec::new();
         read_fully_at(&file, &mut prefix, 0, PREFIX_LEN.min(usize::try_from(len).unwrap_or(PREFIX_LEN)))?;
         let len = if prefix.len() < PREFIX_LEN { prefix.len() as u64 } else { len };
-        Ok((FileSource { file, len, position: 0, prefix, window_start: 0, window: Vec::new() }, metadata))
+        Ok(FileSource { file, len, position: 0, prefix, window_start: 0, window: Vec::new() })
     }
 
     fn fill_window(&mut self, start: u64) -> std::io::Result<()> {
