@@ -9,8 +9,13 @@ fn main() {
     let source = "audit/pagefit-audit.c";
     println!("cargo:rerun-if-changed={source}");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("pagefit-audit.so");
-    // The cc crate knows each target's compiler (aarch64-linux-gnu-gcc, ...) and honours CC_<target>.
-    let compiler = cc::Build::new().opt_level(2).get_compiler();
+    // The module is loaded into the program's glibc ld.so, so a musl pagefit
+    // still builds it with the glibc compiler of its architecture. The cc
+    // crate knows each target's compiler (aarch64-linux-gnu-gcc, ...) and
+    // honours CC_<target>.
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let glibc_target = target.replace("-musl", "-gnu");
+    let compiler = cc::Build::new().target(&glibc_target).opt_level(2).get_compiler();
     // 128K alignment: ok at every page size up to 64K, and above the
     // emulated page size, so that ld.so aligns its base itself (fix_deps.rs).
     let status = Command::new(compiler.path())

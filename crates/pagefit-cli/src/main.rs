@@ -22,6 +22,9 @@ use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 
+#[global_allocator]
+static ALLOCATOR: pagefit_loader::startup_arena::StartupArena = pagefit_loader::startup_arena::StartupArena::new();
+
 fn main() -> ExitCode {
     // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file;
     // `pagefit run` skips building the other subcommands' parsers.

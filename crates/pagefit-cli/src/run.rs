@@ -97,18 +97,7 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
     }
     // The kernel passes an empty argv[0] when the program was executed without one.
     let argv0 = argv.next().unwrap_or_default();
-    Some(RunArgs {
-        page_size: None,
-        as_kernel: false,
-        gaps: GapPolicy::Extend,
-        thp: false,
-        report: false,
-        format: Format::Text,
-        fix_deps: false,
-        program: path,
-        args: argv.collect(),
-        binfmt_argv0: Some(argv0),
-    })
+    Some(RunArgs { binfmt_argv0: Some(argv0), ..RunArgs::plain(path, argv.collect()) })
 }
 
 /// `pagefit run ...` parsed with the `run` subcommand's arguments alone:
@@ -116,12 +105,48 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
 /// more time than the rest of pagefit's startup. Anything but a clean parse
 /// (help, an error) gives `None`, so that the full parser handles it as always.
 pub fn run_invocation() -> Option<RunArgs> {
-    let mut argv = std::env::args_os().skip(1).peekable();
-    if argv.peek()? != "run" {
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let (subcommand, words) = argv.split_first()?;
+    if subcommand != "run" {
         return None;
     }
-    let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).ok()?;
-    <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).ok()
+    plain_run_invocation(words).or_else(|| {
+        let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).ok()?;
+        <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).ok()
+    })
+}
+
+/// The common case, `pagefit run PROGRAM [ARG ARGS...]` where neither
+/// PROGRAM nor ARG looks like an option, taken apart without clap: clap's
+/// parser code is spread over pagefit's text, and every page of it the
+/// kernel maps in on first use costs more than the parse. Clap reads the
+/// same words the same way (tested): options are still recognised right
+/// after PROGRAM, but from the first plain ARG on, all is the program's.
+fn plain_run_invocation(words: &[OsString]) -> Option<RunArgs> {
+    let (program, args) = words.split_first()?;
+    let looks_like_option = |word: &OsString| word.as_encoded_bytes().starts_with(b"-");
+    if looks_like_option(program) || args.first().is_some_and(looks_like_option) {
+        return None;
+    }
+    Some(RunArgs::plain(program.clone(), args.to_vec()))
+}
+
+impl RunArgs {
+    /// `pagefit run PROGRAM ARGS...` with every option at its default.
+    fn plain(program: OsString, args: Vec<OsString>) -> RunArgs {
+        RunArgs {
+            page_size: None,
+            as_kernel: false,
+            gaps: GapPolicy::Extend,
+            thp: false,
+            report: false,
+            format: Format::Text,
+            fix_deps: false,
+            program,
+            args,
+            binfmt_argv0: None,
+        }
+    }
 }
 
 fn gap_policy(text: &str) -> Result<GapPolicy, String> {
@@ -345,4 +370,35 @@ fn write_plan(out: &mut dyn Write, path: &str, bias: u64, plan: &RobustPlan) -> 
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clap_parse(words: &[&str]) -> RunArgs {
+        let argv = std::iter::once("run").chain(words.iter().copied());
+        let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).unwrap();
+        <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn the_plain_parse_agrees_with_clap_wherever_it_answers() {
+        let cases: &[&[&str]] = &[
+            &["/bin/true"],
+            &["ls", "/", "-l", "--color=never"],
+            &["prog", "x", "--report", "--page-size", "16k", "--"],
+            &["./a b", ""],
+        ];
+        for words in cases {
+            let owned: Vec<OsString> = words.iter().map(OsString::from).collect();
+            let plain = plain_run_invocation(&owned).expect("no option before the program");
+            assert_eq!(format!("{plain:?}"), format!("{:?}", clap_parse(words)), "{words:?}");
+        }
+        let left_to_clap: [&[&str]; 6] = [&["--report", "prog"], &["prog", "--report"], &["ls", "-l"], &["-h"], &["--", "prog"], &[]];
+        for words in left_to_clap {
+            let owned: Vec<OsString> = words.iter().map(OsString::from).collect();
+            assert!(plain_run_invocation(&owned).is_none(), "{words:?} is left to clap");
+        }
+    }
 }

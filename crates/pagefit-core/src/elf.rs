@@ -630,11 +630,27 @@ struct StringTable {
 }
 
 impl StringTable {
+    /// Reads the NUL-terminated string at `index`, in growing windows.
+    ///
+    /// Not `ReadRef::read_bytes_at_until`: that searches with the memchr
+    /// crate, whose first search probes the CPU's features with a dozen
+    /// `cpuid` instructions, each trapped by a hypervisor, on the start-up
+    /// path of every `pagefit run`.
     fn read<'data, R: ReadRef<'data>>(&self, data: R, index: u64) -> Option<String> {
         let start = self.offset?.checked_add(index)?;
-        let end = self.offset? + self.size;
-        let bytes = data.read_bytes_at_until(start..end, 0).ok()?;
-        Some(String::from_utf8_lossy(bytes).into_owned())
+        let available = (self.offset? + self.size).checked_sub(start)?;
+        let mut window = 64;
+        loop {
+            let len = available.min(window);
+            let bytes = data.read_bytes_at(start, len).ok()?;
+            if let Some(nul) = bytes.iter().position(|b| *b == 0) {
+                return Some(String::from_utf8_lossy(&bytes[..nul]).into_owned());
+            }
+            if len == available {
+                return None;
+            }
+            window *= 8;
+        }
     }
 }
 

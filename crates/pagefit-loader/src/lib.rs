@@ -23,7 +23,8 @@
 //! and heap stay mapped; the program's `brk` heap continues pagefit's.
 //!
 //! All of the project's `unsafe` code is in this crate: [`sys`] (system
-//! calls through `rustix`) and `arch/<arch>.rs` (the entry jump).
+//! calls through `rustix`), `arch/<arch>.rs` (the entry jump) and
+//! [`startup_arena`] (pagefit's global allocator).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -33,6 +34,7 @@
 mod arch;
 mod host;
 pub mod source;
+pub mod startup_arena;
 mod sys;
 
 use std::ffi::OsString;
@@ -590,6 +592,7 @@ impl Loaded {
             sys::zero_fill_pages_past_end_of_file(host_page_size().bytes() as usize);
         }
         sys::close_cloexec_descriptors();
+        #[cfg(target_env = "gnu")]
         sys::unregister_rseq();
         let _ = sys::restore_signal_mask(&self.signal_mask);
         #[allow(unsafe_code)]

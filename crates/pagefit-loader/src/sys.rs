@@ -212,14 +212,15 @@ pub(crate) fn restore_signal_mask(mask: &SignalMask) -> io::Result<()> {
 }
 
 /// Resets signal dispositions as `execve` does: handled signals go back to
-/// the default, ignored ones stay ignored, except SIGPIPE, which Rust's
-/// runtime ignores at startup (the parent's choice for it is lost; the
-/// default is what a shell gives). The alternate signal stack is dropped.
+/// the default, ignored ones stay ignored. Only the signals this process
+/// itself can have given a disposition are looked at: the kernel reset every
+/// handler when it ran pagefit, and since then only Rust's runtime has set
+/// any (handlers for SIGSEGV and SIGBUS, installed only where the default
+/// was in place; SIGPIPE ignored). SIGPIPE goes back to the default: the
+/// parent's choice for it is lost, and the default is what a shell gives.
+/// The alternate signal stack is dropped.
 pub(crate) fn reset_signal_dispositions() {
-    for signal in 1..=libc::SIGRTMAX() {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
-        }
+    for signal in [libc::SIGSEGV, libc::SIGBUS, libc::SIGPIPE] {
         // SAFETY: querying a disposition writes only into `current`.
         let mut current = unsafe { std::mem::zeroed::<libc::sigaction>() };
         if unsafe { libc::sigaction(signal, null_mut(), &mut current) } != 0 {
@@ -291,7 +292,8 @@ extern "C" fn zero_fill_on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _con
 /// The kernel keeps writing the CPU number into a registered area, which
 /// lies in pagefit's leftover TLS; and the program's glibc cannot register
 /// its own while one is registered. If the kernel refuses, the program runs
-/// without rseq (its glibc falls back to system calls).
+/// without rseq (its glibc falls back to system calls). musl registers none.
+#[cfg(target_env = "gnu")]
 pub(crate) fn unregister_rseq() {
     extern "C" {
         // glibc 2.35+: where this thread's rseq area is, relative to the thread pointer, and its size (0: none).
@@ -318,15 +320,21 @@ pub(crate) fn unregister_rseq() {
 /// Closes the descriptors `execve` would close (those with FD_CLOEXEC),
 /// which includes every file the loader opened.
 pub(crate) fn close_cloexec_descriptors() {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
-    let numbers: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|n| *n > 2).collect();
+    // rustix's directory reader rather than std's: that goes through libc's
+    // opendir, whose allocation costs musl a `brk`, an `mmap` and a `munmap`.
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    let Ok(directory) = rustix::fs::open("/proc/self/fd", flags, rustix::fs::Mode::empty()) else { return };
+    let Ok(entries) = rustix::fs::Dir::read_from(&directory) else { return };
+    let numbers: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok()).filter(|n| *n > 2).collect();
+    drop(directory);
     for number in numbers {
         // SAFETY: the number comes from /proc/self/fd; it is only queried here.
         let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(number) };
         if rustix::io::fcntl_getfd(fd).is_ok_and(|flags| flags.contains(rustix::io::FdFlags::CLOEXEC)) {
             // SAFETY: after this point no Rust object uses descriptors: the
-            // program about to run owns the process. The read_dir descriptor
-            // is already closed; a number that vanished meanwhile just fails.
+            // program about to run owns the process. The directory's
+            // descriptors are already closed; a number that vanished
+            // meanwhile just fails.
             unsafe { rustix::io::close(number) };
         }
     }

@@ -40,9 +40,11 @@ pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
 }
 
 /// The signature glibc registers its rseq areas with on aarch64 (`RSEQ_SIG`, little-endian).
+#[cfg(target_env = "gnu")]
 pub const RSEQ_SIGNATURE: u32 = 0xd428_bc00;
 
 /// The thread pointer (`TPIDR_EL0`).
+#[cfg(target_env = "gnu")]
 pub fn thread_pointer() -> usize {
     let pointer: usize;
     // SAFETY: reading the thread register has no side effect.

@@ -30,9 +30,11 @@ pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
 }
 
 /// The signature glibc registers its rseq areas with on powerpc (`RSEQ_SIG`).
+#[cfg(target_env = "gnu")]
 pub const RSEQ_SIGNATURE: u32 = 0x0fe5_000b;
 
 /// The thread pointer (r13), which glibc's `__rseq_offset` is relative to.
+#[cfg(target_env = "gnu")]
 pub fn thread_pointer() -> usize {
     let pointer: usize;
     // SAFETY: copying r13 has no side effect.

@@ -35,9 +35,11 @@ pub unsafe extern "C" fn jump_to_entry(entry: usize, sp: usize) -> ! {
 }
 
 /// The signature glibc registers its rseq areas with on x86_64 (`RSEQ_SIG`).
+#[cfg(target_env = "gnu")]
 pub const RSEQ_SIGNATURE: u32 = 0x5305_3053;
 
 /// The thread pointer: glibc's TCB starts with a pointer to itself at `fs:0`.
+#[cfg(target_env = "gnu")]
 pub fn thread_pointer() -> usize {
     let pointer: usize;
     // SAFETY: reads the TCB's self-pointer, which glibc sets up before main.
