@@ -22,8 +22,17 @@ use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 
+/// `run`'s start-up allocations come from the arena; what follows, from
+/// glibc's malloc, or under musl from mimalloc: musl's malloc serialises
+/// threads on one lock and returns memory with `munmap` (TLB shootdowns),
+/// which made `check` of a tree six times slower.
+#[cfg(not(target_env = "musl"))]
+type Fallback = std::alloc::System;
+#[cfg(target_env = "musl")]
+type Fallback = mimalloc::MiMalloc;
+
 #[global_allocator]
-static ALLOCATOR: pagefit_loader::startup_arena::StartupArena = pagefit_loader::startup_arena::StartupArena::new();
+static ALLOCATOR: pagefit_loader::startup_arena::StartupArena<Fallback> = pagefit_loader::startup_arena::StartupArena::new(Fallback {});
 
 fn main() -> ExitCode {
     // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file;

@@ -1,5 +1,5 @@
 //! A global allocator that serves a process's first allocations from a
-//! fixed arena in `.bss` and everything after from the system allocator.
+//! fixed arena in `.bss` and everything after from another allocator.
 //!
 //! `pagefit run` makes a few hundred small allocations before it hands the
 //! process over, and never frees most of them in time to matter. musl's
@@ -7,33 +7,34 @@
 //! `munmap` as soon as it empties: a score of system calls and fresh page
 //! faults per start. The arena costs only the pages actually touched, with
 //! no system call. Long jobs (`check` of a tree) use the arena up in their
-//! first moments and then run on the system allocator; what the arena
+//! first moments and then run on the fallback allocator; what the arena
 //! holds is never reused, so at most its size is lost.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The arena's size. `pagefit run /bin/true` uses about 100 KiB of it.
 const ARENA_BYTES: usize = 512 * 1024;
 
-/// The allocator; install it with `#[global_allocator]`.
-pub struct StartupArena {
+/// The allocator; install it with `#[global_allocator]`. Allocations that
+/// do not fit in the arena go to `Fallback`.
+pub struct StartupArena<Fallback> {
     /// Offset of the first free byte of `memory`.
     used: AtomicUsize,
     memory: UnsafeCell<[u8; ARENA_BYTES]>,
+    fallback: Fallback,
 }
 
 // SAFETY: the arena's bytes are handed out in disjoint blocks, claimed with
 // atomic compare-and-swap on `used`; no two threads get the same byte.
-unsafe impl Sync for StartupArena {}
+unsafe impl<Fallback: Sync> Sync for StartupArena<Fallback> {}
 
-impl StartupArena {
-    /// An empty arena, for a `static`.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        Self { used: AtomicUsize::new(0), memory: UnsafeCell::new([0; ARENA_BYTES]) }
+impl<Fallback> StartupArena<Fallback> {
+    /// An empty arena in front of `fallback`, for a `static`.
+    pub const fn new(fallback: Fallback) -> Self {
+        Self { used: AtomicUsize::new(0), memory: UnsafeCell::new([0; ARENA_BYTES]), fallback }
     }
 
     fn base(&self) -> usize {
@@ -68,14 +69,14 @@ impl StartupArena {
 }
 
 // SAFETY: every block is either claimed from the arena (aligned, in bounds,
-// disjoint, see `claim`) or comes from `System`, and goes back to where it
+// disjoint, see `claim`) or comes from the fallback, and goes back to where it
 // came from: arena blocks are recognised by address.
-unsafe impl GlobalAlloc for StartupArena {
+unsafe impl<Fallback: GlobalAlloc> GlobalAlloc for StartupArena<Fallback> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.claim(layout) {
             Some(ptr) => ptr,
             // SAFETY: the caller's layout has a non-zero size, as `alloc` requires.
-            None => unsafe { System.alloc(layout) },
+            None => unsafe { self.fallback.alloc(layout) },
         }
     }
 
@@ -89,7 +90,7 @@ unsafe impl GlobalAlloc for StartupArena {
                 ptr
             }
             // SAFETY: as in `alloc`.
-            None => unsafe { System.alloc_zeroed(layout) },
+            None => unsafe { self.fallback.alloc_zeroed(layout) },
         }
     }
 
@@ -98,15 +99,15 @@ unsafe impl GlobalAlloc for StartupArena {
             // Give the most recent block back; others stay until exit.
             self.resize_last(ptr, layout.size(), 0);
         } else {
-            // SAFETY: `ptr` came from `System` with this layout.
-            unsafe { System.dealloc(ptr, layout) }
+            // SAFETY: `ptr` came from the fallback with this layout.
+            unsafe { self.fallback.dealloc(ptr, layout) }
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !self.contains(ptr) {
-            // SAFETY: `ptr` came from `System` with this layout.
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            // SAFETY: `ptr` came from the fallback with this layout.
+            return unsafe { self.fallback.realloc(ptr, layout, new_size) };
         }
         if self.resize_last(ptr, layout.size(), new_size) {
             return ptr;
@@ -125,11 +126,13 @@ unsafe impl GlobalAlloc for StartupArena {
 
 #[cfg(test)]
 mod tests {
+    use std::alloc::System;
+
     use super::*;
 
     #[test]
-    fn blocks_are_aligned_disjoint_and_fall_back_to_the_system_when_full() {
-        let arena = StartupArena::new();
+    fn blocks_are_aligned_disjoint_and_go_to_the_fallback_when_full() {
+        let arena = StartupArena::new(System);
         let small = Layout::from_size_align(24, 8).unwrap();
         let aligned = Layout::from_size_align(100, 64).unwrap();
         // SAFETY: non-zero layouts; every block is freed with its own layout.
@@ -151,7 +154,7 @@ mod tests {
 
     #[test]
     fn the_last_block_grows_in_place_and_others_move_with_their_contents() {
-        let arena = StartupArena::new();
+        let arena = StartupArena::new(System);
         let layout = Layout::from_size_align(16, 8).unwrap();
         // SAFETY: non-zero layouts; each block is resized or freed with its current layout.
         unsafe {
