@@ -47,6 +47,21 @@ fn runs_system_programs_like_the_kernel_does() {
     assert_eq!(String::from_utf8_lossy(&env.stdout), "/bin/sh seen\n");
 }
 
+/// The program sees the descriptors it inherited, as after execve, and
+/// none of pagefit's: `ls` lists its own directory descriptor as 3 either way.
+#[test]
+fn the_program_gets_the_descriptors_it_inherited_and_none_of_pagefits() {
+    let pagefit = env!("CARGO_BIN_EXE_pagefit");
+    let listing = |command: &str| {
+        let output = Command::new("/bin/sh").arg("-c").arg(format!("exec 7</dev/null; {command} /proc/self/fd")).output().unwrap();
+        assert!(output.status.success(), "{}", combined(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let native = listing("/bin/ls");
+    assert!(native.lines().any(|fd| fd == "7"), "{native}");
+    assert_eq!(listing(&format!("{pagefit} run /bin/ls")), native);
+}
+
 /// The program's glibc registers its own rseq area, as after execve: the
 /// loader unregistered pagefit's.
 #[test]

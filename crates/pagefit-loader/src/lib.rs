@@ -11,7 +11,7 @@
 //!    page, applies protections after all contents are in place, and lays
 //!    out a fresh, guarded initial stack with an auxv built from the host's;
 //! 3. [`Loaded::start`] makes the process look like the program's (name,
-//!    signals, descriptors, `PR_SET_MM` where permitted) and jumps to the
+//!    signals, its own descriptors, `PR_SET_MM` where permitted) and jumps to the
 //!    interpreter's (or the program's) entry point.
 //!
 //! What cannot be made identical to `execve`: `/proc/self/exe` stays
@@ -566,16 +566,17 @@ impl Loaded {
     }
 
     /// Becomes the program: process name, `PR_SET_MM` where permitted,
-    /// signal dispositions and mask as `execve` leaves them, `FD_CLOEXEC`
-    /// descriptors closed, then the jump. Never returns.
+    /// signal dispositions and mask as `execve` leaves them, the loader's
+    /// own descriptors closed, then the jump. Never returns, so nothing the
+    /// caller still holds is dropped: close your own files before calling it.
     pub fn start(self) -> ! {
-        let mut name = self.name.clone();
+        let Loaded { entry, emulated, program_file, stack, signal_mask, mut name, report: _ } = self;
         name.push(0);
         if let Ok(name) = std::ffi::CStr::from_bytes_with_nul(&name) {
             let _ = rustix::thread::set_name(name);
         }
         use rustix::process::VirtualMemoryMapAddress as Field;
-        let (args, env) = (self.stack.arg_strings, self.stack.env_strings);
+        let (args, env) = (stack.arg_strings, stack.env_strings);
         // Needs CAP_SYS_RESOURCE; without it /proc/self/cmdline keeps pagefit's arguments.
         let _ = sys::set_mm_addresses(&[
             (Field::ArgStart, args.start as usize),
@@ -586,21 +587,23 @@ impl Loaded {
         // Needs CAP_SYS_RESOURCE (and pagefit's own image unmapped on some
         // kernels); without it /proc/self/exe, and so the main program's
         // $ORIGIN, stay pagefit's.
-        let _ = rustix::process::set_executable_file(std::os::fd::AsFd::as_fd(&self.program_file));
+        let _ = rustix::process::set_executable_file(std::os::fd::AsFd::as_fd(&program_file));
+        // The loader's last open descriptor: every other file it opened was
+        // closed when `prepare` and `load` let go of it.
+        drop(program_file);
         sys::reset_signal_dispositions();
-        if self.emulated {
+        if emulated {
             sys::zero_fill_pages_past_end_of_file(host_page_size().bytes() as usize);
         }
-        sys::close_cloexec_descriptors();
         #[cfg(target_env = "gnu")]
         sys::unregister_rseq();
-        let _ = sys::restore_signal_mask(&self.signal_mask);
+        let _ = sys::restore_signal_mask(&signal_mask);
         #[allow(unsafe_code)]
         // SAFETY: `sp` points at the stack `build_stack` laid out and
         // `map_stack` wrote, and `entry` into an object `map_object` mapped
         // with its final protections.
         unsafe {
-            sys::jump(self.entry as usize, self.stack.sp as usize)
+            sys::jump(entry as usize, stack.sp as usize)
         }
     }
 }

@@ -317,29 +317,6 @@ pub(crate) fn unregister_rseq() {
     }
 }
 
-/// Closes the descriptors `execve` would close (those with FD_CLOEXEC),
-/// which includes every file the loader opened.
-pub(crate) fn close_cloexec_descriptors() {
-    // rustix's directory reader rather than std's: that goes through libc's
-    // opendir, whose allocation costs musl a `brk`, an `mmap` and a `munmap`.
-    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
-    let Ok(directory) = rustix::fs::open("/proc/self/fd", flags, rustix::fs::Mode::empty()) else { return };
-    let Ok(entries) = rustix::fs::Dir::read_from(&directory) else { return };
-    let numbers: Vec<i32> = entries.filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok()).filter(|n| *n > 2).collect();
-    drop(directory);
-    for number in numbers {
-        // SAFETY: the number comes from /proc/self/fd; it is only queried here.
-        let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(number) };
-        if rustix::io::fcntl_getfd(fd).is_ok_and(|flags| flags.contains(rustix::io::FdFlags::CLOEXEC)) {
-            // SAFETY: after this point no Rust object uses descriptors: the
-            // program about to run owns the process. The directory's
-            // descriptors are already closed; a number that vanished
-            // meanwhile just fails.
-            unsafe { rustix::io::close(number) };
-        }
-    }
-}
-
 /// Which kernel-side descriptor addresses `PR_SET_MM` could move to the new program.
 pub(crate) fn set_mm_addresses(entries: &[(rustix::process::VirtualMemoryMapAddress, usize)]) -> io::Result<()> {
     for (option, address) in entries {
