@@ -38,15 +38,14 @@ pub fn build_pagefit() -> Result<PathBuf> {
 }
 
 /// Cross-builds `pagefit` (release) for `arch` with Debian's cross gcc as
-/// linker and C compiler, so that the VM can run it (static-pie where
-/// `.cargo/static-pie.toml` makes it so); returns its path.
+/// linker and C compiler, so that the VM can run it; returns its path.
 pub fn build_pagefit_for(arch: Arch) -> Result<PathBuf> {
     let target = arch.rust_target();
     run(Command::new("rustup").args(["target", "add", target]))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let env_target = target.replace('-', "_");
     run(Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "pagefit-cli", "--config", ".cargo/static-pie.toml", "--target", target])
+        .args(["build", "--release", "--quiet", "-p", "pagefit-cli", "--target", target])
         .env(format!("CARGO_TARGET_{}_LINKER", env_target.to_uppercase()), format!("{}-gcc", arch.triple()))
         .env(format!("CC_{env_target}"), format!("{}-gcc", arch.triple()))
         .env(format!("AR_{env_target}"), format!("{}-ar", arch.triple()))

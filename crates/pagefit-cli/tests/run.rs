@@ -157,7 +157,8 @@ fn refuses_what_a_userspace_loader_cannot_honour() {
 }
 
 /// A non-PIE program linked at the address where pagefit itself is mapped
-/// (ASLR off, so that address is known) must be refused, not mapped over pagefit.
+/// (its fixed address, or under ASLR off a PIE's) must be refused, not
+/// mapped over pagefit.
 #[test]
 fn refuses_fixed_addresses_that_collide_with_pagefit() {
     let scratch = tempfile::tempdir().unwrap();
@@ -165,9 +166,8 @@ fn refuses_fixed_addresses_that_collide_with_pagefit() {
     // No libc and no relocations: only the fixed address matters.
     std::fs::write(&source, "void _start(void) { __asm__ volatile(\"mov $60, %eax; xor %edi, %edi; syscall\"); }\n").unwrap();
     let program = scratch.path().join("fixed");
-    // setarch -R maps a PIE's first page at 0x555555554000.
     let built = Command::new("gcc")
-        .args(["-nostdlib", "-static", "-no-pie", "-fno-pie", "-Wl,-Ttext-segment=0x555555554000", "-o"])
+        .args(["-nostdlib", "-static", "-no-pie", "-fno-pie", &format!("-Wl,-Ttext-segment={:#x}", pagefit_first_page()), "-o"])
         .arg(&program)
         .arg(&source)
         .status()
@@ -177,6 +177,21 @@ fn refuses_fixed_addresses_that_collide_with_pagefit() {
         Command::new("setarch").args(["-R", env!("CARGO_BIN_EXE_pagefit"), "run"]).arg(&program).output().expect("setarch (util-linux)");
     assert_eq!(status_of(&output), 2, "{}", combined(&output));
     assert!(combined(&output).contains("collide with pagefit's own mapping"), "{}", combined(&output));
+}
+
+/// Where pagefit's first page is mapped with ASLR off: its own first PT_LOAD
+/// when it is a fixed-address executable (the musl build), or where
+/// `setarch -R` puts a PIE.
+fn pagefit_first_page() -> u64 {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_pagefit")).unwrap();
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(&*bytes).unwrap();
+    let endian = header.endian().unwrap();
+    if header.e_type(endian) == object::elf::ET_DYN {
+        return 0x5555_5555_4000;
+    }
+    let headers = header.program_headers(endian, &*bytes).unwrap();
+    headers.iter().find(|ph| ph.p_type(endian) == object::elf::PT_LOAD).map(|ph| ph.p_vaddr(endian)).unwrap()
 }
 
 /// `--as-kernel` where binfmt_elf would fail: the reason, then death by SIGSEGV.
