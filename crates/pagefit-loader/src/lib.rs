@@ -240,6 +240,16 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
 /// A non-PIE program's addresses are fixed: they must not overlap pagefit's own mappings.
 fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
     let span = object.plan.span;
+    // A reservation made and given back answers; /proc/self/maps, slow to
+    // generate, is read only to name what is in the way.
+    let len = usize::try_from(span.len()).map_err(|_| LoadError::Invalid(format!("{}: a span too large", object.path.display())))?;
+    match sys::Reservation::fixed(span.start as usize, len) {
+        Ok(probe) => return probe.release().map_err(|e| LoadError::System(format!("munmap: {e}"))),
+        Err(e) if e.raw_os_error() != Some(rustix::io::Errno::EXIST.raw_os_error()) => {
+            return Err(LoadError::System(format!("{}: cannot reserve {:#x}-{:#x}: {e}", object.path.display(), span.start, span.end)))
+        }
+        Err(_) => {}
+    }
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| LoadError::System(format!("/proc/self/maps: {e}")))?;
     for line in maps.lines() {
         let Some((range, rest)) = line.split_once(' ') else { continue };
@@ -353,13 +363,13 @@ impl Prepared {
                 }
             })
             .collect();
-        let program_file = self.program.file.try_clone().map_err(|e| system("program file", e))?;
+        let name = process_name(&self.program.path);
         Ok(Loaded {
             entry: start_at,
             emulated: self.options.page_size > host_page_size(),
-            program_file,
+            program_file: self.program.file,
             signal_mask,
-            name: process_name(&self.program.path),
+            name,
             report: RunReport {
                 mode: if self.options.as_kernel { "as-kernel" } else { "robust" },
                 page_size: self.options.page_size,
@@ -489,7 +499,8 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
     for gap in &plan.unmapped {
         reservation.unmap(at(gap.start), gap.len() as usize)?;
     }
-    for mapping in plan.mappings.iter().filter(|m| m.needs_writes()) {
+    // Mappings filled while writable take their final protection now, unless that is read-write already.
+    for mapping in plan.mappings.iter().filter(|m| m.needs_writes() && m.prot != pagefit_core::elf::Prot::RW) {
         reservation.protect(at(mapping.range.start), mapping.range.len() as usize, mapping.prot)?;
     }
     let huge_pages = huge_text

@@ -62,6 +62,13 @@ impl Reservation {
         Ok(Reservation { start, end: start + len })
     }
 
+    /// Gives the whole reservation back.
+    pub(crate) fn release(self) -> io::Result<()> {
+        // SAFETY: the range is this reservation's, which nothing else uses.
+        unsafe { rustix::mm::munmap(self.start as *mut c_void, self.end - self.start) }?;
+        Ok(())
+    }
+
     /// First address.
     pub(crate) fn start(&self) -> usize {
         self.start
