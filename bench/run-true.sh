@@ -19,6 +19,12 @@ else
   cargo build --release -q -p pagefit-cli
   pagefit=target/release/pagefit
 fi
+if [ "$host" = x86_64-unknown-linux-gnu ]; then
+  order=crates/pagefit-cli/run-path.order
+  found=$(nm --defined-only "$pagefit" | awk 'NR == FNR { listed[$1]; next } $3 in listed { print $3 }' "$order" - | sort -u | wc -l)
+  echo "run path linked together: $found of the $(wc -l <"$order") functions in $order are in this build" \
+    "(few: run bench/run-path-order.sh)"
+fi
 interp=$(readelf -lW /bin/true | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
 
 source bench/mean-us.sh
