@@ -118,7 +118,8 @@ printf '  %-40s %6s %8s\n' "mappings of pagefit itself" "$(count "$native_maps" 
 printf '  %-40s %6s %8s\n' "all VMAs of the process" "$(wc -l <<<"$native_maps")" "$(wc -l <<<"$loaded_maps")"
 
 # THP (seed 002): a text-heavy program whose text is congruent mod 2 MiB
-# (gdb: 6 MB of text at vaddr == offset), with and without --thp.
+# (gdb: 6 MB of text at vaddr == offset), without --thp, with it, and with
+# --thp-copy (anonymous copies where file text cannot get huge pages).
 if command -v gdb >/dev/null; then
   gdb_path=$(command -v gdb)
   huge_kb() { "$@" -batch -ex 'shell grep -hE "^(FilePmdMapped|AnonHugePages)" /proc/$PPID/smaps' 2>/dev/null | awk '{kb += $2} END {print kb + 0}'; }
@@ -127,5 +128,9 @@ if command -v gdb >/dev/null; then
   printf '  %-34s %6s kB %8s us\n' "native" "$(huge_kb "$gdb_path")" "$(mean_us "$gdb_path" -batch)"
   printf '  %-34s %6s kB %8s us\n' "pagefit run" "$(huge_kb "$pagefit" run "$gdb_path")" "$(mean_us "$pagefit" run "$gdb_path" -batch)"
   printf '  %-34s %6s kB %8s us\n' "pagefit run --thp" "$(huge_kb "$pagefit" run --thp "$gdb_path")" "$(mean_us "$pagefit" run --thp "$gdb_path" -batch)"
-  "$pagefit" run --thp --report "$gdb_path" -batch 2>&1 >/dev/null | grep "huge pages" | sed 's/^/ /'
+  printf '  %-34s %6s kB %8s us\n' "pagefit run --thp-copy" "$(huge_kb "$pagefit" run --thp-copy "$gdb_path")" "$(mean_us "$pagefit" run --thp-copy "$gdb_path" -batch)"
+  for option in --thp --thp-copy; do
+    echo "  $option:"
+    "$pagefit" run "$option" --report "$gdb_path" -batch 2>&1 >/dev/null | grep "huge pages" | sed 's/^/ /'
+  done
 fi

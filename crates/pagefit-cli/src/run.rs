@@ -14,7 +14,7 @@ use pagefit_core::fat::{is_fat, largest_ok_page, FatFile};
 use pagefit_core::fat_select::{select_record, HostTarget, PageSource, RecordFit, RecordSelection};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{GapPolicy, MappingSource, RobustPlan};
-use pagefit_loader::{LoadError, RunOptions, RunReport, HOST_MACHINE};
+use pagefit_loader::{HugeText, LoadError, RunOptions, RunReport, HOST_MACHINE};
 use serde::Serialize;
 
 use crate::cli::Format;
@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// (MADV_HUGEPAGE, then MADV_COLLAPSE).
     #[arg(long)]
     pub thp: bool,
+    /// --thp, and where the kernel will not back file text with huge pages
+    /// (it needs CONFIG_READ_ONLY_THP_FOR_FS), copy those 2 MiB chunks into
+    /// anonymous memory that it can: faster text for private memory, which
+    /// --report counts.
+    #[arg(long)]
+    pub thp_copy: bool,
     /// Print every mapping (file-backed or composed), its protection, and
     /// what each composed page costs, on stderr before the program starts.
     #[arg(long)]
@@ -139,6 +145,7 @@ impl RunArgs {
             as_kernel: false,
             gaps: GapPolicy::Extend,
             thp: false,
+            thp_copy: false,
             report: false,
             format: Format::Text,
             fix_deps: false,
@@ -160,7 +167,12 @@ fn gap_policy(text: &str) -> Result<GapPolicy, String> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let page_size = args.page_size.unwrap_or_else(pagefit_loader::host_page_size);
-    let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp: args.thp };
+    let thp = match (args.thp, args.thp_copy) {
+        (_, true) => HugeText::Copy,
+        (true, false) => HugeText::Advise,
+        (false, false) => HugeText::Off,
+    };
+    let options = RunOptions { page_size, guest_page_size: PageSize::K4, as_kernel: args.as_kernel, gaps: args.gaps, thp };
     let path = match args.binfmt_argv0 {
         Some(_) => PathBuf::from(&args.program),
         None => find_program(&args.program),
@@ -301,7 +313,11 @@ fn write_report(out: &mut dyn Write, report: &RunReport) -> std::io::Result<()> 
     for object in &report.objects {
         write_plan(out, &object.path, object.bias, &object.plan)?;
         for huge in &object.huge_pages {
-            writeln!(out, "  {:x}-{:x} text offered to huge pages: {}", huge.range.start, huge.range.end, huge.outcome)?;
+            let private = match huge.private_bytes {
+                0 => String::new(),
+                bytes => format!(" ({} KiB private)", bytes >> 10),
+            };
+            writeln!(out, "  {:x}-{:x} text offered to huge pages: {}{private}", huge.range.start, huge.range.end, huge.outcome)?;
         }
         for expansion in &object.origin_expanded {
             writeln!(

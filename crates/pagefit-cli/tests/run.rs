@@ -112,6 +112,51 @@ fn thp_places_text_on_2m_boundaries() {
     assert!(document["objects"][0]["huge_pages"].as_array().unwrap().is_empty());
 }
 
+/// `--thp-copy` gets text huge pages even where the kernel cannot back file
+/// text with them: the program counts its own in /proc/self/smaps.
+#[test]
+fn thp_copy_gets_huge_pages_for_text() {
+    let scratch = tempfile::tempdir().unwrap();
+    let source = scratch.path().join("huge.c");
+    std::fs::write(
+        &source,
+        r#"#include <stdio.h>
+__attribute__((section(".text"))) const char padding[5 << 20] = {1};
+int main(void) {
+  FILE *smaps = fopen("/proc/self/smaps", "r");
+  char line[256];
+  long kb, total = 0;
+  while (fgets(line, sizeof line, smaps))
+    if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1 || sscanf(line, "FilePmdMapped: %ld kB", &kb) == 1) total += kb;
+  printf("%ld\n", total);
+  return padding[0] - 1;
+}
+"#,
+    )
+    .unwrap();
+    let program = scratch.path().join("huge");
+    assert!(Command::new("gcc").arg("-o").arg(&program).arg(&source).status().expect("gcc").success());
+    let output = pagefit(&["run", "--thp-copy", "--report", "--format", "json", program.to_str().unwrap()], scratch.path());
+    assert_eq!(status_of(&output), 0, "{}", combined(&output));
+    let huge_kb: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    let document: Value = serde_json::from_slice(&output.stderr).unwrap();
+    let offered = document["objects"][0]["huge_pages"].as_array().unwrap();
+    let offered_kb: u64 = offered.iter().map(|r| (r["range"]["end"].as_u64().unwrap() - r["range"]["start"].as_u64().unwrap()) >> 10).sum();
+    assert!(offered_kb >= 2048, "{document}");
+    // Private memory is reported exactly where the text was copied.
+    for range in offered {
+        let copied = range["outcome"].as_str().unwrap().contains("copied");
+        let private = range["private_bytes"].as_u64().unwrap();
+        assert_eq!(private > 0, copied, "{range}");
+    }
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[never]") {
+        assert_eq!(huge_kb, 0);
+    } else {
+        assert!(huge_kb >= offered_kb, "{huge_kb} kB of huge pages for {offered_kb} kB of text offered: {document}");
+    }
+}
+
 #[test]
 fn report_lists_every_mapping_and_composed_page() {
     let dir = fixtures().join("x86_64");

@@ -70,9 +70,23 @@ pub struct RunOptions {
     pub as_kernel: bool,
     /// Gap handling for the robust plan.
     pub gaps: GapPolicy,
-    /// Place text on 2 MiB boundaries where its file offset allows, and ask
-    /// for transparent huge pages there.
-    pub thp: bool,
+    /// Transparent huge pages for text.
+    pub thp: HugeText,
+}
+
+/// What `--thp` and `--thp-copy` ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeText {
+    /// Text where the plan puts it.
+    Off,
+    /// Text on 2 MiB boundaries where its file offset allows, with
+    /// `MADV_HUGEPAGE` and `MADV_COLLAPSE` on its file mapping.
+    Advise,
+    /// As `Advise`, and where the kernel refuses to collapse the file
+    /// mapping (file text needs CONFIG_READ_ONLY_THP_FOR_FS), a private
+    /// anonymous copy of those 2 MiB chunks, which it can back with huge
+    /// pages: faster text for private memory.
+    Copy,
 }
 
 /// Why a program cannot be run.
@@ -437,9 +451,9 @@ struct MappedObject {
 
 /// Executes one plan: reserve the span, map and fill every mapping, give
 /// gaps back, then apply the final protections.
-fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject> {
+fn map_object(object: &PlannedObject, thp: HugeText) -> std::io::Result<MappedObject> {
     let plan = &object.plan;
-    let huge_text = if thp { huge_page_text(plan) } else { Vec::new() };
+    let huge_text = if thp == HugeText::Off { Vec::new() } else { huge_page_text(plan) };
     let span = plan.span;
     let len = usize::try_from(span.len()).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
     let (mut reservation, bias) = if object.elf.kind == ElfKind::Exec {
@@ -505,12 +519,57 @@ fn map_object(object: &PlannedObject, thp: bool) -> std::io::Result<MappedObject
     }
     let huge_pages = huge_text
         .iter()
-        .map(|range| HugePageReport {
-            range: AddrRange::new(at(range.start) as u64, at(range.end) as u64),
-            outcome: reservation.advise_huge_pages(at(range.start), range.len() as usize),
-        })
-        .collect();
+        .map(|range| offer_huge_pages(&mut reservation, object, *range, bias, thp))
+        .collect::<std::io::Result<_>>()?;
     Ok(MappedObject { reservation, bias, huge_pages })
+}
+
+/// Offers one whole, aligned chunk of file-mapped text (link-time `range`)
+/// to transparent huge pages, and with [`HugeText::Copy`] copies it into
+/// anonymous memory where the kernel will not collapse the file mapping.
+fn offer_huge_pages(
+    reservation: &mut sys::Reservation,
+    object: &PlannedObject,
+    range: AddrRange,
+    bias: u64,
+    thp: HugeText,
+) -> std::io::Result<HugePageReport> {
+    let (start, len) = (range.start.wrapping_add(bias) as usize, range.len() as usize);
+    let report = |outcome: String, private_bytes: u64| HugePageReport {
+        range: AddrRange::new(start as u64, (start + len) as u64),
+        outcome,
+        private_bytes,
+    };
+    if let Err(error) = reservation.advise_huge_pages(start, len) {
+        return Ok(report(format!("MADV_HUGEPAGE refused: {error}"), 0));
+    }
+    let refusal = match reservation.collapse_into_huge_pages(start, len) {
+        Ok(()) => return Ok(report("collapsed into huge pages".into(), 0)),
+        Err(error) => error,
+    };
+    if thp != HugeText::Copy {
+        return Ok(report(format!("advised; MADV_COLLAPSE refused ({refusal}), khugepaged may collapse it later"), 0));
+    }
+    let (mapping, offset) = object
+        .plan
+        .mappings
+        .iter()
+        .find_map(|m| match m.source {
+            MappingSource::File { offset } if m.range.start <= range.start && range.end <= m.range.end => Some((m, offset)),
+            _ => None,
+        })
+        .ok_or_else(|| std::io::Error::other("huge-page text outside the file mappings"))?;
+    // Advised before the copy first touches it, so that its page faults
+    // already take huge pages; a copy failing half-way fails the run.
+    reservation.map_anonymous(start, len, pagefit_core::elf::Prot::RW)?;
+    reservation.advise_huge_pages(start, len)?;
+    reservation.copy_from_file(start, len, &object.file, offset + (range.start - mapping.range.start))?;
+    reservation.protect(start, len, mapping.prot)?;
+    let collapsed = match reservation.collapse_into_huge_pages(start, len) {
+        Ok(()) => "collapsed into huge pages".to_string(),
+        Err(error) => format!("MADV_COLLAPSE refused ({error}), huge pages only where the copy's faults got them"),
+    };
+    Ok(report(format!("file mapping not collapsed ({refusal}): copied into anonymous memory, {collapsed}"), len as u64))
 }
 
 /// The fresh stack: `RLIMIT_STACK` (8 MiB when unlimited, at most 256 MiB)
@@ -664,6 +723,9 @@ pub struct HugePageReport {
     pub range: AddrRange,
     /// What the kernel did with the advice.
     pub outcome: String,
+    /// Private memory the range costs: its length when `--thp-copy` copied
+    /// it into anonymous memory, else 0 (it stays shared file pages).
+    pub private_bytes: u64,
 }
 
 /// Where the initial stack is.

@@ -131,23 +131,27 @@ impl Reservation {
         Ok(())
     }
 
-    /// Asks for transparent huge pages on `[address, address + len)`: first
-    /// `MADV_HUGEPAGE`, then `MADV_COLLAPSE` (Linux 6.1+) to get them now
-    /// rather than whenever khugepaged comes by. Says what the kernel did.
-    pub(crate) fn advise_huge_pages(&mut self, address: usize, len: usize) -> String {
-        // Not in rustix's Advice; the value of MADV_COLLAPSE in the kernel's uapi headers.
-        const MADV_COLLAPSE: i32 = 25;
+    /// `MADV_HUGEPAGE` on `[address, address + len)`: the kernel may back
+    /// it with transparent huge pages, at fault time for anonymous memory.
+    pub(crate) fn advise_huge_pages(&mut self, address: usize, len: usize) -> io::Result<()> {
         let at = self.checked(address, len);
         // SAFETY: advice changes how the kernel backs pages of this
         // reservation, never their contents.
-        if let Err(error) = unsafe { rustix::mm::madvise(at, len, rustix::mm::Advice::LinuxHugepage) } {
-            return format!("MADV_HUGEPAGE refused: {error}");
+        unsafe { rustix::mm::madvise(at, len, rustix::mm::Advice::LinuxHugepage) }?;
+        Ok(())
+    }
+
+    /// `MADV_COLLAPSE` (Linux 6.1+): huge pages for the advised range now,
+    /// rather than whenever khugepaged comes by.
+    pub(crate) fn collapse_into_huge_pages(&mut self, address: usize, len: usize) -> io::Result<()> {
+        // Not in rustix's Advice; the value of MADV_COLLAPSE in the kernel's uapi headers.
+        const MADV_COLLAPSE: i32 = 25;
+        let at = self.checked(address, len);
+        // SAFETY: collapsing keeps contents and protections.
+        if unsafe { libc::madvise(at, len, MADV_COLLAPSE) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        // SAFETY: as above; collapsing keeps contents and protections.
-        match unsafe { libc::madvise(at, len, MADV_COLLAPSE) } {
-            0 => "collapsed into huge pages".into(),
-            _ => format!("advised; MADV_COLLAPSE refused ({}), khugepaged may collapse it later", io::Error::last_os_error()),
-        }
+        Ok(())
     }
 
     /// `munmap` (gaps that the plan gives back).
