@@ -1,11 +1,14 @@
 //! Builds the ld.so audit module `run --fix-deps` hands to ld.so
 //! (audit/pagefit-audit.c) with the target's C compiler; `fix_deps.rs`
-//! embeds it.
+//! embeds it. Also relinks pagefit when `run-path.order` changes.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    // The musl build's linker reads this list (.cargo/config.toml); cargo
+    // would not relink when only the list changed.
+    println!("cargo:rerun-if-changed=run-path.order");
     let source = "audit/pagefit-audit.c";
     println!("cargo:rerun-if-changed={source}");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("pagefit-audit.so");
