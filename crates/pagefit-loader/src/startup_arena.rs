@@ -109,7 +109,9 @@ unsafe impl<Fallback: GlobalAlloc> GlobalAlloc for StartupArena<Fallback> {
             // SAFETY: `ptr` came from the fallback with this layout.
             return unsafe { self.fallback.realloc(ptr, layout, new_size) };
         }
-        if self.resize_last(ptr, layout.size(), new_size) {
+        // A block shrinks where it lies (giving the tail back if it is the
+        // arena's last), and the last block also grows there.
+        if self.resize_last(ptr, layout.size(), new_size) || new_size <= layout.size() {
             return ptr;
         }
         // SAFETY: the caller guarantees `new_size` with this alignment is a valid layout.
@@ -174,6 +176,10 @@ mod tests {
             let zeroed = arena.alloc_zeroed(grown_layout);
             assert_eq!(zeroed, moved);
             assert!(std::slice::from_raw_parts(zeroed, 4096).iter().all(|b| *b == 0));
+            // A block that is not the last shrinks where it lies.
+            let after = arena.alloc(layout);
+            assert_eq!(arena.realloc(zeroed, grown_layout, 8), zeroed);
+            arena.dealloc(after, layout);
         }
     }
 }
