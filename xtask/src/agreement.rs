@@ -23,6 +23,12 @@ pub struct Run {
     pub output: String,
 }
 
+/// The runs of the 4K kernel's boot among `boots` (page size, output), the
+/// reference the large-page boots are compared with; empty without one.
+pub fn runs_at_4k(boots: &[(String, String)]) -> Vec<Run> {
+    boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default()
+}
+
 /// Splits a boot's output into runs.
 pub fn parse_runs(text: &str) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::agreement::{
-    closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, Expectation, Prediction, Run,
+    closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, runs_at_4k, Expectation, Prediction, Run,
 };
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
@@ -228,7 +228,7 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
     }
     let mut cache: HashMap<(String, String, Option<&str>), Prediction> = HashMap::new();
     let mut rows = Vec::new();
-    let baseline_runs = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let baseline_runs = runs_at_4k(boots);
     for (page, output) in boots {
         // The VM states which kernel it booted; a wrong one must not pass as proof.
         let banner = format!("@@ kernel {} page size {} kB", arch.name(), page.trim_end_matches('k'));

@@ -15,7 +15,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::agreement::{check_closure, describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
+use crate::agreement::{
+    check_closure, describes_program_headers, healthy, line_differences, observed_summary, parse_runs, runs_at_4k, Probe, Run,
+};
 use crate::realkernel::{manifest_entries, Row};
 use crate::Arch;
 
@@ -49,7 +51,7 @@ pub fn fix_deps_script() -> String {
 /// kernel's lines apart from the probes (a rebased library's link-time
 /// addresses move by its Δ). On the 4K kernel nothing needs fixing.
 pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
-    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let small = runs_at_4k(boots);
     let mut rows = Vec::new();
     for (page, output) in boots.iter().filter(|(page, _)| page != "4k") {
         let runs = parse_runs(output);
@@ -111,7 +113,7 @@ pub fn fat_script() -> String {
 /// mapped from inside the fat file, must print what that build printed when
 /// the 4K kernel ran it.
 pub fn compare_fat(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
-    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let small = runs_at_4k(boots);
     boots
         .iter()
         .map(|(page, output)| {
@@ -196,7 +198,7 @@ fn differences(under_pagefit: &Run, reference: &Run) -> Vec<String> {
 /// One row per program and boot; programs that read /proc/self/exe
 /// themselves are listed in the returned note instead (it names pagefit).
 pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, String)]) -> Result<(Vec<Row>, Vec<String>)> {
-    let small = boots.iter().find(|(page, _)| page == "4k").map(|(_, output)| parse_runs(output)).unwrap_or_default();
+    let small = runs_at_4k(boots);
     let mut rows = Vec::new();
     let mut not_comparable = Vec::new();
     let programs: Vec<(String, String)> = manifest_entries(fixtures)?.into_iter().filter(|(_, command)| command != "-").collect();

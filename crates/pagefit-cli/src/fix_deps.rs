@@ -117,9 +117,7 @@ fn install_audit_module(cache: &Path) -> anyhow::Result<PathBuf> {
     let module = dir.join("pagefit-audit.so");
     if !module.is_file() {
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        let partial = dir.join(format!(".pagefit-audit.so.{}.partial", std::process::id()));
-        std::fs::write(&partial, AUDIT_MODULE).with_context(|| format!("{}: cannot write", partial.display()))?;
-        std::fs::rename(&partial, &module).with_context(|| format!("{}: cannot rename", partial.display()))?;
+        crate::output::write_atomically(&module, |out| out.write_all(AUDIT_MODULE))?;
     }
     Ok(module)
 }

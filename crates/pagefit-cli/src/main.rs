@@ -12,6 +12,7 @@ mod fix_closure;
 mod fix_deps;
 mod image;
 mod inputs;
+mod output;
 mod run;
 mod sparse;
 

@@ -116,10 +116,13 @@ pub fn run_invocation() -> Option<RunArgs> {
     if subcommand != "run" {
         return None;
     }
-    plain_run_invocation(words).or_else(|| {
-        let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).ok()?;
-        <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).ok()
-    })
+    plain_run_invocation(words).or_else(|| parse_run_args(argv).ok())
+}
+
+/// `run ARGS...` through clap, with the `run` subcommand's parser alone.
+fn parse_run_args<I: IntoIterator<Item = T>, T: Into<OsString> + Clone>(argv: I) -> Result<RunArgs, clap::Error> {
+    let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv)?;
+    <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches)
 }
 
 /// The common case, `pagefit run PROGRAM [ARG ARGS...]` where neither
@@ -393,19 +396,13 @@ mod tests {
     use super::*;
 
     fn clap_parse(words: &[&str]) -> RunArgs {
-        let argv = std::iter::once("run").chain(words.iter().copied());
-        let matches = <RunArgs as Args>::augment_args(clap::Command::new("run")).try_get_matches_from(argv).unwrap();
-        <RunArgs as clap::FromArgMatches>::from_arg_matches(&matches).unwrap()
+        parse_run_args(std::iter::once("run").chain(words.iter().copied())).unwrap()
     }
 
     #[test]
     fn the_plain_parse_agrees_with_clap_wherever_it_answers() {
-        let cases: &[&[&str]] = &[
-            &["/bin/true"],
-            &["ls", "/", "-l", "--color=never"],
-            &["prog", "x", "--report", "--page-size", "16k", "--"],
-            &["./a b", ""],
-        ];
+        let cases: &[&[&str]] =
+            &[&["/bin/true"], &["ls", "/", "-l", "--color=never"], &["prog", "x", "--report", "--page-size", "16k", "--"], &["./a b", ""]];
         for words in cases {
             let owned: Vec<OsString> = words.iter().map(OsString::from).collect();
             let plain = plain_run_invocation(&owned).expect("no option before the program");

@@ -548,12 +548,23 @@ pub fn raise_load_alignment(table: &mut [u8], alignment: u64) -> Result<(), Plan
     Ok(())
 }
 
+/// A whole, aligned 2 MiB chunk of file-mapped text (see [`huge_page_text`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HugePageText {
+    /// Link-time addresses.
+    pub range: AddrRange,
+    /// The file offset of `range.start`.
+    pub file_offset: u64,
+    /// The mapping's protection.
+    pub prot: Prot,
+}
+
 /// The parts of the plan's executable file mappings that the kernel can back
 /// with transparent huge pages (2 MiB, the PMD size on x86_64 and on
 /// aarch64 with 4K pages) once the load bias is a multiple of 2 MiB
 /// (seed 002): whole, aligned 2 MiB chunks whose address and file offset
-/// agree modulo 2 MiB. Link-time addresses.
-pub fn huge_page_text(plan: &RobustPlan) -> Vec<AddrRange> {
+/// agree modulo 2 MiB.
+pub fn huge_page_text(plan: &RobustPlan) -> Vec<HugePageText> {
     let huge = PageSize::M2;
     plan.mappings
         .iter()
@@ -562,7 +573,11 @@ pub fn huge_page_text(plan: &RobustPlan) -> Vec<AddrRange> {
             MappingSource::File { offset } if huge.offset_in_page(m.range.start) == huge.offset_in_page(offset) => {
                 let start = huge.align_up(m.range.start)?;
                 let end = huge.align_down(m.range.end);
-                (end > start).then_some(AddrRange::new(start, end))
+                (end > start).then(|| HugePageText {
+                    range: AddrRange::new(start, end),
+                    file_offset: offset + (start - m.range.start),
+                    prot: m.prot,
+                })
             }
             _ => None,
         })

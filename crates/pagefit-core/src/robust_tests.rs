@@ -293,7 +293,8 @@ fn huge_pages_go_where_text_is_congruent_mod_2m_and_whole_chunks_fit() {
     // gdb: vaddr == offset, text 0xd3000..0x6b57a9: two whole 2 MiB chunks.
     let gdb = vec![load(0, Prot::R, 0, 0, 0xd2000, 0xd2000, 0x1000), load(1, Prot::RX, 0xd3000, 0xd3000, 0x5e27a9, 0x5e27a9, 0x1000)];
     let plan = plan_robust(&gdb, PageSize::K4, PageSize::K4, GapPolicy::Extend).unwrap();
-    assert_eq!(huge_page_text(&plan), [AddrRange::new(0x200000, 0x600000)]);
+    let chunk = HugePageText { range: AddrRange::new(0x200000, 0x600000), file_offset: 0x200000, prot: Prot::RX };
+    assert_eq!(huge_page_text(&plan), [chunk]);
     // python3: text 0x41f000..0x6d1289, congruent but no whole chunk.
     let python =
         vec![load(0, Prot::R, 0, 0x400000, 0x1e3e8, 0x1e3e8, 0x1000), load(1, Prot::RX, 0x1f000, 0x41f000, 0x2b2289, 0x2b2289, 0x1000)];

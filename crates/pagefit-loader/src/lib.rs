@@ -50,8 +50,8 @@ use pagefit_core::memory::AddrRange;
 use pagefit_core::origin::{expand_origin, OriginExpansion};
 use pagefit_core::page::PageSize;
 use pagefit_core::robust::{
-    huge_page_text, plan_as_kernel, plan_robust_embedded, relro_for_robust_load, rewrite_program_headers, GapPolicy, MappingSource,
-    PlanError, RobustPlan,
+    huge_page_text, plan_as_kernel, plan_robust_embedded, relro_for_robust_load, rewrite_program_headers, GapPolicy, HugePageText,
+    MappingSource, PlanError, RobustPlan,
 };
 use pagefit_core::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
@@ -476,7 +476,7 @@ fn map_object(object: &PlannedObject, thp: HugeText) -> std::io::Result<MappedOb
     let at = |address: u64| address.wrapping_add(bias) as usize;
     for mapping in &plan.mappings {
         let (start, len) = (at(mapping.range.start), mapping.range.len() as usize);
-        let first_prot = if mapping.needs_writes() { pagefit_core::elf::Prot::RW } else { mapping.prot };
+        let first_prot = if mapping.needs_writes() { Prot::RW } else { mapping.prot };
         match &mapping.source {
             MappingSource::File { offset } => {
                 // Under emulation the plan's last file page can reach past the
@@ -514,27 +514,27 @@ fn map_object(object: &PlannedObject, thp: HugeText) -> std::io::Result<MappedOb
         reservation.unmap(at(gap.start), gap.len() as usize)?;
     }
     // Mappings filled while writable take their final protection now, unless that is read-write already.
-    for mapping in plan.mappings.iter().filter(|m| m.needs_writes() && m.prot != pagefit_core::elf::Prot::RW) {
+    for mapping in plan.mappings.iter().filter(|m| m.needs_writes() && m.prot != Prot::RW) {
         reservation.protect(at(mapping.range.start), mapping.range.len() as usize, mapping.prot)?;
     }
     let huge_pages = huge_text
         .iter()
-        .map(|range| offer_huge_pages(&mut reservation, object, *range, bias, thp))
+        .map(|chunk| offer_huge_pages(&mut reservation, &object.file, *chunk, bias, thp))
         .collect::<std::io::Result<_>>()?;
     Ok(MappedObject { reservation, bias, huge_pages })
 }
 
-/// Offers one whole, aligned chunk of file-mapped text (link-time `range`)
-/// to transparent huge pages, and with [`HugeText::Copy`] copies it into
-/// anonymous memory where the kernel will not collapse the file mapping.
+/// Offers one whole, aligned chunk of file-mapped text to transparent huge
+/// pages, and with [`HugeText::Copy`] copies it into anonymous memory where
+/// the kernel will not collapse the file mapping.
 fn offer_huge_pages(
     reservation: &mut sys::Reservation,
-    object: &PlannedObject,
-    range: AddrRange,
+    file: &File,
+    chunk: HugePageText,
     bias: u64,
     thp: HugeText,
 ) -> std::io::Result<HugePageReport> {
-    let (start, len) = (range.start.wrapping_add(bias) as usize, range.len() as usize);
+    let (start, len) = (chunk.range.start.wrapping_add(bias) as usize, chunk.range.len() as usize);
     let report = |outcome: String, private_bytes: u64| HugePageReport {
         range: AddrRange::new(start as u64, (start + len) as u64),
         outcome,
@@ -550,21 +550,12 @@ fn offer_huge_pages(
     if thp != HugeText::Copy {
         return Ok(report(format!("advised; MADV_COLLAPSE refused ({refusal}), khugepaged may collapse it later"), 0));
     }
-    let (mapping, offset) = object
-        .plan
-        .mappings
-        .iter()
-        .find_map(|m| match m.source {
-            MappingSource::File { offset } if m.range.start <= range.start && range.end <= m.range.end => Some((m, offset)),
-            _ => None,
-        })
-        .ok_or_else(|| std::io::Error::other("huge-page text outside the file mappings"))?;
     // Advised before the copy first touches it, so that its page faults
     // already take huge pages; a copy failing half-way fails the run.
-    reservation.map_anonymous(start, len, pagefit_core::elf::Prot::RW)?;
+    reservation.map_anonymous(start, len, Prot::RW)?;
     reservation.advise_huge_pages(start, len)?;
-    reservation.copy_from_file(start, len, &object.file, offset + (range.start - mapping.range.start))?;
-    reservation.protect(start, len, mapping.prot)?;
+    reservation.copy_from_file(start, len, file, chunk.file_offset)?;
+    reservation.protect(start, len, chunk.prot)?;
     let collapsed = match reservation.collapse_into_huge_pages(start, len) {
         Ok(()) => "collapsed into huge pages".to_string(),
         Err(error) => format!("MADV_COLLAPSE refused ({error}), huge pages only where the copy's faults got them"),
@@ -591,7 +582,7 @@ impl StackArea {
         let mut reservation = sys::Reservation::anywhere(total, page as usize)?;
         let bottom = reservation.start() as u64 + GUARD;
         // One mapping for the stack and the table above it: one VMA.
-        reservation.map_anonymous(bottom as usize, (size + above) as usize, pagefit_core::elf::Prot::RW)?;
+        reservation.map_anonymous(bottom as usize, (size + above) as usize, Prot::RW)?;
         Ok(StackArea { reservation, bottom, top: bottom + size })
     }
 
