@@ -35,7 +35,7 @@ bytes=$(cat "${debs[@]}" | wc -c)
 echo "packages: ${#debs[@]} arm64 .deb files, $((bytes / 1048576)) MiB"
 
 cargo build --release -q
-pagefit=target/release/pagefit
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 cat "${debs[@]}" >/dev/null # warm the page cache
 
 seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; end=$(date +%s.%N); echo "$end - $start" | bc -l; }

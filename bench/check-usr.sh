@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release -q
-pagefit=target/release/pagefit
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 
 # Every regular ELF file under ROOT, found once (the list is not timed).
 bash bench/elf-files.sh "$root" >"$work/list"

@@ -12,7 +12,7 @@ work=$(mktemp -d --tmpdir="${TMPDIR:-/tmp}")
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release -q
-pagefit=$PWD/target/release/pagefit
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 echo "file: $big ($(stat -c %s "$big") bytes)"
 cat "$big" >/dev/null
 

@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release -q
-pagefit=$PWD/target/release/pagefit
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 
 # Every regular ELF file, found once.
 bash bench/elf-files.sh "${dirs[@]}" >"$work/list"

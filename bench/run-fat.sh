@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-500}"
 cargo build --release -q -p pagefit-cli
-pagefit=$PWD/target/release/pagefit
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 fixtures=${PAGEFIT_FIXTURES:-$PWD/target/fixtures}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

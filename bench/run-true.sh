@@ -17,7 +17,7 @@ if [ "$host" = x86_64-unknown-linux-gnu ]; then
   pagefit=target/x86_64-unknown-linux-musl/dist/pagefit
 else
   cargo build --release -q -p pagefit-cli
-  pagefit=target/release/pagefit
+  pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
 fi
 if [ "$host" = x86_64-unknown-linux-gnu ]; then
   order=crates/pagefit-cli/run-path.order

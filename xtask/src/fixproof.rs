@@ -36,8 +36,8 @@ pub struct FixedCorpus {
 /// Copies `fixtures` to `out` and fixes there, for the large page size of
 /// `arch`, every file pagefit does not call ok at that size.
 pub fn prepare(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Result<FixedCorpus> {
-    let _ = std::fs::remove_dir_all(out);
-    std::fs::create_dir_all(out)?;
+    let _ = fs_err::remove_dir_all(out);
+    fs_err::create_dir_all(out)?;
     run(Command::new("cp").arg("-a").arg(format!("{}/.", fixtures.display())).arg(out))?;
     let mut reports = HashMap::new();
     let mut names: Vec<String> = manifest_entries(out)?.into_iter().map(|(name, _)| name).filter(|n| out.join(n).is_file()).collect();
@@ -84,9 +84,9 @@ fn fix_closure(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         Some(_) => format!("./{CLOSURE_OUT}/{program}.sh"),
         None => format!("./{CLOSURE_OUT}/{program}"),
     };
-    let mut manifest = std::fs::read_to_string(out.join("MANIFEST"))?;
+    let mut manifest = fs_err::read_to_string(out.join("MANIFEST"))?;
     manifest.push_str(&format!("{CLOSURE_OUT}/{program}\texe\t{command}\tpagefit fix --closure {CLOSURE_PROGRAM}\n"));
-    std::fs::write(out.join("MANIFEST"), manifest)?;
+    fs_err::write(out.join("MANIFEST"), manifest)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::realkernel::{
-    boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, workspace,
+    boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, target_dir,
 };
 use xtask::{fixproof, runproof, setup, Arch};
 
@@ -62,7 +62,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
     if recorded.is_none() {
         setup::install_tools()?;
     }
-    let out = workspace().join("target/realkernel");
+    let out = target_dir()?.join("realkernel");
     let fixtures = out.join("fixtures");
     build_fixtures(&fixtures)?;
     let pagefit = build_pagefit()?;
@@ -78,9 +78,9 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
             None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch)?, &out, timeout)?,
         };
         if let Some(record) = &record {
-            std::fs::create_dir_all(record)?;
+            fs_err::create_dir_all(record)?;
             for (page, text) in &boots {
-                std::fs::write(record.join(format!("{}-{page}.txt", arch.name())), text)?;
+                fs_err::write(record.join(format!("{}-{page}.txt", arch.name())), text)?;
             }
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);

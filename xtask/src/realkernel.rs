@@ -24,6 +24,16 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
+/// Cargo's target directory, as `cargo metadata` reports it (it honours
+/// `CARGO_TARGET_DIR` and `build.target-dir`).
+pub fn target_dir() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let metadata = run(Command::new(cargo).args(["metadata", "--format-version", "1", "--no-deps"]).current_dir(workspace()))?;
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).context("cargo metadata printed no JSON")?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata names no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
 /// Builds the fixture corpus into `out` with fixtures/build.sh.
 pub fn build_fixtures(out: &Path) -> Result<()> {
     run(Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(out))?;
@@ -34,7 +44,7 @@ pub fn build_fixtures(out: &Path) -> Result<()> {
 pub fn build_pagefit() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(cargo).args(["build", "--release", "--quiet", "-p", "pagefit-cli"]).current_dir(workspace()))?;
-    Ok(workspace().join("target/release/pagefit"))
+    Ok(target_dir()?.join("release/pagefit"))
 }
 
 /// Cross-builds `pagefit` (release) for `arch` with Debian's cross gcc as
@@ -50,7 +60,7 @@ pub fn build_pagefit_for(arch: Arch) -> Result<PathBuf> {
         .env(format!("CC_{env_target}"), format!("{}-gcc", arch.triple()))
         .env(format!("AR_{env_target}"), format!("{}-ar", arch.triple()))
         .current_dir(workspace()))?;
-    Ok(workspace().join("target").join(target).join("release/pagefit"))
+    Ok(target_dir()?.join(target).join("release/pagefit"))
 }
 
 /// The run in which the VM checks its own fixtures with the cross-built pagefit.
@@ -59,7 +69,7 @@ const SELF_CHECK: &str = "pagefit-check";
 /// A fixture directory's MANIFEST: each entry's name and how the VM runs it
 /// (`-` for a library).
 pub fn manifest_entries(dir: &Path) -> Result<Vec<(String, String)>> {
-    let manifest = std::fs::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
+    let manifest = fs_err::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
     Ok(manifest
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -144,7 +154,7 @@ pub fn boot_arch(
         let lib = glibc.join("lib/aarch64-linux-gnu");
         initramfs.add(&lib.join("ld-2.31.so"), "b31/ld-linux-aarch64.so.1")?;
         for name in ["libc.so.6", "libdl.so.2"] {
-            initramfs.add(&std::fs::canonicalize(lib.join(name))?, &format!("b31/{name}"))?;
+            initramfs.add(&fs_err::canonicalize(lib.join(name))?, &format!("b31/{name}"))?;
         }
     }
     let mut outputs = Vec::new();
@@ -169,7 +179,7 @@ pub fn read_recorded(dir: &Path, arch: Arch) -> Result<Vec<(String, String)>> {
         .iter()
         .map(|page| {
             let path = dir.join(format!("{}-{page}.txt", arch.name()));
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = fs_err::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
             Ok((page.to_string(), text))
         })
         .collect()

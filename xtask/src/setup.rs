@@ -42,12 +42,12 @@ fn have(program: &str) -> bool {
 /// The Debian mirror the machine's apt sources use (never written into the repository).
 fn mirror_uri() -> Result<String> {
     let mut texts = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+    if let Ok(dir) = fs_err::read_dir("/etc/apt/sources.list.d") {
         for entry in dir.flatten() {
-            texts.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+            texts.push(fs_err::read_to_string(entry.path()).unwrap_or_default());
         }
     }
-    texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
+    texts.push(fs_err::read_to_string("/etc/apt/sources.list").unwrap_or_default());
     for text in &texts {
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -65,18 +65,36 @@ fn mirror_uri() -> Result<String> {
 }
 
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/pagefit-realkernel.sources";
+const PREFERENCES_FILE: &str = "/etc/apt/preferences.d/pagefit-realkernel";
+
+/// Keeps the added trixie suite below the machine's own release, so that the
+/// machine's ordinary `apt-get install` keeps taking its own packages (trixie's
+/// arm64 index also lists every architecture-independent package). The
+/// harness asks for trixie by name where it needs it.
+const TRIXIE_PIN: &str = "Explanation: pagefit realkernel: trixie only where asked for by name\n\
+                          Package: *\nPin: release n=trixie\nPin-Priority: 100\n";
+
+/// The machine's own release (`VERSION_CODENAME` in /etc/os-release).
+fn host_codename() -> String {
+    let text = fs_err::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).unwrap_or("").trim_matches('"').to_string()
+}
 
 /// Adds arm64 and ppc64el as foreign architectures with Debian 13's suite,
-/// and bookworm-backports for the host's qemu (the plain bookworm qemu
-/// conflicts with the installed qemu-utils), once.
+/// pinned below the machine's release, and bookworm-backports for the host's
+/// qemu (the plain bookworm qemu conflicts with the installed qemu-utils), once.
 fn add_apt_sources() -> Result<()> {
-    let already = std::fs::read_dir("/etc/apt/sources.list.d")?.flatten().any(|e| {
-        std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("Suites: trixie") && t.contains("Architectures: arm64 ppc64el"))
+    if host_codename() != "trixie" && fs_err::read_to_string(PREFERENCES_FILE).ok().as_deref() != Some(TRIXIE_PIN) {
+        fs_err::create_dir_all("/etc/apt/preferences.d")?;
+        fs_err::write(PREFERENCES_FILE, TRIXIE_PIN).context("the apt pin needs root")?;
+    }
+    let already = fs_err::read_dir("/etc/apt/sources.list.d")?.flatten().any(|e| {
+        fs_err::read_to_string(e.path()).is_ok_and(|t| t.contains("Suites: trixie") && t.contains("Architectures: arm64 ppc64el"))
     });
     if already {
         return Ok(());
     }
-    eprintln!("realkernel: adding arm64/ppc64el (trixie) and bookworm-backports apt sources");
+    eprintln!("realkernel: adding arm64/ppc64el (trixie, pinned to priority 100) and bookworm-backports apt sources");
     let uri = mirror_uri()?;
     run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     run(Command::new("dpkg").args(["--add-architecture", "ppc64el"]))?;
@@ -85,7 +103,7 @@ fn add_apt_sources() -> Result<()> {
         "Types: deb\nURIs: {uri}\nSuites: trixie\nComponents: main\nArchitectures: arm64 ppc64el\nSigned-By: {keyring}\n\n\
          Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\nArchitectures: amd64\nSigned-By: {keyring}\n"
     );
-    std::fs::write(SOURCES_FILE, text).with_context(|| format!("cannot write {SOURCES_FILE} (run as root)"))?;
+    fs_err::write(SOURCES_FILE, text).context("the apt sources need root")?;
     run(Command::new("apt-get").args(["update", "-q"]))?;
     Ok(())
 }
@@ -104,7 +122,7 @@ fn apt_install(packages: &[&str], backports: bool) -> Result<()> {
 /// Installs qemu, the cross compilers and cpio where missing.
 pub fn install_tools() -> Result<()> {
     add_apt_sources()?;
-    let on_bookworm = std::fs::read_to_string("/etc/os-release").is_ok_and(|t| t.contains("bookworm"));
+    let on_bookworm = fs_err::read_to_string("/etc/os-release").is_ok_and(|t| t.contains("bookworm"));
     for (program, package, backports) in [
         ("qemu-system-aarch64", "qemu-system-arm", on_bookworm),
         ("qemu-system-ppc64", "qemu-system-ppc", on_bookworm),
@@ -121,17 +139,46 @@ pub fn install_tools() -> Result<()> {
     Ok(())
 }
 
-/// The newest binary package whose name matches `pattern` (a regex for `apt-cache search --names-only`).
-fn newest_package(pattern: &str) -> Result<String> {
-    let listing = run(Command::new("apt-cache").args(["search", "--names-only", pattern]))?;
-    let mut names: Vec<&str> = listing.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    names.sort_by_key(|name| version_key(name));
-    names.last().map(|n| n.to_string()).with_context(|| format!("no package matches {pattern}: are the trixie sources reachable?"))
+/// The package names of an `apt-cache search --names-only` listing, newest first.
+pub fn newest_first(listing: &str) -> Vec<String> {
+    let mut names: Vec<String> = listing.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
+    names.sort_by_key(|name| std::cmp::Reverse(version_key(name)));
+    names.dedup();
+    names
 }
 
 /// Orders package names by the numbers in them, like `sort -V`.
 fn version_key(name: &str) -> Vec<u64> {
     name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect()
+}
+
+/// Downloads the first of `candidates` (newest first) that the mirror
+/// serves, unpacked into `dir`, and returns its name. A mirror's index can
+/// list files it does not serve, so each failure is reported and the next
+/// candidate tried; when none downloads, one line names them all.
+pub fn fetch_first(candidates: &[String], architecture: &str, dir: &Path) -> Result<String> {
+    let mut failures = Vec::new();
+    for package in candidates {
+        match fetch_deb(&format!("{package}:{architecture}"), dir, &[]) {
+            Ok(()) => return Ok(package.clone()),
+            Err(e) => {
+                let reason = last_error_line(&format!("{e:#}"));
+                eprintln!("realkernel: {package}:{architecture} did not download ({reason}); trying the next version");
+                failures.push(format!("{package} ({reason})"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        bail!("no candidate packages for {}: are the trixie sources reachable?", dir.display());
+    }
+    bail!("none of the {architecture} packages downloaded: {}", failures.join(", "))
+}
+
+/// The line of apt's output that says why, such as "404  Not Found".
+fn last_error_line(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let why = lines.iter().rev().find(|l| l.starts_with("E:") || l.starts_with("Err:")).or(lines.last()).copied().unwrap_or("no output");
+    why.chars().take(200).collect()
 }
 
 /// Downloads `package` with `apt-get download` (extra `apt_options` select a
@@ -142,16 +189,16 @@ fn fetch_deb(package: &str, dir: &Path, apt_options: &[String]) -> Result<()> {
     }
     eprintln!("realkernel: apt-get download {package}");
     let download = dir.with_extension("download");
-    let _ = std::fs::remove_dir_all(&download);
-    std::fs::create_dir_all(&download)?;
+    let _ = fs_err::remove_dir_all(&download);
+    fs_err::create_dir_all(&download)?;
     run(Command::new("apt-get").args(apt_options).args(["download", package]).current_dir(&download))?;
     let unpacked = dir.with_extension("part");
-    let _ = std::fs::remove_dir_all(&unpacked);
-    for deb in std::fs::read_dir(&download)?.flatten() {
+    let _ = fs_err::remove_dir_all(&unpacked);
+    for deb in fs_err::read_dir(&download)?.flatten() {
         run(Command::new("dpkg-deb").arg("-x").arg(deb.path()).arg(&unpacked))?;
     }
-    std::fs::rename(&unpacked, dir)?;
-    std::fs::remove_dir_all(&download)?;
+    fs_err::rename(&unpacked, dir)?;
+    fs_err::remove_dir_all(&download)?;
     Ok(())
 }
 
@@ -166,11 +213,13 @@ pub fn kernel(arch: Arch, page_size: &str) -> Result<PathBuf> {
     };
     let dir = cache_dir().join(arch.name()).join(format!("kernel-{page_size}"));
     if !dir.is_dir() {
-        let package = newest_package(&format!("^linux-image-[0-9.]+\\+deb13-{flavour}$"))?;
-        fetch_deb(&format!("{package}:{}", arch.debian()), &dir, &[])?;
+        let pattern = format!("^linux-image-[0-9.]+\\+deb13-{flavour}$");
+        let listing = run(Command::new("apt-cache").args(["search", "--names-only", &pattern]))?;
+        let package = fetch_first(&newest_first(&listing), arch.debian(), &dir)?;
+        eprintln!("realkernel: {} {page_size} kernel: {package}", arch.name());
     }
     let boot = dir.join("boot");
-    let image = std::fs::read_dir(&boot)
+    let image = fs_err::read_dir(&boot)
         .with_context(|| format!("{} has no boot/", dir.display()))?
         .flatten()
         .map(|e| e.path())
@@ -178,10 +227,11 @@ pub fn kernel(arch: Arch, page_size: &str) -> Result<PathBuf> {
     image.with_context(|| format!("no kernel image in {}", boot.display()))
 }
 
-/// Debian 13's static busybox for `arch`.
+/// Debian 13's static busybox for `arch`, asked for by release: the pin
+/// would otherwise take bookworm's, which lives in /bin.
 pub fn busybox(arch: Arch) -> Result<PathBuf> {
     let dir = cache_dir().join(arch.name()).join("busybox");
-    fetch_deb(&format!("busybox-static:{}", arch.debian()), &dir, &[])?;
+    fetch_deb(&format!("busybox-static:{}/trixie", arch.debian()), &dir, &[])?;
     Ok(dir.join("usr/bin/busybox"))
 }
 
@@ -195,10 +245,10 @@ pub fn bullseye_glibc() -> Result<PathBuf> {
     }
     let apt = cache_dir().join("bullseye-apt");
     for sub in ["lists/partial", "cache/archives/partial"] {
-        std::fs::create_dir_all(apt.join(sub))?;
+        fs_err::create_dir_all(apt.join(sub))?;
     }
     let sources = apt.join("sources.list");
-    std::fs::write(
+    fs_err::write(
         &sources,
         format!("deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} bullseye main\n", mirror_uri()?),
     )?;
@@ -219,9 +269,41 @@ pub fn bullseye_glibc() -> Result<PathBuf> {
     fetch_deb("libc6-dev:arm64", &dev, &options)?;
     // One sysroot holding both.
     let part = dir.with_extension("part");
-    let _ = std::fs::remove_dir_all(&part);
+    let _ = fs_err::remove_dir_all(&part);
     run(Command::new("cp").arg("-a").arg(format!("{}/.", libc.display())).arg(&part))?;
     run(Command::new("cp").arg("-a").arg(format!("{}/.", dev.display())).arg(&part))?;
-    std::fs::rename(&part, &dir)?;
+    fs_err::rename(&part, &dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_first;
+
+    /// `apt-cache search --names-only '^linux-image-[0-9.]+\+deb13-powerpc64le$'`
+    /// on a mirror that listed 6.12.117 without serving it.
+    const RECORDED_LISTING: &str = "\
+linux-image-6.12.107+deb13-powerpc64le - Linux 6.12 for Little-endian 64-bit PowerPC (signed)
+linux-image-6.12.117+deb13-powerpc64le - Linux 6.12 for Little-endian 64-bit PowerPC (signed)
+linux-image-6.12.41+deb13-powerpc64le - Linux 6.12 for Little-endian 64-bit PowerPC (signed)
+linux-image-6.12.9+deb13-powerpc64le - Linux 6.12 for Little-endian 64-bit PowerPC (signed)
+";
+
+    #[test]
+    fn candidates_are_ordered_by_version_not_by_text() {
+        assert_eq!(
+            newest_first(RECORDED_LISTING),
+            [
+                "linux-image-6.12.117+deb13-powerpc64le",
+                "linux-image-6.12.107+deb13-powerpc64le",
+                "linux-image-6.12.41+deb13-powerpc64le",
+                "linux-image-6.12.9+deb13-powerpc64le",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_listing_has_no_candidates() {
+        assert!(newest_first("").is_empty());
+    }
 }

@@ -25,11 +25,11 @@ pub struct Initramfs {
 impl Initramfs {
     /// Stages busybox and the cross glibc for `arch` under `root` (emptied first).
     pub fn new(root: &Path, arch: Arch, busybox: &Path) -> Result<Initramfs> {
-        let _ = std::fs::remove_dir_all(root);
+        let _ = fs_err::remove_dir_all(root);
         for dir in ["bin", "lib", "lib64", "proc", "sys", "dev", "tmp", "t"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            fs_err::create_dir_all(root.join(dir))?;
         }
-        std::fs::copy(busybox, root.join("bin/busybox")).context("copy busybox")?;
+        fs_err::copy(busybox, root.join("bin/busybox")).context("copy busybox")?;
         for applet in ["sh", "mount", "echo", "cat", "ls", "cp", "timeout"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
@@ -40,17 +40,17 @@ impl Initramfs {
             Arch::Ppc64le => ("lib64", "ld64.so.2"),
         };
         let libdir = root.join("lib").join(triple);
-        std::fs::create_dir_all(&libdir)?;
+        fs_err::create_dir_all(&libdir)?;
         // As Debian lays it out: ld.so in the multiarch directory, where a
         // new link namespace (an LD_AUDIT module's) finds it by soname, and
         // the PT_INTERP path a symlink to that same file.
-        std::fs::copy(sysroot.join(interp), libdir.join(interp))
+        fs_err::copy(sysroot.join(interp), libdir.join(interp))
             .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
         let from_interp_dir = if interp_dir == "lib" { PathBuf::from(triple) } else { Path::new("../lib").join(triple) };
         std::os::unix::fs::symlink(from_interp_dir.join(interp), root.join(interp_dir).join(interp))?;
         for lib in GLIBC_LIBS {
             if sysroot.join(lib).exists() {
-                std::fs::copy(sysroot.join(lib), libdir.join(lib))?;
+                fs_err::copy(sysroot.join(lib), libdir.join(lib))?;
             }
         }
         Ok(Initramfs { root: root.to_path_buf() })
@@ -60,11 +60,11 @@ impl Initramfs {
     pub fn add(&self, src: &Path, dest: &str) -> Result<()> {
         let target = self.root.join("t").join(dest);
         if src.is_dir() {
-            std::fs::create_dir_all(&target)?;
+            fs_err::create_dir_all(&target)?;
             run(Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(&target))?;
         } else {
-            std::fs::create_dir_all(target.parent().unwrap_or(&self.root))?;
-            std::fs::copy(src, &target).with_context(|| format!("copy {}", src.display()))?;
+            fs_err::create_dir_all(target.parent().unwrap_or(&self.root))?;
+            fs_err::copy(src, &target).with_context(|| format!("copy {}", src.display()))?;
         }
         Ok(())
     }
@@ -72,15 +72,15 @@ impl Initramfs {
     /// Boots `kernel` with this root and `script` (busybox sh, run in /t) as
     /// the work, and returns what the script printed.
     pub fn boot(&self, arch: Arch, kernel: &Path, script: &str, timeout: Duration) -> Result<String> {
-        std::fs::write(self.root.join("t/work.sh"), script)?;
+        fs_err::write(self.root.join("t/work.sh"), script)?;
         let init = format!(
             "#!/bin/sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox mount -t sysfs sys /sys\n\
              /bin/busybox mount -t tmpfs tmp /tmp\ncd /t\necho {BEGIN}\n\
              echo \"@@ kernel $(/bin/busybox uname -m) page size $(/bin/busybox awk '/KernelPageSize/{{print $2; exit}}' /proc/self/smaps) kB\"\n/bin/sh /t/work.sh\necho {END} $?\n/bin/busybox poweroff -f\n"
         );
         let init_path = self.root.join("init");
-        std::fs::write(&init_path, init)?;
-        std::fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        fs_err::write(&init_path, init)?;
+        fs_err::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let image = self.root.with_extension("cpio");
         // An uncompressed newc archive: every Debian kernel takes it, and it costs no compression time.
         run(Command::new("sh").arg("-c").arg(format!(

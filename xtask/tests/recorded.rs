@@ -6,12 +6,13 @@
 //! (`cargo xtask realkernel`, run by .ci/run) also covers the runs under
 //! Debian 11's glibc 2.31, whose programs need that glibc to build.
 
-use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, workspace};
+use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, target_dir, workspace};
 use xtask::{fixproof, runproof, Arch};
 
 #[test]
 fn predictions_agree_with_recorded_real_kernel_runs() {
-    let fixtures = workspace().join("target/realkernel/recorded-fixtures");
+    let out = target_dir().expect("cargo metadata").join("realkernel");
+    let fixtures = out.join("recorded-fixtures");
     build_fixtures(&fixtures).expect("build the fixtures");
     let pagefit = build_pagefit().expect("build pagefit");
     let observed = workspace().join("fixtures/observed");
@@ -21,8 +22,8 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         let dir = fixtures.join(arch.name());
         rows.extend(compare(arch, &dir, &pagefit, &boots, false).expect("compare"));
         // The fixed copies, fixed again here by the pagefit under test.
-        let fixed = fixproof::prepare(arch, &dir, &pagefit, &workspace().join(format!("target/realkernel/recorded-fixed/{}", arch.name())))
-            .expect("fix the fixtures");
+        let fixed =
+            fixproof::prepare(arch, &dir, &pagefit, &out.join(format!("recorded-fixed/{}", arch.name()))).expect("fix the fixtures");
         rows.extend(fixproof::compare(arch, &fixed, &boots).expect("compare the fixed runs"));
         let (run_rows, _) = runproof::compare(arch, &dir, &pagefit, &boots).expect("compare the runs under pagefit run");
         rows.extend(run_rows);
