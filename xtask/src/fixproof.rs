@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use pagefit_core::elf::Prot;
+use pagefit_core::fix::plan::Strategy;
+use pagefit_core::fix::report::{ClosureFixReport, FixReport};
 
 use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::realkernel::{manifest_entries, Row};
@@ -30,7 +32,7 @@ pub struct FixedCorpus {
     /// Where it is: the VM gets it as /t/fixed.
     pub dir: PathBuf,
     /// `pagefit fix --format json` of every file that was fixed, by MANIFEST name.
-    reports: HashMap<String, Value>,
+    reports: HashMap<String, FixReport>,
 }
 
 /// Copies `fixtures` to `out` and fixes there, for the large page size of
@@ -54,9 +56,9 @@ pub fn prepare(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
             .arg(&file)
             .output()
             .with_context(|| format!("cannot run {}", pagefit.display()))?;
-        let report: Value = serde_json::from_slice(&output.stdout)
+        let report: FixReport = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("pagefit fix {name}: {}", String::from_utf8_lossy(&output.stderr)))?;
-        anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {name} for {}: {report}", arch.big_page());
+        anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {name} for {}: {report:?}", arch.big_page());
         reports.insert(name, report);
     }
     fix_closure(arch, fixtures, pagefit, out)?;
@@ -76,11 +78,11 @@ fn fix_closure(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         .arg(arch.sysroot())
         .output()
         .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    let report: Value = serde_json::from_slice(&output.stdout)
+    let report: ClosureFixReport = serde_json::from_slice(&output.stdout)
         .with_context(|| format!("pagefit fix --closure {CLOSURE_PROGRAM}: {}", String::from_utf8_lossy(&output.stderr)))?;
-    anyhow::ensure!(output.status.code() == Some(0), "pagefit fix --closure {CLOSURE_PROGRAM}: {report}");
+    anyhow::ensure!(output.status.code() == Some(0), "pagefit fix --closure {CLOSURE_PROGRAM}: {report:?}");
     let program = CLOSURE_PROGRAM.rsplit('/').next().unwrap_or(CLOSURE_PROGRAM);
-    let command = match report["launcher"].as_str() {
+    let command = match report.launcher {
         Some(_) => format!("./{CLOSURE_OUT}/{program}.sh"),
         None => format!("./{CLOSURE_OUT}/{program}"),
     };
@@ -103,7 +105,7 @@ impl FixedCorpus {
     pub fn strategies(&self) -> String {
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for report in self.reports.values() {
-            *counts.entry(report["strategy"].as_str().unwrap_or("?")).or_default() += 1;
+            *counts.entry(report.strategy.map_or("?", Strategy::name)).or_default() += 1;
         }
         let mut counts: Vec<String> = counts.into_iter().map(|(s, n)| format!("{n} {s}")).collect();
         counts.sort();
@@ -112,15 +114,21 @@ impl FixedCorpus {
 
     /// How far the fix of `file` moved its addresses (rebase's Δ; 0 otherwise).
     fn delta(&self, file: &str) -> u64 {
-        self.reports.get(file).and_then(|r| r["delta"].as_u64()).unwrap_or(0)
+        self.reports.get(file).map_or(0, |r| r.delta)
     }
 
     /// Whether the fix of `file` reported giving `address` (of the fixed file) the permission `wanted` (r, w or x).
     fn widened(&self, file: &str, address: u64, wanted: char) -> bool {
-        let Some(costs) = self.reports.get(file).and_then(|r| r["costs"].as_array()) else { return false };
-        costs.iter().any(|cost| {
-            let (start, end) = (cost["range"]["start"].as_u64().unwrap_or(0), cost["range"]["end"].as_u64().unwrap_or(0));
-            start <= address && address < end && cost["after"].as_str().is_some_and(|after| after.contains(wanted))
+        let Some(report) = self.reports.get(file) else { return false };
+        report.costs.iter().any(|cost| {
+            let has = |bit: Prot| cost.after.contains(bit);
+            let granted = match wanted {
+                'r' => has(Prot::R),
+                'w' => has(Prot::W),
+                'x' => has(Prot::X),
+                _ => false,
+            };
+            cost.range.start <= address && address < cost.range.end && granted
         })
     }
 }

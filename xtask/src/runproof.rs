@@ -150,7 +150,7 @@ pub fn compare_fat(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
 /// without an argument (fixtures/src/dlopen.c). Under a userspace loader
 /// /proc/self/exe stays pagefit (PR_SET_MM_EXE_FILE is refused while
 /// pagefit's image is mapped); `$ORIGIN` in RPATH/RUNPATH needs no such
-/// exception, the loader expands it (pagefit_core::origin).
+/// exception, the loader expands it (pagefit_core::run::origin).
 const SELF_EXE_RUNS: &[&str] = &["./dlopen"];
 
 /// ld.so refused a library the program needs or opens.

@@ -8,18 +8,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use object::read::ReadCache;
-use pagefit_core::check::{apply_zip_alignment, check_file, CheckOptions, FileReport};
 use pagefit_core::elf::{parse, ParseOptions, Platform};
-use pagefit_core::plan::Outcome;
-use pagefit_core::report::{write_check_text, CheckDocument, InputError};
-use pagefit_core::sarif::sarif_log;
+use pagefit_core::predict::check::{apply_zip_alignment, check_file, CheckOptions, FileReport};
+use pagefit_core::predict::effect::Outcome;
+use pagefit_core::render::report::{write_check_text, CheckDocument, InputError};
+use pagefit_core::render::sarif::sarif_log;
 use rayon::prelude::*;
 
-use crate::archive::{self, Member};
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::closure;
-use crate::image::{self, Container};
 use crate::inputs::{collect, walk, Candidate};
+use pagefit_archive::image::{self, Container};
+use pagefit_archive::{self as archive, Member};
 use pagefit_loader::source::FileSource;
 
 /// What checking one file or archive member produced.
@@ -288,8 +288,8 @@ fn check_members(
 ) -> Vec<Checked> {
     let mut checked = Vec::new();
     let result = scan(&mut |member| checked.push(check_member(member, options)));
-    if let Err(message) = result {
-        checked.push(Checked::Error(InputError { path: path.display().to_string(), message }));
+    if let Err(error) = result {
+        checked.push(Checked::Error(InputError { path: path.display().to_string(), message: error.to_string() }));
     }
     checked
 }

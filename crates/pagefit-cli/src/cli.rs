@@ -1,8 +1,8 @@
 //! Command-line arguments, parsed into plain values before anything touches the system.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pagefit_core::model::LoaderModel;
 use pagefit_core::page::{parse_page_size_list, PageSize};
+use pagefit_core::predict::model::LoaderModel;
 
 /// Check, explain, fix and run ELF binaries at any memory page size.
 #[derive(Parser, Debug)]

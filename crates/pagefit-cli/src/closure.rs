@@ -10,13 +10,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use object::read::ReadCache;
-use pagefit_core::check::{check_file, CheckOptions, FileReport};
 use pagefit_core::closure::{self, resolve, Closure, FoundVia, Opened, SearchOptions, TargetFiles, TargetPath, WeakestLink};
 use pagefit_core::elf::{parse, ParseOptions};
 use pagefit_core::page::PageSize;
-use pagefit_core::plan::Outcome;
-use pagefit_core::report::{write_check_text, CheckDocument};
-use pagefit_core::sarif::sarif_log;
+use pagefit_core::predict::check::{check_file, CheckOptions, FileReport};
+use pagefit_core::predict::effect::Outcome;
+use pagefit_core::render::report::{write_check_text, CheckDocument};
+use pagefit_core::render::sarif::sarif_log;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, CheckFormat};

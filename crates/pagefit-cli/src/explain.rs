@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use object::read::ReadCache;
-use pagefit_core::check::default_loaders;
 use pagefit_core::elf::{parse, ElfFile, ParseOptions};
-use pagefit_core::plan::{plan, LoadInput, LoadPlan, Outcome, BASELINE_PAGE};
-use pagefit_core::report::write_explain_text;
+use pagefit_core::predict::check::default_loaders;
+use pagefit_core::predict::effect::Outcome;
+use pagefit_core::predict::input::LoadInput;
+use pagefit_core::predict::plan::{plan, LoadPlan, BASELINE_PAGE};
+use pagefit_core::render::report::write_explain_text;
 use serde::Serialize;
 
 use crate::check::file_name;

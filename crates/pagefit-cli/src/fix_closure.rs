@@ -9,53 +9,28 @@
 //! that needs fixing goes to DIR/lib too, and the launcher runs the program
 //! through it (`ld.so --library-path DIR/lib PROGRAM`), since the kernel
 //! only ever maps the interpreter PT_INTERP names. Each file is
-//! fixed and proven by `pagefit fix` itself (run as a child process, so the
-//! closure mode has exactly the single-file behaviour); then the closure is
-//! resolved again from DIR and every object must be ok at P.
+//! fixed and proven by the fix engine ([`fix_file`], the single-file
+//! behaviour); then the closure is resolved again from DIR and every object
+//! must be ok at P.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::closure::{weakest_links, FoundVia};
 use pagefit_core::elf::{parse, ParseOptions};
-use pagefit_core::model::LoaderModel;
+use pagefit_core::fix::report::{ClosureFixReport, ClosureObjectFix, FixStatus};
 use pagefit_core::page::PageSize;
-use serde::Serialize;
-use serde_json::Value;
+use pagefit_core::predict::check::{check_file, CheckOptions};
+use pagefit_core::predict::model::LoaderModel;
+use pagefit_core::render::fix::write_closure_fix_text;
 
 use crate::cli::Format;
 use crate::closure::{check_objects, resolve_program, Search};
+use crate::engine::fix_file;
 use crate::fix::FixArgs;
-
-/// What happened to one object of the closure.
-#[derive(Serialize)]
-struct ObjectOutcome {
-    name: String,
-    input: String,
-    /// Where its copy is, if DIR holds one.
-    output: Option<String>,
-    /// fixed, already-ok, refused, verification-failed, or `kept` (ok, and left where it is).
-    status: String,
-    strategy: Option<String>,
-    reason: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ClosureFixReport {
-    program: String,
-    out: String,
-    page_size: PageSize,
-    objects: Vec<ObjectOutcome>,
-    /// The script that runs the program with DIR/lib first, when one was needed.
-    launcher: Option<String>,
-    /// Whether the closure resolved from DIR is ok at P.
-    proven: bool,
-    /// Why not, in words.
-    problems: Vec<String>,
-}
+use crate::output::write_atomically;
 
 pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCode> {
     let page = args.page_size;
@@ -81,23 +56,23 @@ pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCod
         if let Some(parent) = destination.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
         }
-        let report = fix_one(&input, &destination, args)?;
-        let status = report["status"].as_str().unwrap_or("?").to_string();
-        let kept_in_place = !in_tree && status == "already-ok";
+        let report = fix_file(&input, &destination, &args.request())?;
+        let kept_in_place = !in_tree && report.status == FixStatus::AlreadyOk;
         if kept_in_place {
             std::fs::remove_file(&destination).with_context(|| format!("{}: cannot remove", destination.display()))?;
         }
-        elsewhere_fixed |= !in_tree && status == "fixed";
-        if object.via == FoundVia::Interpreter && status == "fixed" {
+        let fixed = report.status == FixStatus::Fixed;
+        elsewhere_fixed |= !in_tree && fixed;
+        if object.via == FoundVia::Interpreter && fixed {
             interpreter_fixed = Some(destination.clone());
         }
-        objects.push(ObjectOutcome {
+        objects.push(ClosureObjectFix {
             name: file_name.to_string(),
             input: object.host_path.clone(),
-            output: (!kept_in_place && (status == "fixed" || status == "already-ok")).then(|| destination.display().to_string()),
-            status: if kept_in_place { "kept".into() } else { status },
-            strategy: report["strategy"].as_str().map(str::to_string),
-            reason: report["reason"].as_str().map(str::to_string),
+            output: (!kept_in_place && report.status.is_usable()).then(|| destination.display().to_string()),
+            status: if kept_in_place { FixStatus::Kept } else { report.status },
+            strategy: report.strategy,
+            reason: report.reason,
         });
     }
     let interpreter_name = interpreter_fixed.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
@@ -121,38 +96,15 @@ pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCod
             serde_json::to_writer_pretty(&mut w, &report)?;
             writeln!(w)?;
         }
-        Format::Text => write_text(&mut w, &report)?,
+        Format::Text => write_closure_fix_text(&mut w, &report)?,
     }
-    let refused = report.objects.iter().any(|o| o.output.is_none() && o.status != "kept");
+    let refused = report.objects.iter().any(|o| o.output.is_none() && o.status != FixStatus::Kept);
     Ok(if report.proven && !refused { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-fn fix_one(input: &Path, output: &Path, args: &FixArgs) -> anyhow::Result<Value> {
-    let mut extra = vec!["--strategy".to_string(), args.strategy.to_string()];
-    if args.no_wx {
-        extra.push("--no-wx".into());
-    }
-    fix_file(input, output, args.page_size, &extra)
-}
-
-/// `pagefit fix IN -o OUT --page-size P --format json [EXTRA...]`, by this
-/// very executable; its JSON report (exit 2, an error, becomes an error).
-pub fn fix_file(input: &Path, output: &Path, page: PageSize, extra: &[String]) -> anyhow::Result<Value> {
-    let exe = std::env::current_exe().context("cannot find pagefit's own executable")?;
-    let mut command = Command::new(exe);
-    command.arg("fix").arg("--page-size").arg(page.bytes().to_string()).arg(input).arg("-o").arg(output);
-    command.args(["--format", "json"]).args(extra);
-    let result = command.output().context("cannot run pagefit fix")?;
-    if result.status.code() == Some(2) {
-        bail!("{}", String::from_utf8_lossy(&result.stderr).trim());
-    }
-    serde_json::from_slice(&result.stdout).with_context(|| format!("pagefit fix {}: no report", input.display()))
 }
 
 /// The script that runs the program with DIR/lib searched first, through
 /// the fixed interpreter when there is one.
 fn write_launcher(out: &Path, program_name: &str, interpreter: Option<&str>) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
     let path = out.join(format!("{program_name}.sh"));
     let run = match interpreter {
         Some(interpreter) => format!("exec \"$here/lib/{interpreter}\" --library-path \"$here/lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\" \"$here/{program_name}\" \"$@\""),
@@ -162,8 +114,7 @@ fn write_launcher(out: &Path, program_name: &str, interpreter: Option<&str>) -> 
         "#!/bin/sh\n# Written by pagefit fix --closure: runs {program_name} with the libraries fixed for a larger page size first.\n\
          here=$(dirname \"$0\")\n{run}\n"
     );
-    std::fs::write(&path, script).with_context(|| format!("{}: cannot write", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    write_atomically(&path, |out| out.write_all(script.as_bytes()))?;
     Ok(path.display().to_string())
 }
 
@@ -175,7 +126,7 @@ fn prove(
     program: &Path,
     search: &Search<'_>,
     page: PageSize,
-    objects: &[ObjectOutcome],
+    objects: &[ClosureObjectFix],
     interpreter_copy: Option<&Path>,
 ) -> anyhow::Result<Vec<String>> {
     let mut closure = resolve_program(program, search, false)?;
@@ -197,7 +148,7 @@ fn prove(
     }
     let reports = check_objects(&closure, &options);
     problems.extend(weakest_links(&closure, &reports, false).into_iter().map(|link| link.explanation));
-    for object in objects.iter().filter(|o| o.status == "fixed") {
+    for object in objects.iter().filter(|o| o.status == FixStatus::Fixed) {
         let copy = Path::new(object.output.as_deref().unwrap_or_default());
         let loaded = interpreter_copy == Some(copy) || closure.objects.iter().any(|o| Path::new(&o.host_path) == copy);
         if !loaded {
@@ -205,27 +156,4 @@ fn prove(
         }
     }
     Ok(problems)
-}
-
-fn write_text(w: &mut dyn Write, report: &ClosureFixReport) -> std::io::Result<()> {
-    for object in &report.objects {
-        let how = match (&object.strategy, &object.reason) {
-            (Some(strategy), _) => format!(" ({strategy})"),
-            (None, Some(reason)) => format!(": {reason}"),
-            _ => String::new(),
-        };
-        let to = object.output.as_deref().map_or_else(String::new, |o| format!(" -> {o}"));
-        writeln!(w, "{}: {}{how}{to}", object.name, object.status)?;
-    }
-    if let Some(launcher) = &report.launcher {
-        writeln!(w, "run it with {launcher} (which searches {}/lib first)", report.out)?;
-    }
-    if report.proven {
-        writeln!(w, "proven: the closure resolved from {} is ok at {}", report.out, report.page_size)?;
-    } else {
-        for problem in &report.problems {
-            writeln!(w, "not proven: {problem}")?;
-        }
-    }
-    Ok(())
 }

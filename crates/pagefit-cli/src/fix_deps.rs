@@ -1,5 +1,5 @@
 //! `pagefit run --fix-deps`: every library of the program's closure that is
-//! not ok at P is fixed (and proven) by `pagefit fix` into a content-addressed
+//! not ok at P is fixed (and proven) by the fix engine into a content-addressed
 //! cache, `$XDG_CACHE_HOME/pagefit/<content hash>-<P>/<name>`, and those
 //! directories go first in the program's LD_LIBRARY_PATH, so that ld.so finds
 //! the fixed copies before the originals (DT_RUNPATH comes after
@@ -12,19 +12,20 @@
 //! therefore carry a larger `p_align` ([`emulation_alignment`]), so that
 //! ld.so aligns them itself; libraries already ok at P get such a copy too.
 
-use std::hash::Hasher;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::closure::FoundVia;
 use pagefit_core::elf::{ElfFile, ParseOptions};
 use pagefit_core::page::PageSize;
-use pagefit_core::robust::{emulation_alignment, raise_load_alignment};
+use pagefit_core::predict::check::{check_file, CheckOptions};
+use pagefit_core::run::plan::{emulation_alignment, raise_load_alignment};
+use sha2::{Digest, Sha256};
 
 use crate::closure::{check_objects, resolve_program_record, Search};
-use crate::fix_closure::fix_file;
+use crate::engine::{fix_file, FixRequest};
+use crate::output::StagedFile;
 
 /// The audit module (audit/pagefit-audit.c, built by build.rs for the target).
 const AUDIT_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pagefit-audit.so"));
@@ -84,7 +85,7 @@ fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: PageSiz
     }
     let hash = content_hash(input).with_context(|| format!("{}: cannot read", input.display()))?;
     let suffix = if emulated { "-emulated" } else { "" };
-    let dir = cache_dir()?.join(format!("{hash:016x}-{}{suffix}", page.bytes()));
+    let dir = cache_dir()?.join(format!("{hash}-{}{suffix}", page.bytes()));
     let copy = dir.join(name);
     if copy.is_file() {
         return Ok(Some(copy));
@@ -92,28 +93,26 @@ fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: PageSiz
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     // Written under a temporary name and renamed, so that an interrupted
     // run never leaves a half-written library for the next one to trust.
-    let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let staged = StagedFile::create(&copy, 0o755)?;
     if ok {
-        std::fs::copy(input, &partial).with_context(|| format!("{}: cannot copy to {}", input.display(), partial.display()))?;
+        std::fs::copy(input, staged.path()).with_context(|| format!("{}: cannot copy to {}", input.display(), staged.path().display()))?;
     } else {
-        let report = fix_file(input, &partial, page, &[])?;
-        let status = report["status"].as_str().unwrap_or("?");
-        if status != "fixed" && status != "already-ok" {
-            bail!("--fix-deps: {} cannot be fixed for {page}: {}", input.display(), report["reason"].as_str().unwrap_or(status));
+        let report = fix_file(input, staged.path(), &FixRequest::at(page))?;
+        if !report.status.is_usable() {
+            let why = report.reason.or_else(|| report.refused.first().map(|r| r.reason.clone())).unwrap_or_default();
+            bail!("--fix-deps: {} cannot be fixed for {page}: {why}", input.display());
         }
     }
     if emulated {
-        align_for_emulation(&partial, page)?;
+        align_for_emulation(staged.path(), page)?;
     }
-    std::fs::rename(&partial, &copy).with_context(|| format!("{}: cannot rename to {}", partial.display(), copy.display()))?;
+    staged.persist(&copy, false)?;
     Ok(Some(copy))
 }
 
 /// Writes the audit module into the cache once (named by its bytes) and returns its path.
 fn install_audit_module(cache: &Path) -> anyhow::Result<PathBuf> {
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(AUDIT_MODULE);
-    let dir = cache.join(format!("audit-{:016x}", hasher.finish()));
+    let dir = cache.join(format!("audit-{}", hex(&Sha256::digest(AUDIT_MODULE))));
     let module = dir.join("pagefit-audit.so");
     if !module.is_file() {
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -171,16 +170,21 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("pagefit"))
 }
 
-/// A key for the library's bytes, read in chunks (libraries can be hundreds
-/// of MiB): a copy fixed once serves every program that loads the same file.
-fn content_hash(path: &Path) -> std::io::Result<u64> {
+/// A key for the library's bytes, stable across pagefit releases (SHA-256,
+/// read in chunks: libraries can be hundreds of MiB): a copy fixed once
+/// serves every program that loads the same file.
+fn content_hash(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = Sha256::new();
     let mut chunk = vec![0u8; 1 << 20];
     loop {
         match std::io::Read::read(&mut file, &mut chunk)? {
-            0 => return Ok(hasher.finish()),
-            n => hasher.write(&chunk[..n]),
+            0 => return Ok(hex(&hasher.finalize())),
+            n => hasher.update(&chunk[..n]),
         }
     }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -6,6 +6,8 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
+use pagefit_archive::image;
+
 /// The directories `pagefit check` scans when given no path.
 pub const DEFAULT_ROOTS: &[&str] =
     &["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/bin", "/sbin", "/lib", "/lib64", "/opt"];
@@ -37,7 +39,7 @@ pub fn collect(args: &[String]) -> (Vec<Candidate>, Vec<(String, String)>) {
         }
         match std::fs::metadata(arg) {
             // An OCI image layout is one input, read as an image.
-            Ok(m) if m.is_dir() && !crate::image::is_oci_layout(std::path::Path::new(arg)) => walk(PathBuf::from(arg), &mut files),
+            Ok(m) if m.is_dir() && !image::is_oci_layout(std::path::Path::new(arg)) => walk(PathBuf::from(arg), &mut files),
             Ok(_) => files.push(Candidate { path: PathBuf::from(arg), named: true }),
             Err(e) => errors.push((arg.clone(), format!("cannot read: {e}"))),
         }

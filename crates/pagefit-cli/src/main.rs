@@ -1,20 +1,18 @@
 //! The `pagefit` command: a thin layer over `pagefit-core`.
 
-mod archive;
 mod binfmt;
 mod check;
 mod cli;
 mod closure;
+mod engine;
 mod explain;
 mod fat;
 mod fix;
 mod fix_closure;
 mod fix_deps;
-mod image;
 mod inputs;
 mod output;
 mod run;
-mod sparse;
 
 use std::io::Write;
 use std::process::ExitCode;

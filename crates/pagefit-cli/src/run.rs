@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use object::read::ReadCache;
+use pagefit_core::fat::select::{select_record, HostTarget, PageSource, RecordFit, RecordSelection};
 use pagefit_core::fat::{is_fat, largest_ok_page, FatFile};
-use pagefit_core::fat_select::{select_record, HostTarget, PageSource, RecordFit, RecordSelection};
 use pagefit_core::page::PageSize;
-use pagefit_core::robust::{GapPolicy, MappingSource, RobustPlan};
+use pagefit_core::run::plan::{GapPolicy, MappingSource, RobustPlan};
 use pagefit_loader::{HugeText, LoadError, RunOptions, RunReport, HOST_MACHINE};
 use serde::Serialize;
 

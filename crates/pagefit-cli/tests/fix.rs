@@ -584,9 +584,10 @@ fn rebase_moves_every_address_by_delta() {
 #[test]
 fn the_rebase_proof_catches_a_wrong_address() {
     use pagefit_core::elf::{parse, ParseOptions};
+    use pagefit_core::fix::plan::{PieceSource, Strategy};
+    use pagefit_core::fix::proof::{compare_contents, image_checks, rebase_expectations};
+    use pagefit_core::fix::strategies::{plan_rewrite, target_loaders};
     use pagefit_core::page::PageSize;
-    use pagefit_core::rewrite::{plan_rewrite, target_loaders, PieceSource, Strategy};
-    use pagefit_core::verify::{compare_contents, image_checks, rebase_expectations};
     let data = std::fs::read(fixtures().join("x86_64/liblib-4k.so")).unwrap();
     let file = parse(data.as_slice(), ParseOptions::everything()).unwrap();
     let plan = plan_rewrite(data.as_slice(), &file, PageSize::K64, Strategy::Rebase).unwrap();
@@ -626,7 +627,7 @@ fn the_rebase_proof_catches_a_wrong_address() {
     }
 }
 
-fn plan_section_offset(plan: &pagefit_core::rewrite::RewritePlan, name: &str, address: u64) -> u64 {
+fn plan_section_offset(plan: &pagefit_core::fix::plan::RewritePlan, name: &str, address: u64) -> u64 {
     plan.section_headers.iter().find(|s| s.name == name && s.sh_addr == address).unwrap().sh_offset
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A memory page size in bytes: a power of two of at least 1 KiB.
 ///
@@ -12,6 +12,15 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct PageSize(u64);
+
+impl<'de> Deserialize<'de> for PageSize {
+    /// From the number of bytes [`Serialize`] writes.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PageSize, D::Error> {
+        let bytes = u64::deserialize(d)?;
+        PageSize::new(bytes)
+            .ok_or_else(|| serde::de::Error::custom(format!("{bytes} is not a page size (a power of two of at least 1 KiB)")))
+    }
+}
 
 impl PageSize {
     /// 4 KiB, the page size most ELF files are linked for.

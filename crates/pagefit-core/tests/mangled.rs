@@ -1,10 +1,11 @@
 //! No panics on truncated or mangled ELF files, nor on arbitrary program headers.
 
-use pagefit_core::check::{check_file, CheckOptions};
 use pagefit_core::elf::{parse, ParseOptions, ProgramHeader, Prot};
-use pagefit_core::model::LoaderModel;
 use pagefit_core::page::PageSize;
-use pagefit_core::plan::{plan, LoadInput};
+use pagefit_core::predict::check::{check_file, CheckOptions};
+use pagefit_core::predict::input::LoadInput;
+use pagefit_core::predict::model::LoaderModel;
+use pagefit_core::predict::plan::plan;
 use proptest::prelude::*;
 
 /// A real ELF file: this test binary's own first 256 KiB (headers, tables, code).
@@ -56,7 +57,7 @@ proptest! {
                 align: 1 << align_shift,
             })
             .collect();
-        let relro = relro.map(|(start, len)| pagefit_core::memory::AddrRange::new(start, start + len));
+        let relro = relro.map(|(start, len)| pagefit_core::predict::memory::AddrRange::new(start, start + len));
         let input = LoadInput { name: "synthetic", loads, relro, sections: &[], symbols: &[], entry: Some(0x1000) };
         let page = PageSize::new(1 << page_shift).unwrap();
         for loader in LoaderModel::ALL {

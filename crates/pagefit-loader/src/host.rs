@@ -2,7 +2,7 @@
 
 use std::io;
 
-use pagefit_core::stack::auxv;
+use pagefit_core::run::stack::auxv;
 
 /// The host's auxiliary vector.
 #[derive(Clone, Debug, Default)]

@@ -1,7 +1,7 @@
 //! pagefit-loader: the userspace ELF loader behind `pagefit run`.
 //!
 //! It executes plans made by `pagefit-core`'s pure planner
-//! ([`pagefit_core::robust`]) and decides nothing about layout itself:
+//! ([`pagefit_core::run::plan`]) and decides nothing about layout itself:
 //!
 //! 1. [`prepare`] opens the program and its PT_INTERP, refuses what a
 //!    userspace loader cannot honour (setuid/setgid files, a foreign
@@ -18,7 +18,7 @@
 //! pagefit unless `PR_SET_MM_EXE_FILE` is permitted (CAP_SYS_RESOURCE, and
 //! on kernels that check it, the old executable unmapped, which pagefit's
 //! own image is not), so the loader expands the program's `$ORIGIN` itself
-//! ([`pagefit_core::origin`]); `/proc/self/cmdline` and `environ`
+//! ([`pagefit_core::run::origin`]); `/proc/self/cmdline` and `environ`
 //! move to the new stack only with CAP_SYS_RESOURCE; pagefit's own image
 //! and heap stay mapped; the program's `brk` heap continues pagefit's.
 //!
@@ -46,14 +46,14 @@ use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
 use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
-use pagefit_core::memory::AddrRange;
-use pagefit_core::origin::{expand_origin, OriginExpansion};
 use pagefit_core::page::PageSize;
-use pagefit_core::robust::{
+use pagefit_core::predict::memory::AddrRange;
+use pagefit_core::run::origin::{expand_origin, OriginExpansion};
+use pagefit_core::run::plan::{
     huge_page_text, plan_as_kernel, plan_robust_embedded, relro_for_robust_load, rewrite_program_headers, GapPolicy, HugePageText,
     MappingSource, PlanError, RobustPlan,
 };
-use pagefit_core::stack::{auxv, build_stack, StackRequest};
+use pagefit_core::run::stack::{auxv, build_stack, StackRequest};
 use serde::Serialize;
 
 use host::HostAuxv;
@@ -590,7 +590,7 @@ impl StackArea {
         let image = build_stack(request, self.top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         // The ABI's entry invariants: 16-byte alignment, and a stack that reads back.
         debug_assert_eq!(image.sp % 16, 0);
-        debug_assert!(pagefit_core::stack::parse_stack(&image.bytes, image.base, image.sp).is_ok_and(|s| s.args == request.args));
+        debug_assert!(pagefit_core::run::stack::parse_stack(&image.bytes, image.base, image.sp).is_ok_and(|s| s.args == request.args));
         self.reservation.write(image.base as usize, &image.bytes);
         Ok(MappedStack {
             range: AddrRange::new(self.bottom, self.top),

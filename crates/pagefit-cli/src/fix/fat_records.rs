@@ -19,7 +19,11 @@ use pagefit_core::fat::{
 };
 use pagefit_core::page::PageSize;
 
-use super::{finish, fix_elf, keep_backup, ElfFix, FixArgs, FixReport, FixStatus, TempFile};
+use pagefit_core::fix::report::{FixReport, FixStatus};
+
+use super::{finish, keep_backup, FixArgs};
+use crate::engine::{fix_elf, ElfFix};
+use crate::output::StagedFile;
 use pagefit_loader::source::FileSource;
 
 /// A `--record` target, with the words it was given in for messages.
@@ -78,7 +82,7 @@ pub(super) fn run(
         let (mut report, fixed) = if selected.contains(&record.index) {
             fix_record(args, work.path(), record, body_of(record), &name, destination.is_some())?
         } else {
-            let mut report = FixReport::new(&name, args);
+            let mut report = FixReport::new(&name, args.page_size);
             report.status = FixStatus::NotSelected;
             (report, None)
         };
@@ -127,13 +131,13 @@ pub(super) fn run(
     let trailing = &bytes[trailing_range.start as usize..trailing_range.end as usize];
     let planned: Vec<(Target, u64)> = targets.iter().zip(&bodies).map(|(target, body)| (*target, body.len() as u64)).collect();
     let layout = FatLayout::plan(&planned, align, fat.version == VERSION_PAGE_VARIANTS).with_context(|| shown.clone())?;
-    let temp = TempFile::create(destination, metadata.permissions().mode() & 0o7777)?;
+    let temp = StagedFile::create(destination, metadata.permissions().mode() & 0o7777)?;
     {
-        let mut out = BufWriter::new(&temp.file);
+        let mut out = BufWriter::new(temp.file());
         layout
             .write(&mut out, &bodies, trailing)
             .and_then(|()| out.flush())
-            .with_context(|| format!("{}: cannot write", temp.path.display()))?;
+            .with_context(|| format!("{}: cannot write", temp.path().display()))?;
     }
     check_written(&temp, &bodies, trailing)?;
     keep_backup(input_path, backup)?;
@@ -176,9 +180,9 @@ fn fix_record(
     std::fs::write(&extracted, body).with_context(|| format!("{}: cannot write", extracted.display()))?;
     let (source, metadata) = FileSource::open(&extracted).with_context(|| format!("{}: cannot read", extracted.display()))?;
     let fixed_path = work.join(format!("{}.fixed", record.name()));
-    let ElfFix { report, written } = fix_elf(source, &metadata, &extracted, name, write.then_some(fixed_path.as_path()), args)?;
+    let ElfFix { report, written } = fix_elf(source, &metadata, &extracted, name, write.then_some(fixed_path.as_path()), &args.request())?;
     let fixed = match written {
-        Some(temp) => Some(std::fs::read(&temp.path).with_context(|| format!("{}: cannot re-read", temp.path.display()))?),
+        Some(temp) => Some(std::fs::read(temp.path()).with_context(|| format!("{}: cannot re-read", temp.path().display()))?),
         None => None,
     };
     Ok((report, fixed))
@@ -205,9 +209,9 @@ fn check_distinct_targets(shown: &str, fat: &FatFile, targets: &[Target], fixed:
 
 /// Reads the written FatELF file back: it must parse (every record's ELF
 /// header agreeing with its record) and hold exactly the proven bytes.
-fn check_written(temp: &TempFile, bodies: &[&[u8]], trailing: &[u8]) -> anyhow::Result<()> {
-    let shown = temp.path.display().to_string();
-    let written = std::fs::read(&temp.path).with_context(|| format!("{shown}: cannot re-read"))?;
+fn check_written(temp: &StagedFile, bodies: &[&[u8]], trailing: &[u8]) -> anyhow::Result<()> {
+    let shown = temp.path().display().to_string();
+    let written = std::fs::read(temp.path()).with_context(|| format!("{shown}: cannot re-read"))?;
     let fat = FatFile::parse(written.as_slice()).with_context(|| format!("{shown}: the written FatELF file"))?;
     let trailing_range = fat.trailing();
     let same_records = fat.records.len() == bodies.len()

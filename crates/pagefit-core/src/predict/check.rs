@@ -1,0 +1,192 @@
+//! From a parsed file to a report: which loaders apply, the verdict at each
+//! requested page size, and the largest page size each loader is happy with.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::elf::{ElfFile, ElfKind, Platform, Role};
+use crate::page::PageSize;
+use crate::predict::effect::Outcome;
+use crate::predict::finding::{Finding, FindingKind};
+use crate::predict::input::LoadInput;
+use crate::predict::memory::AddrRange;
+use crate::predict::model::LoaderModel;
+use crate::predict::plan::{baseline, max_ok_page_size_against, plan, plan_against, verdict_against, BASELINE_PAGE};
+
+/// What to check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Page sizes to give verdicts for.
+    pub page_sizes: Vec<PageSize>,
+    /// Loader models to use instead of each file's defaults.
+    pub loaders: Option<Vec<LoaderModel>>,
+    /// The largest page size `max_ok_page_size` tries.
+    pub max_ok_limit: PageSize,
+    /// Build each result's findings; without them a result holds just the
+    /// outcome and message, which is all a one-line verdict shows.
+    pub findings: bool,
+    /// Count 32-bit Android libraries towards the exit status (Play requires
+    /// 16 KB pages only for 64-bit ABIs, so by default they do not).
+    pub all_abis: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            page_sizes: vec![PageSize::K16, PageSize::K64],
+            loaders: None,
+            max_ok_limit: PageSize::M2,
+            findings: true,
+            all_abis: false,
+        }
+    }
+}
+
+/// The loaders that map this file on its platform: the kernel for
+/// executables and interpreters, glibc (or musl) for shared objects, bionic on Android.
+pub fn default_loaders(file: &ElfFile) -> Vec<LoaderModel> {
+    match (file.platform, file.role) {
+        (_, Role::NotLoadable) => Vec::new(),
+        (Platform::Android, _) => vec![LoaderModel::Bionic],
+        (_, Role::Executable | Role::Interpreter) => vec![LoaderModel::Kernel],
+        (Platform::Musl, Role::SharedObject) => vec![LoaderModel::Musl],
+        (Platform::Glibc, Role::SharedObject) => vec![LoaderModel::Glibc],
+    }
+}
+
+/// The verdict for one page size and loader.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    /// Page size in bytes.
+    pub page_size: PageSize,
+    /// Loader model.
+    pub loader: LoaderModel,
+    /// ok, degraded, broken or rejected.
+    pub outcome: Outcome,
+    /// For `rejected`: the message the user would see.
+    pub message: Option<String>,
+    /// Why.
+    pub findings: Vec<Finding>,
+}
+
+/// Everything `pagefit check` says about one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    /// The path as given (archive members as `outer!/inner`).
+    pub path: String,
+    /// `e_type`: exec, dyn, rel, core, other.
+    pub kind: ElfKind,
+    /// Executable, interpreter, shared object or not loadable.
+    pub role: Role,
+    /// `e_machine` name.
+    pub machine: String,
+    /// 32 or 64.
+    pub bits: u8,
+    /// glibc, musl or android.
+    pub platform: Platform,
+    /// Whether the result counts towards the exit status (32-bit Android ABIs do not).
+    pub required: bool,
+    /// One entry per (page size, loader).
+    pub results: Vec<CheckResult>,
+    /// Per loader, the largest page size (bytes, 4K to 2M) at which the file
+    /// is `ok`; `null` when there is none.
+    pub max_ok_page_size: BTreeMap<String, Option<PageSize>>,
+}
+
+impl FileReport {
+    /// The worst outcome over all results.
+    pub fn worst(&self) -> Option<Outcome> {
+        self.results.iter().map(|r| r.outcome).max()
+    }
+
+    /// Whether the file passes: every result ok (or degraded, when allowed).
+    pub fn passes(&self, allow_degraded: bool) -> bool {
+        let limit = if allow_degraded { Outcome::Degraded } else { Outcome::Ok };
+        self.worst().is_none_or(|w| w <= limit)
+    }
+}
+
+/// Checks one parsed file. `name` is what loaders print (the file name).
+pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions) -> FileReport {
+    let loaders = options.loaders.clone().unwrap_or_else(|| default_loaders(file));
+    let input = LoadInput::from_elf(file, name);
+    let mut results = Vec::new();
+    let baselines: Vec<_> = loaders.iter().map(|&loader| baseline(&input, BASELINE_PAGE, loader)).collect();
+    for &page in &options.page_sizes {
+        for (&loader, base) in loaders.iter().zip(&baselines) {
+            // Below 4K the baseline is the load at that page size itself (see `plan`).
+            let (outcome, message, findings) = if page < BASELINE_PAGE {
+                let planned = plan(&input, page, loader);
+                (planned.outcome, planned.message, planned.findings)
+            } else if options.findings {
+                let planned = plan_against(&input, page, loader, base);
+                (planned.outcome, planned.message, planned.findings)
+            } else {
+                let (outcome, message) = verdict_against(&input, page, loader, base);
+                (outcome, message, Vec::new())
+            };
+            results.push(CheckResult { page_size: page, loader, outcome, message, findings });
+        }
+    }
+    let max_ok = loaders
+        .iter()
+        .zip(&baselines)
+        .map(|(&l, base)| (l.name().to_string(), max_ok_page_size_against(&input, l, options.max_ok_limit, base)))
+        .collect();
+    FileReport {
+        path: path.to_string(),
+        kind: file.kind,
+        role: file.role,
+        machine: file.machine_name(),
+        bits: file.bits,
+        platform: file.platform,
+        required: options.all_abis || !(file.platform == Platform::Android && file.bits == 32),
+        results,
+        max_ok_page_size: max_ok,
+    }
+}
+
+/// The largest power of two that divides `offset` (a zip entry's data
+/// offset), capped at 2M: the largest page size it is aligned to.
+fn offset_alignment(offset: u64) -> u64 {
+    if offset == 0 {
+        PageSize::M2.bytes()
+    } else {
+        (1u64 << offset.trailing_zeros()).min(PageSize::M2.bytes())
+    }
+}
+
+/// Applies zipalign's rule to a library stored uncompressed in a zip (an APK)
+/// at `data_offset`: bionic maps it straight from the package, so at every
+/// page size the offset is not a multiple of, the library is rejected with
+/// bionic's message, and the largest ok page size is capped.
+pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64, findings: bool) {
+    let aligned_to = offset_alignment(data_offset);
+    for result in report.results.iter_mut().filter(|r| r.page_size.bytes() > aligned_to) {
+        result.outcome = Outcome::Rejected;
+        result.message = Some(format!("dlopen failed: file offset for the library \"{name}\" is not page-aligned: {data_offset}"));
+        if findings {
+            result.findings.push(Finding {
+                kind: FindingKind::ZipAlignment,
+                severity: crate::predict::effect::Severity::Rejected,
+                segments: Vec::new(),
+                range: AddrRange::new(data_offset, data_offset),
+                sections: Vec::new(),
+                symbols: Vec::new(),
+                winner: None,
+                bytes_intact: None,
+                message: format!(
+                    "{} KB zip alignment, but {} KB is required: the library's data starts at offset {data_offset:#x} of the package",
+                    aligned_to / 1024,
+                    result.page_size.bytes() / 1024
+                ),
+                effects: Vec::new(),
+            });
+        }
+    }
+    let cap = PageSize::new(aligned_to).filter(|c| *c >= BASELINE_PAGE);
+    for size in report.max_ok_page_size.values_mut() {
+        *size = size.zip(cap).map(|(s, c)| s.min(c));
+    }
+}
