@@ -15,7 +15,7 @@ use pagefit_core::fix::plan::Strategy;
 use pagefit_core::fix::report::{ClosureFixReport, FixReport};
 
 use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
-use crate::realkernel::{manifest_entries, Row};
+use crate::corpus::{manifest_entries, Row};
 use crate::setup::run;
 use crate::Arch;
 

@@ -3,6 +3,7 @@
 //! and compares what happened with pagefit's predictions.
 
 pub mod agreement;
+pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
 pub mod runproof;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use crate::agreement::{
     closure_disagreements, disagreements, observed_summary, parse_runs, predict, predict_closure, runs_at_4k, Expectation, Prediction, Run,
 };
+use crate::corpus::{manifest_entries, Row};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
@@ -65,20 +66,6 @@ pub fn build_pagefit_for(arch: Arch) -> Result<PathBuf> {
 
 /// The run in which the VM checks its own fixtures with the cross-built pagefit.
 const SELF_CHECK: &str = "pagefit-check";
-
-/// A fixture directory's MANIFEST: each entry's name and how the VM runs it
-/// (`-` for a library).
-pub fn manifest_entries(dir: &Path) -> Result<Vec<(String, String)>> {
-    let manifest = fs_err::read_to_string(dir.join("MANIFEST")).with_context(|| format!("{}/MANIFEST", dir.display()))?;
-    Ok(manifest
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split('\t').collect();
-            Some((fields.first()?.to_string(), fields.get(2)?.to_string()))
-        })
-        .collect())
-}
 
 /// The programs of a fixture directory's MANIFEST that the VM runs.
 fn manifest_runs(dir: &Path) -> Result<Vec<String>> {
@@ -191,20 +178,6 @@ pub fn prepare_fixtures(arch: Arch, fixtures: &Path) -> Result<()> {
         build_glibc231_programs(&setup::bullseye_glibc()?, fixtures)?;
     }
     Ok(())
-}
-
-/// One row of the table.
-pub struct Row {
-    /// `arch/run-name`.
-    pub run: String,
-    /// Kernel page size.
-    pub page: String,
-    /// What happened.
-    pub observed: String,
-    /// What pagefit said.
-    pub predicted: String,
-    /// Empty when they agree.
-    pub problems: Vec<String>,
 }
 
 /// What one run's program and library are, and which loader maps them.

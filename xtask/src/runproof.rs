@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use crate::agreement::{
     check_closure, describes_program_headers, healthy, line_differences, observed_summary, parse_runs, runs_at_4k, Probe, Run,
 };
-use crate::realkernel::{manifest_entries, Row};
+use crate::corpus::{manifest_entries, Row};
 use crate::Arch;
 
 /// Run names of the programs started by `pagefit run` start with this.
@@ -27,20 +27,55 @@ pub const PREFIX: &str = "run/";
 /// Run name prefix of `pagefit run --fix-deps`.
 pub const FIX_DEPS_PREFIX: &str = "fixdeps/";
 
+/// One `run --fix-deps` row: its name, the fixture run it must print the
+/// same as, and the VM's command (a subshell's working directory and
+/// command line, pagefit as `$PF`).
+pub struct FixDepsRun {
+    /// The row's name, after [`FIX_DEPS_PREFIX`].
+    pub name: &'static str,
+    /// The fixture run whose 4K kernel output it must print.
+    pub reference: &'static str,
+    /// The working directory.
+    pub directory: &'static str,
+    /// The command line.
+    pub command: &'static str,
+}
+
 /// 4K-linked libraries the big-page kernels' ld.so refuses, as MANIFEST
 /// names the runs and the VM starts them: `uselib-4k` needs one (DT_NEEDED),
 /// `closure/app-4k` (itself 4K-linked) one that needs another, and
-/// `dlopen-4k` opens one by path, which only the audit module sees.
-pub const FIX_DEPS_RUNS: [(&str, &str); 3] =
-    [("uselib-4k", "./uselib-4k"), ("closure/app-4k", "./closure/app-4k"), ("dlopen-4k", "./dlopen ./liblib-4k.so")];
+/// `dlopen-4k` opens one by path, which only the audit module sees. The last
+/// starts pagefit as `./pagefit` from its own directory, with the 4K library
+/// found through LD_LIBRARY_PATH and a cache of its own, as a user would.
+pub const FIX_DEPS_RUNS: [FixDepsRun; 4] = [
+    FixDepsRun { name: "uselib-4k", reference: "uselib-4k", directory: "/t/fx", command: "/t/pagefit run --fix-deps ./uselib-4k" },
+    FixDepsRun {
+        name: "closure/app-4k",
+        reference: "closure/app-4k",
+        directory: "/t/fx",
+        command: "/t/pagefit run --fix-deps ./closure/app-4k",
+    },
+    FixDepsRun {
+        name: "dlopen-4k",
+        reference: "dlopen-4k",
+        directory: "/t/fx",
+        command: "/t/pagefit run --fix-deps ./dlopen ./liblib-4k.so",
+    },
+    FixDepsRun {
+        name: "own-directory/uselib-4k",
+        reference: "uselib-4k",
+        directory: "/t",
+        command: "/bin/busybox env LD_LIBRARY_PATH=/t/fx XDG_CACHE_HOME=/tmp/pagefit-cache-own ./pagefit run --fix-deps fx/uselib-4k",
+    },
+];
 
 /// The VM's commands for the `--fix-deps` runs, from /t/fx.
 pub fn fix_deps_script() -> String {
     FIX_DEPS_RUNS
         .iter()
-        .map(|(name, command)| {
+        .map(|FixDepsRun { name, directory, command, .. }| {
             format!(
-                "(cd /t/fx && XDG_CACHE_HOME=/tmp/pagefit-cache /bin/busybox timeout 120 /t/pagefit run --fix-deps {command}) >/tmp/o 2>&1\n\
+                "(cd {directory} && XDG_CACHE_HOME=/tmp/pagefit-cache /bin/busybox timeout 120 {command}) >/tmp/o 2>&1\n\
                  echo \"@@ {FIX_DEPS_PREFIX}{name} rc=$?\"\ncat /tmp/o\n"
             )
         })
@@ -55,9 +90,9 @@ pub fn compare_fix_deps(arch: Arch, boots: &[(String, String)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (page, output) in boots.iter().filter(|(page, _)| page != "4k") {
         let runs = parse_runs(output);
-        for (name, _) in FIX_DEPS_RUNS {
+        for FixDepsRun { name, reference, .. } in FIX_DEPS_RUNS {
             let run = runs.iter().find(|r| r.name == format!("{FIX_DEPS_PREFIX}{name}"));
-            let reference = small.iter().find(|r| r.name == name);
+            let reference = small.iter().find(|r| r.name == reference);
             let without_probes = |line: &str| {
                 (!line.starts_with("probe ") && !line.starts_with("lprobe ") && !line.starts_with("auxv pagesz")).then(|| line.to_string())
             };

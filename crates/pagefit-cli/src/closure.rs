@@ -19,7 +19,8 @@ use pagefit_core::render::report::{write_check_text, CheckDocument};
 use pagefit_core::render::sarif::sarif_log;
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, CheckFormat};
+use crate::args::format::CheckFormat;
+use crate::args::CheckArgs;
 use pagefit_loader::source::FileSource;
 
 /// The files of the target system: `/`, or a sysroot whose absolute symlinks

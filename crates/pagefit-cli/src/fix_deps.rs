@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use pagefit_core::closure::FoundVia;
 use pagefit_core::elf::{ElfFile, ParseOptions};
 use pagefit_core::page::PageSize;
-use pagefit_core::predict::check::{check_file, CheckOptions};
+use pagefit_core::predict::check::CheckOptions;
 use pagefit_core::run::plan::{emulation_alignment, raise_load_alignment};
 use sha2::{Digest, Sha256};
 
@@ -77,7 +77,7 @@ fn fixed_library_dirs(program: &Path, record: Option<Range<u64>>, page: PageSize
 /// The copy of a library ld.so should load at P, made once: `None` when the
 /// library itself will do. Not ok at P: fixed and proven by `pagefit fix`.
 /// Emulated P: also given a `p_align` past P ([`emulation_alignment`]).
-fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: PageSize) -> anyhow::Result<Option<PathBuf>> {
+pub fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: PageSize) -> anyhow::Result<Option<PathBuf>> {
     let emulated = page > pagefit_loader::host_page_size();
     let needs_aligned_copy = emulated && file.loads().all(|load| load.align <= page.bytes());
     if ok && !needs_aligned_copy {
@@ -119,31 +119,6 @@ fn install_audit_module(cache: &Path) -> anyhow::Result<PathBuf> {
         crate::output::write_atomically(&module, |out| out.write_all(AUDIT_MODULE))?;
     }
     Ok(module)
-}
-
-/// `pagefit fix-dep`, which the audit module runs for every library ld.so
-/// is about to open.
-#[derive(clap::Args, Debug)]
-pub struct FixDepArgs {
-    /// The page size the program runs with.
-    #[arg(long, value_name = "P")]
-    pub page_size: PageSize,
-    /// The library ld.so found.
-    pub library: PathBuf,
-}
-
-/// Prints the path ld.so should open instead of LIBRARY (LIBRARY itself when it will do).
-pub fn run_fix_dep(args: &FixDepArgs) -> anyhow::Result<std::process::ExitCode> {
-    let shown = args.library.display();
-    let file = std::fs::File::open(&args.library).with_context(|| format!("{shown}: cannot open"))?;
-    let elf =
-        pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions::default()).with_context(|| format!("{shown}"))?;
-    let name = args.library.file_name().map_or_else(|| shown.to_string(), |n| n.to_string_lossy().into_owned());
-    let options = CheckOptions { page_sizes: vec![args.page_size], findings: false, ..CheckOptions::default() };
-    let ok = check_file(&elf, &shown.to_string(), &name, &options).passes(false);
-    let copy = cached_copy(&args.library, &name, &elf, ok, args.page_size)?;
-    println!("{}", copy.as_deref().unwrap_or(&args.library).display());
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Raises the copy's PT_LOAD alignment past P, in place (the copy is ours).

@@ -1,25 +1,19 @@
 //! The `pagefit` command: a thin layer over `pagefit-core`.
 
-mod binfmt;
-mod check;
-mod cli;
+mod args;
 mod closure;
+mod cmd;
 mod engine;
-mod explain;
-mod fat;
-mod fix;
-mod fix_closure;
 mod fix_deps;
 mod inputs;
 mod output;
-mod run;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command};
+use args::{Cli, Command};
 
 /// `run`'s start-up allocations come from the arena; what follows, from
 /// glibc's malloc, or under musl from mimalloc: musl's malloc serialises
@@ -36,16 +30,16 @@ static ALLOCATOR: pagefit_loader::startup_arena::StartupArena<Fallback> = pagefi
 fn main() -> ExitCode {
     // binfmt_misc runs `pagefit /path/app.fat ARGV0 ARGS...` for a FatELF file;
     // `pagefit run` skips building the other subcommands' parsers.
-    let run_args = run::binfmt_invocation().or_else(run::run_invocation);
+    let run_args = cmd::run::binfmt_invocation().or_else(cmd::run::run_invocation);
     let cli = run_args.map_or_else(Cli::parse, |args| Cli { command: Command::Run(args) });
     let result = match cli.command {
-        Command::Check(args) => check::run(&args),
-        Command::Explain(args) => explain::run(&args),
-        Command::Fat(args) => fat::run(&args),
-        Command::Binfmt(args) => binfmt::run(&args),
-        Command::Fix(args) => fix::run(&args),
-        Command::Run(args) => run::run(args),
-        Command::FixDep(args) => fix_deps::run_fix_dep(&args),
+        Command::Check(args) => cmd::check::run(&args),
+        Command::Explain(args) => cmd::explain::run(&args),
+        Command::Fat(args) => cmd::fat::run(&args),
+        Command::Binfmt(args) => cmd::binfmt::run(&args),
+        Command::Fix(args) => cmd::fix::run(&args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::FixDep(args) => cmd::fix_dep::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pagefit", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,16 @@
-//! Command-line arguments, parsed into plain values before anything touches the system.
+//! Command-line arguments, parsed into plain values before anything touches
+//! the system. Every clap type lives here, and nothing here imports a command.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+pub mod binfmt;
+pub mod fat;
+pub mod fix;
+pub mod fix_dep;
+pub mod format;
+pub mod run;
+
+use clap::{Args, Parser, Subcommand};
+
+use format::{CheckFormat, Format};
 use pagefit_core::page::{parse_page_size_list, PageSize};
 use pagefit_core::predict::model::LoaderModel;
 
@@ -31,17 +41,17 @@ pub enum Command {
     #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Make, inspect, take apart and validate FatELF files (several ELF builds in one file).
-    Fat(crate::fat::FatArgs),
+    Fat(fat::FatArgs),
     /// Register (or remove) a binfmt_misc handler that runs FatELF files with pagefit.
-    Binfmt(crate::binfmt::BinfmtArgs),
+    Binfmt(binfmt::BinfmtArgs),
     /// Rewrite a file so that it loads at a larger page size exactly as at 4K, and prove it.
-    #[command(after_help = crate::fix::FIX_EXAMPLES)]
-    Fix(crate::fix::FixArgs),
+    #[command(after_help = fix::FIX_EXAMPLES)]
+    Fix(fix::FixArgs),
     /// Load a program with pagefit's own loader at any page size and become it.
-    Run(crate::run::RunArgs),
+    Run(run::RunArgs),
     /// For `run --fix-deps`'s ld.so audit module: print the copy of LIBRARY to load at P.
     #[command(hide = true)]
-    FixDep(crate::fix_deps::FixDepArgs),
+    FixDep(fix_dep::FixDepArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -73,21 +83,6 @@ Examples:
   pagefit explain libfoo.so --page-size 64k --loader glibc-2.34
   pagefit explain ./prog --page-size 16k,64k --format json
   pagefit explain 'app.fat!record1' --page-size 64k   # one record of a FatELF file";
-
-/// `pagefit check`'s output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
-    Text,
-    Json,
-    Jsonl,
-    Sarif,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
 
 /// A comma-separated list of page sizes.
 #[derive(Clone, Debug)]

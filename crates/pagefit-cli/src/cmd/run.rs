@@ -17,73 +17,8 @@ use pagefit_core::run::plan::{GapPolicy, MappingSource, RobustPlan};
 use pagefit_loader::{HugeText, LoadError, RunOptions, RunReport, HOST_MACHINE};
 use serde::Serialize;
 
-use crate::cli::Format;
-
-const RUN_EXAMPLES: &str = "\
-Examples:
-  pagefit run ./app-4k --flag                 run a 4K program on a 16K or 64K kernel
-  pagefit run --page-size 16k ./prog          emulate a 16K kernel on a 4K host (AT_PAGESZ = 16384)
-  pagefit run --page-size 16k --as-kernel ./prog   what Linux itself would do at 16K
-  pagefit run --report -- ./prog -x           print every mapping and composed page on stderr first
-  pagefit run --fix-deps ./app-4k             also fix its 4K libraries (cached) and load those
-  pagefit run app.fat ARGS                    a FatELF file: the record for this CPU and page size,
-                                              mapped straight from the file (--report says why)
-
-Exit status: the program's. pagefit's own errors exit 2; --as-kernel dies by SIGSEGV
-where the kernel would.";
-
-/// `pagefit run` arguments.
-#[derive(Args, Debug)]
-#[command(after_help = RUN_EXAMPLES)]
-pub struct RunArgs {
-    /// Plan every mapping with this page size and report it as AT_PAGESZ
-    /// (default: the host's). Larger than the host's: emulation.
-    #[arg(long, value_name = "P")]
-    pub page_size: Option<PageSize>,
-    /// Map the program and its interpreter as Linux binfmt_elf would at P,
-    /// without the robust fixes (non-congruent segments die with SIGSEGV).
-    #[arg(long)]
-    pub as_kernel: bool,
-    /// What to do with pages between segments: extend the previous file
-    /// mapping over them, unmap them (like the kernel), or leave them
-    /// reserved PROT_NONE (like glibc). --as-kernel always unmaps them.
-    #[arg(long, value_name = "POLICY", default_value = "extend", value_parser = gap_policy)]
-    pub gaps: GapPolicy,
-    /// Place the program's and interpreter's text on 2 MiB boundaries where
-    /// its file offset allows, and ask for transparent huge pages there
-    /// (MADV_HUGEPAGE, then MADV_COLLAPSE).
-    #[arg(long)]
-    pub thp: bool,
-    /// --thp, and where the kernel will not back file text with huge pages
-    /// (it needs CONFIG_READ_ONLY_THP_FOR_FS), copy those 2 MiB chunks into
-    /// anonymous memory that it can: faster text for private memory, which
-    /// --report counts.
-    #[arg(long)]
-    pub thp_copy: bool,
-    /// Print every mapping (file-backed or composed), its protection, and
-    /// what each composed page costs, on stderr before the program starts.
-    #[arg(long)]
-    pub report: bool,
-    /// The report's format.
-    #[arg(long, value_enum, default_value = "text", requires = "report")]
-    pub format: Format,
-    /// Fix every library of the program's closure that is not ok at P into
-    /// $XDG_CACHE_HOME/pagefit (content-addressed) and put those copies first
-    /// in the program's LD_LIBRARY_PATH.
-    #[arg(long)]
-    pub fix_deps: bool,
-    /// The program (searched in PATH when it has no slash): an ELF file, or
-    /// a FatELF file whose record for this host is loaded.
-    pub program: OsString,
-    /// Its arguments, passed through verbatim.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<OsString>,
-    /// Set when binfmt_misc ran pagefit for a FatELF file: the argv[0] the
-    /// file was executed with. The program path is then taken as the kernel
-    /// gave it, never searched in PATH.
-    #[arg(skip)]
-    pub binfmt_argv0: Option<OsString>,
-}
+use crate::args::format::Format;
+use crate::args::run::RunArgs;
 
 /// How binfmt_misc runs a FatELF file (flags `PF`, see `binfmt.rs`):
 /// `pagefit PATH ARGV0 ARGS...`. Recognised when PATH is not a subcommand
@@ -93,7 +28,7 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
     let mut argv = std::env::args_os().skip(1);
     let path = argv.next()?;
     let name = path.to_str().unwrap_or_default();
-    if name.starts_with('-') || name == "help" || <crate::cli::Command as clap::Subcommand>::has_subcommand(name) {
+    if name.starts_with('-') || name == "help" || <crate::args::Command as clap::Subcommand>::has_subcommand(name) {
         return None;
     }
     let mut magic = [0u8; 4];
@@ -107,7 +42,7 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
 }
 
 /// `pagefit run ...` parsed with the `run` subcommand's arguments alone:
-/// building every subcommand's arguments, as [`crate::cli::Cli`] does, took
+/// building every subcommand's arguments, as [`crate::args::Cli`] does, took
 /// more time than the rest of pagefit's startup. Anything but a clean parse
 /// (help, an error) gives `None`, so that the full parser handles it as always.
 pub fn run_invocation() -> Option<RunArgs> {
@@ -156,15 +91,6 @@ impl RunArgs {
             args,
             binfmt_argv0: None,
         }
-    }
-}
-
-fn gap_policy(text: &str) -> Result<GapPolicy, String> {
-    match text {
-        "extend" => Ok(GapPolicy::Extend),
-        "unmap" => Ok(GapPolicy::Unmap),
-        "none" => Ok(GapPolicy::None),
-        _ => Err(format!("unknown gap policy {text:?}: expected extend, unmap or none")),
     }
 }
 

@@ -11,35 +11,18 @@ use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use pagefit_core::fat::{
-    largest_ok_page, FatFile, FatLayout, FatRecord, Target, TargetError, TargetSelector, DEFAULT_ALIGN, VERSION_PAGE_VARIANTS,
-};
+use pagefit_core::fat::{largest_ok_page, FatFile, FatLayout, FatRecord, Target, DEFAULT_ALIGN, VERSION_PAGE_VARIANTS};
 use pagefit_core::page::PageSize;
 
 use pagefit_core::fix::report::{FixReport, FixStatus};
 
-use super::{finish, keep_backup, FixArgs};
+use super::finish::{finish, keep_backup};
+use crate::args::fix::{FixArgs, RecordSelector};
 use crate::engine::{fix_elf, ElfFix};
 use crate::output::StagedFile;
 use pagefit_loader::source::FileSource;
-
-/// A `--record` target, with the words it was given in for messages.
-#[derive(Clone, Debug)]
-pub struct RecordSelector {
-    text: String,
-    selector: TargetSelector,
-}
-
-impl FromStr for RecordSelector {
-    type Err = TargetError;
-
-    fn from_str(text: &str) -> Result<RecordSelector, TargetError> {
-        Ok(RecordSelector { text: text.to_string(), selector: text.parse()? })
-    }
-}
 
 /// Fixes the FatELF file `input` into `destination` (`None`: a dry run).
 pub(super) fn run(

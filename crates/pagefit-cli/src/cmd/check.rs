@@ -15,7 +15,8 @@ use pagefit_core::render::report::{write_check_text, CheckDocument, InputError};
 use pagefit_core::render::sarif::sarif_log;
 use rayon::prelude::*;
 
-use crate::cli::{CheckArgs, CheckFormat};
+use crate::args::format::CheckFormat;
+use crate::args::CheckArgs;
 use crate::closure;
 use crate::inputs::{collect, walk, Candidate};
 use pagefit_archive::image::{self, Container};

@@ -14,8 +14,9 @@ use pagefit_core::predict::plan::{plan, LoadPlan, BASELINE_PAGE};
 use pagefit_core::render::report::write_explain_text;
 use serde::Serialize;
 
-use crate::check::file_name;
-use crate::cli::{ExplainArgs, Format};
+use crate::args::format::Format;
+use crate::args::ExplainArgs;
+use crate::cmd::check::file_name;
 use pagefit_loader::source::FileSource;
 
 /// `pagefit explain --format json`.
@@ -29,7 +30,7 @@ struct ExplainDocument<'a> {
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let path = Path::new(&args.file);
-    let file = match crate::fat::record_named_by(&args.file)? {
+    let file = match crate::cmd::fat::record_named_by(&args.file)? {
         Some(record) => parse(record.as_slice(), ParseOptions::everything()),
         None => {
             let (source, _) = FileSource::open(path).with_context(|| format!("{}: cannot read", args.file))?;

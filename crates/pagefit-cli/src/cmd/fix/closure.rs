@@ -26,10 +26,10 @@ use pagefit_core::predict::check::{check_file, CheckOptions};
 use pagefit_core::predict::model::LoaderModel;
 use pagefit_core::render::fix::write_closure_fix_text;
 
-use crate::cli::Format;
+use crate::args::fix::FixArgs;
+use crate::args::format::Format;
 use crate::closure::{check_objects, resolve_program, Search};
 use crate::engine::fix_file;
-use crate::fix::FixArgs;
 use crate::output::write_atomically;
 
 pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCode> {
