@@ -44,10 +44,8 @@ pub struct FixDepsRun {
 /// 4K-linked libraries the big-page kernels' ld.so refuses, as MANIFEST
 /// names the runs and the VM starts them: `uselib-4k` needs one (DT_NEEDED),
 /// `closure/app-4k` (itself 4K-linked) one that needs another, and
-/// `dlopen-4k` opens one by path, which only the audit module sees. The last
-/// starts pagefit as `./pagefit` from its own directory, with the 4K library
-/// found through LD_LIBRARY_PATH and a cache of its own, as a user would.
-pub const FIX_DEPS_RUNS: [FixDepsRun; 4] = [
+/// `dlopen-4k` opens one by path, which only the audit module sees.
+pub const FIX_DEPS_RUNS: [FixDepsRun; 3] = [
     FixDepsRun { name: "uselib-4k", reference: "uselib-4k", directory: "/t/fx", command: "/t/pagefit run --fix-deps ./uselib-4k" },
     FixDepsRun {
         name: "closure/app-4k",
@@ -60,12 +58,6 @@ pub const FIX_DEPS_RUNS: [FixDepsRun; 4] = [
         reference: "dlopen-4k",
         directory: "/t/fx",
         command: "/t/pagefit run --fix-deps ./dlopen ./liblib-4k.so",
-    },
-    FixDepsRun {
-        name: "own-directory/uselib-4k",
-        reference: "uselib-4k",
-        directory: "/t",
-        command: "/bin/busybox env LD_LIBRARY_PATH=/t/fx XDG_CACHE_HOME=/tmp/pagefit-cache-own ./pagefit run --fix-deps fx/uselib-4k",
     },
 ];
 
