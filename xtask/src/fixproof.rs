@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use pagefit_core::elf::Prot;
 use pagefit_core::fix::plan::Strategy;
 use pagefit_core::fix::report::{ClosureFixReport, FixReport};
 
@@ -120,16 +119,7 @@ impl FixedCorpus {
     /// Whether the fix of `file` reported giving `address` (of the fixed file) the permission `wanted` (r, w or x).
     fn widened(&self, file: &str, address: u64, wanted: char) -> bool {
         let Some(report) = self.reports.get(file) else { return false };
-        report.costs.iter().any(|cost| {
-            let has = |bit: Prot| cost.after.contains(bit);
-            let granted = match wanted {
-                'r' => has(Prot::R),
-                'w' => has(Prot::W),
-                'x' => has(Prot::X),
-                _ => false,
-            };
-            cost.range.start <= address && address < cost.range.end && granted
-        })
+        report.costs.iter().any(|cost| cost.range.start <= address && address < cost.range.end && cost.after.maps_string().contains(wanted))
     }
 }
 

@@ -122,7 +122,7 @@ fn apt_install(packages: &[&str], backports: bool) -> Result<()> {
 /// Installs qemu, the cross compilers and cpio where missing.
 pub fn install_tools() -> Result<()> {
     add_apt_sources()?;
-    let on_bookworm = fs_err::read_to_string("/etc/os-release").is_ok_and(|t| t.contains("bookworm"));
+    let on_bookworm = host_codename() == "bookworm";
     for (program, package, backports) in [
         ("qemu-system-aarch64", "qemu-system-arm", on_bookworm),
         ("qemu-system-ppc64", "qemu-system-ppc", on_bookworm),

@@ -9,7 +9,7 @@
 //! `copy_file_range`; only header tables are held in memory.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
@@ -28,6 +28,7 @@ use pagefit_core::predict::model::LoaderModel;
 use pagefit_core::predict::plan::BASELINE_PAGE;
 use pagefit_loader::source::FileSource;
 
+use crate::inputs::file_name;
 use crate::output::StagedFile;
 
 /// What a fix must achieve.
@@ -161,7 +162,7 @@ fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[LoaderModel]) ->
         findings: true,
         all_abis: true,
     };
-    let name = Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    let name = file_name(Path::new(path));
     let report = check_file(file, path, &name, &options);
     match report.results.iter().find(|r| r.outcome != Outcome::Ok) {
         None => Ok(()),
@@ -246,6 +247,5 @@ fn write_pieces(input: &File, mut out: &File, plan: &RewritePlan) -> std::io::Re
             }
         }
     }
-    out.flush()?;
     out.set_len(plan.output_len)
 }

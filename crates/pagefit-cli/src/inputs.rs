@@ -4,7 +4,7 @@
 //! twice (through a symlink or a repeated path) by its identity.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pagefit_archive::image;
 
@@ -56,4 +56,9 @@ pub fn walk(root: PathBuf, files: &mut Vec<Candidate>) {
             files.push(Candidate { path: entry.into_path(), named: false });
         }
     }
+}
+
+/// The name loaders print for an object: its file name.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::args::format::CheckFormat;
 use crate::args::CheckArgs;
 use crate::closure;
-use crate::inputs::{collect, walk, Candidate};
+use crate::inputs::{collect, file_name, walk, Candidate};
 use pagefit_archive::image::{self, Container};
 use pagefit_archive::{self as archive, Member};
 use pagefit_loader::source::FileSource;
@@ -310,9 +310,4 @@ fn check_member(member: Member, options: &CheckOptions) -> Checked {
         apply_zip_alignment(&mut report, &name, offset, options.findings);
     }
     Checked::Report(Box::new(report))
-}
-
-/// The name loaders print for an object: its file name.
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::args::format::Format;
 use crate::args::ExplainArgs;
-use crate::cmd::check::file_name;
+use crate::inputs::file_name;
 use pagefit_loader::source::FileSource;
 
 /// `pagefit explain --format json`.

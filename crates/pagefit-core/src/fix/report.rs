@@ -37,6 +37,20 @@ impl FixStatus {
         matches!(self, FixStatus::Refused | FixStatus::VerificationFailed)
     }
 
+    /// The kebab-case name text and JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            FixStatus::Fixed => "fixed",
+            FixStatus::AlreadyOk => "already-ok",
+            FixStatus::Planned => "planned",
+            FixStatus::Refused => "refused",
+            FixStatus::VerificationFailed => "verification-failed",
+            FixStatus::NotSelected => "not-selected",
+            FixStatus::NotWritten => "not-written",
+            FixStatus::Kept => "kept",
+        }
+    }
+
     /// The output is usable as the input at P: fixed, or already ok.
     pub fn is_usable(self) -> bool {
         matches!(self, FixStatus::Fixed | FixStatus::AlreadyOk)
@@ -142,4 +156,17 @@ pub struct ClosureFixReport {
     pub proven: bool,
     /// Why not, in words.
     pub problems: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FixStatus;
+
+    #[test]
+    fn status_names_are_the_json_names() {
+        use FixStatus::*;
+        for status in [Fixed, AlreadyOk, Planned, Refused, VerificationFailed, NotSelected, NotWritten, Kept] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.name());
+        }
+    }
 }

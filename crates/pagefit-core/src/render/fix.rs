@@ -87,8 +87,7 @@ pub fn write_closure_fix_text(out: &mut dyn Write, report: &ClosureFixReport) ->
             _ => String::new(),
         };
         let to = object.output.as_deref().map_or_else(String::new, |o| format!(" -> {o}"));
-        let status = serde_json::to_value(object.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        writeln!(out, "{}: {status}{how}{to}", object.name)?;
+        writeln!(out, "{}: {}{how}{to}", object.name, object.status.name())?;
     }
     if let Some(launcher) = &report.launcher {
         writeln!(out, "run it with {launcher} (which searches {}/lib first)", report.out)?;
