@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
 pub mod runproof;
+pub mod runtimeproof;
 pub mod setup;
 pub mod vm;
 

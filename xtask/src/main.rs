@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use xtask::realkernel::{
     boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, target_dir,
 };
-use xtask::{fixproof, runproof, setup, Arch};
+use xtask::{fixproof, runproof, runtimeproof, setup, Arch};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "pagefit project automation")]
@@ -89,6 +89,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
         rows.extend(runproof::compare_fat(arch, &boots));
+        rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
         eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());

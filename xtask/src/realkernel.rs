@@ -15,7 +15,7 @@ use crate::corpus::{manifest_entries, Row};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
-use crate::{fixproof, runproof};
+use crate::{fixproof, runproof, runtimeproof};
 
 /// Libraries also loaded by Debian 11's glibc 2.31 ld.so (the glibc <= 2.34 model).
 const GLIBC231_LIBS: [&str; 4] = ["4k", "16k", "64k", "seed000"];
@@ -35,9 +35,11 @@ pub fn target_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// Builds the fixture corpus into `out` with fixtures/build.sh.
+/// Builds the fixture corpus into `out` with fixtures/build.sh, and the
+/// jemalloc programs with fixtures/jemalloc/build.sh.
 pub fn build_fixtures(out: &Path) -> Result<()> {
     run(Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(out))?;
+    run(Command::new("bash").arg(workspace().join("fixtures/jemalloc/build.sh")).arg(out))?;
     Ok(())
 }
 
@@ -105,6 +107,7 @@ fn work_script(arch: Arch) -> String {
     );
     script.push_str(&runproof::fix_deps_script());
     script.push_str(&runproof::fat_script());
+    script.push_str(&runtimeproof::script());
     script.push_str(&format!(
         "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
     ));

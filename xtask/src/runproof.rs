@@ -45,7 +45,7 @@ pub struct FixDepsRun {
 /// names the runs and the VM starts them: `uselib-4k` needs one (DT_NEEDED),
 /// `closure/app-4k` (itself 4K-linked) one that needs another, and
 /// `dlopen-4k` opens one by path, which only the audit module sees.
-pub const FIX_DEPS_RUNS: [FixDepsRun; 3] = [
+pub const FIX_DEPS_RUNS: [FixDepsRun; 4] = [
     FixDepsRun { name: "uselib-4k", reference: "uselib-4k", directory: "/t/fx", command: "/t/pagefit run --fix-deps ./uselib-4k" },
     FixDepsRun {
         name: "closure/app-4k",
@@ -58,6 +58,14 @@ pub const FIX_DEPS_RUNS: [FixDepsRun; 3] = [
         reference: "dlopen-4k",
         directory: "/t/fx",
         command: "/t/pagefit run --fix-deps ./dlopen ./liblib-4k.so",
+    },
+    // Started as ./pagefit from its own directory, the library found through
+    // LD_LIBRARY_PATH: fix runs in process, so no pagefit need be on PATH.
+    FixDepsRun {
+        name: "own-directory/uselib-4k",
+        reference: "uselib-4k",
+        directory: "/t",
+        command: "/bin/busybox env LD_LIBRARY_PATH=/t/fx XDG_CACHE_HOME=/tmp/pagefit-cache-own ./pagefit run --fix-deps fx/uselib-4k",
     },
 ];
 

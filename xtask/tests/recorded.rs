@@ -7,7 +7,7 @@
 //! Debian 11's glibc 2.31, whose programs need that glibc to build.
 
 use xtask::realkernel::{build_fixtures, build_pagefit, compare, print_rows, read_recorded, target_dir, workspace};
-use xtask::{fixproof, runproof, Arch};
+use xtask::{fixproof, runproof, runtimeproof, Arch};
 
 #[test]
 fn predictions_agree_with_recorded_real_kernel_runs() {
@@ -29,6 +29,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
         rows.extend(runproof::compare_fat(arch, &boots));
+        rows.extend(runtimeproof::compare(arch, &dir, &boots).expect("compare the jemalloc runs"));
     }
     let (agreed, total) = print_rows(&rows);
     assert!(total >= 540, "expected the whole recorded corpus, got {total} runs");

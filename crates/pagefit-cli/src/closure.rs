@@ -161,7 +161,7 @@ pub fn resolve_program_record(
     let options = SearchOptions { library_path: library_path.split([':', ';']).filter(|d| !d.is_empty()).map(str::to_string).collect() };
     let mut files = HostFiles {
         sysroot,
-        parse_options: ParseOptions { sections: true, section_names, dynamic_strings: true, ..ParseOptions::default() },
+        parse_options: ParseOptions { sections: true, section_names, dynamic_strings: true, runtime: true, ..ParseOptions::default() },
         fat_record: record.map(|range| (canonical.clone(), range)),
     };
     resolve(root, &mut files, &options).map_err(|e| anyhow::anyhow!(e))

@@ -98,7 +98,7 @@ pub fn fix_elf(
     let cache = ReadCache::new(source);
     // Symbols are not needed to move bytes, and reading them would hold
     // megabytes of symbol tables in the cache.
-    let options = ParseOptions { sections: true, section_names: true, symbols: false, dynamic_strings: false };
+    let options = ParseOptions { sections: true, section_names: true, runtime: true, ..ParseOptions::default() };
     let file = parse(&cache, options).with_context(|| shown.to_string())?;
     if file.role == Role::NotLoadable {
         bail!("{shown}: a {:?} file is not loaded by any loader, so there is nothing to fix", file.kind);
@@ -106,6 +106,14 @@ pub fn fix_elf(
     let loaders = target_loaders(&file);
     let mut report = FixReport::new(shown, page);
     report.loaders = loaders.iter().map(|l| l.name().to_string()).collect();
+    // Program headers are all fix can change; an allocator's compiled page
+    // size is code and constants, which no rewrite can safely move.
+    if let Some(runtime) = file.runtime.iter().find(|r| r.aborts_at(page) == Some(true)) {
+        report.reason = Some(format!("{}; no rewrite of the program headers can change that", runtime.consequence(page)));
+        report.remedy = Some(runtime.remedy());
+        return Ok(ElfFix { report, written: None });
+    }
+    report.warnings.extend(file.runtime.iter().filter(|r| r.page_size.is_none()).map(|r| r.consequence(page)));
     if ok_at(&file, shown, page, &loaders).is_ok() {
         report.status = FixStatus::AlreadyOk;
         return Ok(ElfFix { report, written: None });
@@ -122,7 +130,7 @@ pub fn fix_elf(
     report.strategy = Some(plan.strategy);
     report.delta = plan.delta;
     report.costs = plan.costs.clone();
-    report.warnings = plan.warnings.clone();
+    report.warnings.extend(plan.warnings.iter().cloned());
     report.refused = plan.refused.clone();
     report.writable_executable = plan.writable_executable;
     if request.no_wx && plan.writable_executable {
@@ -186,7 +194,7 @@ fn prove(
     let shown = staged.path().display().to_string();
     let (source, _) = FileSource::open(staged.path()).with_context(|| format!("{shown}: cannot re-read"))?;
     let cache = ReadCache::new(source);
-    let options = ParseOptions { sections: true, section_names: true, symbols: false, dynamic_strings: false };
+    let options = ParseOptions { sections: true, section_names: true, ..ParseOptions::default() };
     let written = match parse(&cache, options) {
         Ok(written) => written,
         Err(e) => return Ok(Err(format!("the output does not parse: {e}"))),

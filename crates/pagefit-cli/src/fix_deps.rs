@@ -126,7 +126,7 @@ fn align_for_emulation(copy: &Path, page: PageSize) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt;
     let shown = copy.display();
     let file = std::fs::OpenOptions::new().read(true).write(true).open(copy).with_context(|| format!("{shown}: cannot open"))?;
-    let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions::default())
+    let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions { runtime: true, ..ParseOptions::default() })
         .with_context(|| format!("{shown}: cannot parse"))?;
     let mut table = vec![0u8; elf.program_headers.len() * 56];
     file.read_exact_at(&mut table, elf.program_header_offset).with_context(|| format!("{shown}: cannot read the program headers"))?;

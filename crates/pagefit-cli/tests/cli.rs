@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{fixtures, pagefit, workspace};
+use pagefit_core::predict::finding::FindingKind;
 use serde_json::Value;
 
 fn json(output: &Output) -> Value {
@@ -433,7 +434,7 @@ fn sarif_is_valid_against_the_sarif_2_1_0_schema_with_a_rule_per_finding_kind() 
 
     let run = &log["runs"][0];
     let rules: Vec<&str> = run["tool"]["driver"]["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(rules.len(), 13);
+    assert_eq!(rules.len(), FindingKind::ALL.len());
     let results = run["results"].as_array().unwrap();
     for result in results {
         assert_eq!(rules[result["ruleIndex"].as_u64().unwrap() as usize], result["ruleId"].as_str().unwrap());

@@ -15,6 +15,8 @@
 //!   lays out its initial stack;
 //! - [`fat`] reads, validates and writes FatELF files and chooses the record
 //!   `pagefit run` loads;
+//! - [`runtime`] finds runtimes built for one page size (jemalloc) and
+//!   reads the page size from the guard in their code;
 //! - [`render`] turns reports into text, JSON and SARIF.
 //!
 //! ```
@@ -40,3 +42,4 @@ pub mod page;
 pub mod predict;
 pub mod render;
 pub mod run;
+pub mod runtime;

@@ -278,7 +278,7 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
 /// verdict; reading them costs one more `pread` at most (see `source`).
 /// Their names only matter where findings are shown.
 fn parse_options(options: &CheckOptions) -> ParseOptions {
-    ParseOptions { sections: true, section_names: options.findings, ..ParseOptions::default() }
+    ParseOptions { sections: true, section_names: options.findings, runtime: true, ..ParseOptions::default() }
 }
 
 /// Checks the members an archive or image scan visits.

@@ -13,8 +13,8 @@ use crate::inputs::file_name;
 pub fn run(args: &FixDepArgs) -> anyhow::Result<std::process::ExitCode> {
     let shown = args.library.display();
     let file = std::fs::File::open(&args.library).with_context(|| format!("{shown}: cannot open"))?;
-    let elf =
-        pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions::default()).with_context(|| format!("{shown}"))?;
+    let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions { runtime: true, ..ParseOptions::default() })
+        .with_context(|| format!("{shown}"))?;
     let name = file_name(&args.library);
     let options = CheckOptions { page_sizes: vec![args.page_size], findings: false, ..CheckOptions::default() };
     let ok = check_file(&elf, &shown.to_string(), &name, &options).passes(false);

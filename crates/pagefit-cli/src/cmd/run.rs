@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use object::read::ReadCache;
+use pagefit_core::elf::{parse, ParseOptions};
 use pagefit_core::fat::select::{select_record, HostTarget, PageSource, RecordFit, RecordSelection};
 use pagefit_core::fat::{is_fat, largest_ok_page, FatFile};
 use pagefit_core::page::PageSize;
@@ -109,6 +110,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = pagefit_loader::open(&path, "program")?;
     let fat = choose_fat_record(&path, &file, page_size)?;
     let embedded = fat.as_ref().map(|(_, record)| record.clone());
+    refuse_runtime_abort(&path, &file, embedded.as_ref(), page_size)?;
     if args.fix_deps {
         crate::fix_deps::prepare_environment(&path, embedded.clone(), page_size)?;
     }
@@ -137,6 +139,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     loaded.start()
+}
+
+/// Refuses to start a program whose runtime (jemalloc) was built for smaller
+/// pages than the kernel's: it would abort at its first allocation. A file
+/// that does not parse is left to the loader, which names the problem.
+fn refuse_runtime_abort(path: &Path, file: &File, record: Option<&Range<u64>>, page_size: PageSize) -> anyhow::Result<()> {
+    let options = ParseOptions { runtime: true, ..ParseOptions::default() };
+    let cache = ReadCache::new(file);
+    let parsed = match record {
+        Some(range) => parse(cache.range(range.start, range.end - range.start), options),
+        None => parse(&cache, options),
+    };
+    let Ok(elf) = parsed else { return Ok(()) };
+    match elf.runtime.iter().find(|r| r.aborts_at(page_size) == Some(true)) {
+        Some(runtime) => bail!("{}: not started: {}\n  remedy: {}", path.display(), runtime.consequence(page_size), runtime.remedy()),
+        None => Ok(()),
+    }
 }
 
 /// `--report --format json`: the run report, with the FatELF record choice first.

@@ -15,6 +15,7 @@ use object::{Endianness, ReadRef};
 use serde::Serialize;
 
 use crate::error::{ParseError, ParseErrorKind};
+use crate::runtime::{self, RuntimePageSize, Segment};
 
 /// Segment permission bits (`p_flags`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -279,12 +280,15 @@ pub struct ParseOptions {
     pub symbols: bool,
     /// Read DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH strings.
     pub dynamic_strings: bool,
+    /// Look for runtimes built for one page size ([`crate::runtime`]): reads
+    /// the read-only segments, and the code of files that hold jemalloc.
+    pub runtime: bool,
 }
 
 impl ParseOptions {
     /// Everything, for explanations and dependency closures.
     pub fn everything() -> ParseOptions {
-        ParseOptions { sections: true, section_names: true, symbols: true, dynamic_strings: true }
+        ParseOptions { sections: true, section_names: true, symbols: true, dynamic_strings: true, runtime: true }
     }
 }
 
@@ -325,6 +329,8 @@ pub struct ElfFile {
     pub file_len: u64,
     /// `e_phoff`, to name where a bad program header is.
     pub program_header_offset: u64,
+    /// Runtimes with a compiled page size (read with [`ParseOptions::runtime`]).
+    pub runtime: Vec<RuntimePageSize>,
 }
 
 impl ElfFile {
@@ -489,6 +495,7 @@ where
         android_api: None,
         file_len,
         program_header_offset: header.e_phoff(endian).into(),
+        runtime: Vec::new(),
     };
     validate_loads(&file)?;
     file.interpreter = read_interpreter(&file, data)?;
@@ -498,6 +505,19 @@ where
     file.platform = platform_of(&file);
     if options.sections || options.symbols {
         read_sections(header, endian, data, &mut file, options)?;
+    }
+    if options.runtime {
+        let segments: Vec<Segment> = file
+            .loads()
+            .map(|l| Segment {
+                offset: l.offset,
+                len: l.offset.saturating_add(l.filesz).min(file_len).saturating_sub(l.offset),
+                vaddr: l.vaddr,
+                writable: l.prot.is_writable(),
+                executable: l.prot.is_executable(),
+            })
+            .collect();
+        file.runtime = runtime::detect(data, file.machine, &segments);
     }
     Ok(file)
 }

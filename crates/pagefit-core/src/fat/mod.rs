@@ -323,7 +323,7 @@ impl ElfIdent {
 /// under its default loader(s); `None` when it is not ok even at 4K or no
 /// loader maps it. This is what a page-size variant records.
 pub fn largest_ok_page<'data, R: ReadRef<'data>>(elf: R) -> Result<Option<PageSize>, ParseError> {
-    let file = parse(elf, ParseOptions { sections: true, ..ParseOptions::default() })?;
+    let file = parse(elf, ParseOptions { sections: true, runtime: true, ..ParseOptions::default() })?;
     let options = CheckOptions { page_sizes: Vec::new(), findings: false, ..CheckOptions::default() };
     let report = check_file(&file, "", "", &options);
     let per_loader: Option<Vec<PageSize>> = report.max_ok_page_size.values().copied().collect();

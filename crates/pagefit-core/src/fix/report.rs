@@ -81,6 +81,9 @@ pub struct FixReport {
     pub delta: u64,
     /// Why it was refused or failed verification.
     pub reason: Option<String>,
+    /// For a refusal the input itself must change for: what to do instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
     /// Permissions gained or RELRO protection given up.
     pub costs: Vec<PermissionCost>,
     /// What the user should know besides the costs.
@@ -111,6 +114,7 @@ impl FixReport {
             strategy: None,
             delta: 0,
             reason: None,
+            remedy: None,
             costs: Vec::new(),
             warnings: Vec::new(),
             refused: Vec::new(),

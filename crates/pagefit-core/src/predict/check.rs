@@ -7,12 +7,13 @@ use serde::Serialize;
 
 use crate::elf::{ElfFile, ElfKind, Platform, Role};
 use crate::page::PageSize;
-use crate::predict::effect::Outcome;
+use crate::predict::effect::{Outcome, Severity};
 use crate::predict::finding::{Finding, FindingKind};
 use crate::predict::input::LoadInput;
 use crate::predict::memory::AddrRange;
 use crate::predict::model::LoaderModel;
 use crate::predict::plan::{baseline, max_ok_page_size_against, plan, plan_against, verdict_against, BASELINE_PAGE};
+use crate::runtime::{RuntimePageSize, JEMALLOC_MESSAGE};
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -92,6 +93,10 @@ pub struct FileReport {
     /// Per loader, the largest page size (bytes, 4K to 2M) at which the file
     /// is `ok`; `null` when there is none.
     pub max_ok_page_size: BTreeMap<String, Option<PageSize>>,
+    /// Runtimes linked in with a compiled page size (jemalloc), each with
+    /// that page size (`null` when it could not be read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime: Vec<RuntimePageSize>,
 }
 
 impl FileReport {
@@ -134,7 +139,7 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
         .zip(&baselines)
         .map(|(&l, base)| (l.name().to_string(), max_ok_page_size_against(&input, l, options.max_ok_limit, base)))
         .collect();
-    FileReport {
+    let mut report = FileReport {
         path: path.to_string(),
         kind: file.kind,
         role: file.role,
@@ -144,6 +149,51 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
         required: options.all_abis || !(file.platform == Platform::Android && file.bits == 32),
         results,
         max_ok_page_size: max_ok,
+        runtime: file.runtime.clone(),
+    };
+    apply_runtime_page_size(&mut report, options.findings);
+    report
+}
+
+/// Applies what the runtimes linked in need: above a runtime's compiled page
+/// size the file is `broken` under every loader (it aborts at start, with the
+/// runtime's own message), and no loader is ok beyond that page size. A
+/// runtime whose page size could not be read is named at every page size
+/// above 4K and changes no outcome.
+fn apply_runtime_page_size(report: &mut FileReport, findings: bool) {
+    for runtime in &report.runtime {
+        for result in report.results.iter_mut() {
+            let aborts = runtime.aborts_at(result.page_size);
+            if aborts == Some(true) {
+                result.outcome = result.outcome.max(Outcome::Broken);
+                result.message.get_or_insert_with(|| JEMALLOC_MESSAGE.to_string());
+            }
+            let severity = match aborts {
+                Some(true) => Severity::Broken,
+                None if result.page_size > BASELINE_PAGE => Severity::Info,
+                _ => continue,
+            };
+            if findings {
+                let at = runtime.guard_address.unwrap_or(0);
+                result.findings.push(Finding {
+                    kind: FindingKind::RuntimePageSize,
+                    severity,
+                    segments: Vec::new(),
+                    range: AddrRange::new(at, at),
+                    sections: Vec::new(),
+                    symbols: Vec::new(),
+                    winner: None,
+                    bytes_intact: None,
+                    message: format!("{} ({})", runtime.consequence(result.page_size), runtime.location()),
+                    effects: Vec::new(),
+                });
+            }
+        }
+        if let Some(compiled) = runtime.page_size {
+            for size in report.max_ok_page_size.values_mut() {
+                *size = size.map(|s| s.min(compiled));
+            }
+        }
     }
 }
 
@@ -169,7 +219,7 @@ pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64
         if findings {
             result.findings.push(Finding {
                 kind: FindingKind::ZipAlignment,
-                severity: crate::predict::effect::Severity::Rejected,
+                severity: Severity::Rejected,
                 segments: Vec::new(),
                 range: AddrRange::new(data_offset, data_offset),
                 sections: Vec::new(),

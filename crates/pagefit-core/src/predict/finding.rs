@@ -41,11 +41,14 @@ pub enum FindingKind {
     /// A library stored uncompressed in a zip (APK) at a file offset that is
     /// not a multiple of P: bionic cannot map it from the package.
     ZipAlignment,
+    /// A runtime linked in was built for pages smaller than P (jemalloc's
+    /// `LG_PAGE`) and aborts at start, whatever the program headers say.
+    RuntimePageSize,
 }
 
 impl FindingKind {
     /// Every kind, for SARIF rule tables.
-    pub const ALL: [FindingKind; 13] = [
+    pub const ALL: [FindingKind; 14] = [
         FindingKind::NonCongruent,
         FindingKind::SharedPage,
         FindingKind::AlignBelowPage,
@@ -59,6 +62,7 @@ impl FindingKind {
         FindingKind::RelroOverHole,
         FindingKind::Remapped,
         FindingKind::ZipAlignment,
+        FindingKind::RuntimePageSize,
     ];
 
     /// The JSON name.
@@ -77,6 +81,7 @@ impl FindingKind {
             FindingKind::RelroOverHole => "RelroOverHole",
             FindingKind::Remapped => "Remapped",
             FindingKind::ZipAlignment => "ZipAlignment",
+            FindingKind::RuntimePageSize => "RuntimePageSize",
         }
     }
 
@@ -101,6 +106,9 @@ impl FindingKind {
             FindingKind::Remapped => "bytes end up with other contents or protections than at 4K",
             FindingKind::ZipAlignment => {
                 "a library stored uncompressed in a zip starts at a file offset that is not a multiple of the page size, so bionic cannot map it"
+            }
+            FindingKind::RuntimePageSize => {
+                "a runtime linked in (jemalloc) was built for smaller pages and aborts at its first allocation"
             }
         }
     }

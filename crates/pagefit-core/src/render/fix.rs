@@ -30,6 +30,9 @@ pub fn write_fix_text(out: &mut dyn Write, report: &FixReport) -> io::Result<()>
             writeln!(out, "{}: verification failed at {page} ({strategy}); output deleted: {}", report.path, reason.unwrap_or(""))?
         }
     }
+    if let Some(remedy) = &report.remedy {
+        writeln!(out, "  remedy: {remedy}")?;
+    }
     for refusal in &report.refused {
         writeln!(out, "  {} refused: {}", refusal.strategy, refusal.reason)?;
     }

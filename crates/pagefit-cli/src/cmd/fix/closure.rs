@@ -136,8 +136,11 @@ fn prove(
     if let Some(copy) = interpreter_copy {
         closure.objects.retain(|o| o.via != FoundVia::Interpreter);
         let shown = copy.display().to_string();
-        let file = parse(std::fs::read(copy).with_context(|| format!("{shown}: cannot read"))?.as_slice(), ParseOptions::default())
-            .with_context(|| shown.clone())?;
+        let file = parse(
+            std::fs::read(copy).with_context(|| format!("{shown}: cannot read"))?.as_slice(),
+            ParseOptions { runtime: true, ..ParseOptions::default() },
+        )
+        .with_context(|| shown.clone())?;
         if !check_file(&file, &shown, &shown, &options).passes(false) {
             problems.push(format!("{shown}: the fixed interpreter is not ok at {page}"));
         }
