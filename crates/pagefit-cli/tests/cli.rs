@@ -610,3 +610,84 @@ fn container_images_are_scanned_layer_by_layer_with_whiteouts_applied() {
         assert_eq!(verdicts, expected, "{image}");
     }
 }
+
+/// Each jemalloc program of fixtures/jemalloc: (arch directory, program,
+/// the file jemalloc is in, its compiled page size in bytes).
+fn jemalloc_programs() -> Vec<(std::path::PathBuf, String, String, u64)> {
+    let mut programs = Vec::new();
+    for arch in ["aarch64", "ppc64le", "x86_64"] {
+        let dir = common::jemalloc_fixtures().join(arch).join("jemalloc");
+        let list = std::fs::read_to_string(dir.join("LIST")).unwrap_or_else(|e| panic!("{}/LIST: {e}", dir.display()));
+        for line in list.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let page: u64 = fields[1].trim_end_matches('k').parse::<u64>().unwrap() * 1024;
+            let allocator = if fields[2] == "shared" { format!("je-{}/libjemalloc.so.2", fields[1]) } else { fields[0].to_string() };
+            programs.push((dir.clone(), fields[0].to_string(), allocator, page));
+        }
+    }
+    programs
+}
+
+#[test]
+fn jemalloc_page_size_is_read_from_every_build_and_breaks_every_loader_above_it() {
+    let programs = jemalloc_programs();
+    assert_eq!(programs.len(), 3 * 3 * 2 + 3 + 1, "every arch, page size and link kind, and the Rust build");
+    for (dir, name, allocator, page) in &programs {
+        let output = pagefit(&["check", "--format", "json", "--page-size", "4k,16k,64k", allocator], dir);
+        let file = &json(&output)["files"][0];
+        assert_eq!(file["runtime"][0]["runtime"], "jemalloc", "{name}");
+        assert_eq!(file["runtime"][0]["page_size"], *page, "{name}: the compiled page size");
+        for result in file["results"].as_array().unwrap() {
+            let at = result["page_size"].as_u64().unwrap();
+            let outcome = result["outcome"].as_str().unwrap();
+            if at > *page {
+                assert_eq!(outcome, "broken", "{name} at {at}");
+                assert_eq!(result["message"], "<jemalloc>: Unsupported system page size");
+                assert!(result["findings"].as_array().unwrap().iter().any(|f| f["kind"] == "RuntimePageSize"), "{name} at {at}");
+            } else {
+                assert_eq!(outcome, "ok", "{name} at {at}: linked for 64K pages, and jemalloc covers {at}");
+            }
+        }
+        assert_eq!(output.status.code(), Some(if *page < 65536 { 1 } else { 0 }), "{name}");
+    }
+}
+
+#[test]
+fn jemalloc_in_a_shared_library_is_the_weakest_link_of_the_closure() {
+    let dir = common::jemalloc_fixtures().join("aarch64/jemalloc");
+    let output = pagefit(&["check", "--page-size", "16k", "--sysroot", "/usr/aarch64-linux-gnu", "--closure", "je-shared-4k"], &dir);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("libjemalloc.so.2"), "{text}");
+    let sixteen = pagefit(&["check", "--page-size", "16k", "--sysroot", "/usr/aarch64-linux-gnu", "--closure", "je-shared-16k"], &dir);
+    assert_eq!(sixteen.status.code(), Some(0), "{}", String::from_utf8_lossy(&sixteen.stdout));
+}
+
+#[test]
+fn fix_refuses_jemalloc_built_for_smaller_pages_and_names_the_remedy() {
+    let dir = common::jemalloc_fixtures().join("aarch64/jemalloc");
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("fixed");
+    let output = pagefit(&["fix", "--page-size", "16k", "je-static-4k", "-o", target.to_str().unwrap(), "--format", "json"], &dir);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["status"], "refused");
+    assert!(report["reason"].as_str().unwrap().contains("jemalloc was built for 4K pages"), "{report}");
+    assert!(report["remedy"].as_str().unwrap().contains("--with-lg-page=16"), "{report}");
+    assert!(!target.exists(), "nothing is written");
+    // Built for 64K, the same program needs nothing.
+    let output = pagefit(&["fix", "--page-size", "16k", "je-static-64k", "-o", target.to_str().unwrap()], &dir);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn run_refuses_to_start_jemalloc_built_for_smaller_pages() {
+    let dir = common::jemalloc_fixtures().join("x86_64/jemalloc");
+    let output = pagefit(&["run", "--page-size", "16k", "./je-dynamic-4k"], &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not started") && stderr.contains("<jemalloc>: Unsupported system page size"), "{stderr}");
+    assert!(output.stdout.is_empty(), "the program must not start");
+    let native = pagefit(&["run", "./je-dynamic-4k"], &dir);
+    assert_eq!(String::from_utf8_lossy(&native.stdout), "jemalloc fixture: allocated 1048576 bytes; arenas.page 4096\n");
+}

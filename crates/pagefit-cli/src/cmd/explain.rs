@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use object::read::ReadCache;
 use pagefit_core::elf::{parse, ElfFile, ParseOptions};
-use pagefit_core::predict::check::default_loaders;
+use pagefit_core::predict::check::{apply_runtime_at, default_loaders};
 use pagefit_core::predict::effect::Outcome;
 use pagefit_core::predict::input::LoadInput;
 use pagefit_core::predict::plan::{plan, LoadPlan, BASELINE_PAGE};
@@ -46,7 +46,9 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let mut plans = Vec::new();
     for &page in &args.page_size.0 {
         for &loader in &loaders {
-            plans.push(plan(&input, page, loader));
+            let mut planned = plan(&input, page, loader);
+            apply_runtime_at(&file.runtime, page, &mut planned.outcome, &mut planned.message, Some(&mut planned.findings));
+            plans.push(planned);
         }
     }
     let ok = plans.iter().all(|p| p.outcome == Outcome::Ok);

@@ -330,6 +330,7 @@ pub struct ElfFile {
     /// `e_phoff`, to name where a bad program header is.
     pub program_header_offset: u64,
     /// Runtimes with a compiled page size (read with [`ParseOptions::runtime`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runtime: Vec<RuntimePageSize>,
 }
 

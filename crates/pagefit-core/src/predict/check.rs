@@ -161,38 +161,51 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
 /// runtime whose page size could not be read is named at every page size
 /// above 4K and changes no outcome.
 fn apply_runtime_page_size(report: &mut FileReport, findings: bool) {
-    for runtime in &report.runtime {
-        for result in report.results.iter_mut() {
-            let aborts = runtime.aborts_at(result.page_size);
-            if aborts == Some(true) {
-                result.outcome = result.outcome.max(Outcome::Broken);
-                result.message.get_or_insert_with(|| JEMALLOC_MESSAGE.to_string());
-            }
-            let severity = match aborts {
-                Some(true) => Severity::Broken,
-                None if result.page_size > BASELINE_PAGE => Severity::Info,
-                _ => continue,
-            };
-            if findings {
-                let at = runtime.guard_address.unwrap_or(0);
-                result.findings.push(Finding {
-                    kind: FindingKind::RuntimePageSize,
-                    severity,
-                    segments: Vec::new(),
-                    range: AddrRange::new(at, at),
-                    sections: Vec::new(),
-                    symbols: Vec::new(),
-                    winner: None,
-                    bytes_intact: None,
-                    message: format!("{} ({})", runtime.consequence(result.page_size), runtime.location()),
-                    effects: Vec::new(),
-                });
-            }
+    for result in report.results.iter_mut() {
+        let findings = findings.then_some(&mut result.findings);
+        apply_runtime_at(&report.runtime, result.page_size, &mut result.outcome, &mut result.message, findings);
+    }
+    for compiled in report.runtime.iter().filter_map(|r| r.page_size) {
+        for size in report.max_ok_page_size.values_mut() {
+            *size = size.map(|s| s.min(compiled));
         }
-        if let Some(compiled) = runtime.page_size {
-            for size in report.max_ok_page_size.values_mut() {
-                *size = size.map(|s| s.min(compiled));
-            }
+    }
+}
+
+/// One verdict at `page` (a check result, or an `explain` plan), with the
+/// runtimes of the file applied; see [`check_file`].
+pub fn apply_runtime_at(
+    runtimes: &[RuntimePageSize],
+    page: PageSize,
+    outcome: &mut Outcome,
+    message: &mut Option<String>,
+    mut findings: Option<&mut Vec<Finding>>,
+) {
+    for runtime in runtimes {
+        let aborts = runtime.aborts_at(page);
+        if aborts == Some(true) {
+            *outcome = (*outcome).max(Outcome::Broken);
+            message.get_or_insert_with(|| JEMALLOC_MESSAGE.to_string());
+        }
+        let severity = match aborts {
+            Some(true) => Severity::Broken,
+            None if page > BASELINE_PAGE => Severity::Info,
+            _ => continue,
+        };
+        if let Some(findings) = findings.as_deref_mut() {
+            let at = runtime.guard_address.unwrap_or(0);
+            findings.push(Finding {
+                kind: FindingKind::RuntimePageSize,
+                severity,
+                segments: Vec::new(),
+                range: AddrRange::new(at, at),
+                sections: Vec::new(),
+                symbols: Vec::new(),
+                winner: None,
+                bytes_intact: None,
+                message: format!("{} ({})", runtime.consequence(page), runtime.location()),
+                effects: Vec::new(),
+            });
         }
     }
 }

@@ -48,9 +48,14 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
         .collect();
     let loaders: Vec<&str> = report.max_ok_page_size.keys().map(String::as_str).collect();
     let optional = if report.required { "" } else { " (not required)" };
+    let runtimes: String = report
+        .runtime
+        .iter()
+        .map(|r| format!("; {} built for {}", r.runtime.name(), r.page_size.map_or_else(|| "unknown".to_string(), |p| p.to_string())))
+        .collect();
     writeln!(
         w,
-        "{}: {} {} {}{optional}: {}; largest ok page: {}",
+        "{}: {} {} {}{optional}: {}; largest ok page: {}{runtimes}",
         report.path,
         serde_plain(&report.kind),
         report.machine,

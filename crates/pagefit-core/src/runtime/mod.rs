@@ -23,6 +23,13 @@ use crate::page::PageSize;
 /// What jemalloc prints before it aborts on a kernel with larger pages.
 pub const JEMALLOC_MESSAGE: &str = "<jemalloc>: Unsupported system page size";
 
+/// The message as jemalloc's code holds it, `malloc_write`'s C string with
+/// its newline and NUL. Put together at run time, so that programs holding
+/// the bare text (pagefit itself) are not taken for jemalloc.
+fn marker() -> Vec<u8> {
+    [JEMALLOC_MESSAGE.as_bytes(), b"\n", &[0]].concat()
+}
+
 /// The largest executable segment [`detect`] reads; a guard in a larger one
 /// is reported as unknown rather than read into memory.
 const MAX_CODE_BYTES: u64 = 512 << 20;
@@ -122,18 +129,23 @@ impl Segment {
 /// Finds [`JEMALLOC_MESSAGE`] in a stream of chunks, each given with its
 /// file offset. Chunks of one range come in order; a chunk that does not
 /// continue the previous one starts afresh.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MessageSearch {
-    /// The last bytes fed (fewer than the message), ending at `carry_end`.
+    needle: Vec<u8>,
+    /// The last bytes fed (fewer than the needle), ending at `carry_end`.
     carry: Vec<u8>,
     carry_end: u64,
     found: Vec<u64>,
 }
 
 impl MessageSearch {
+    pub(crate) fn new() -> MessageSearch {
+        MessageSearch { needle: marker(), carry: Vec::new(), carry_end: 0, found: Vec::new() }
+    }
+
     /// Searches `chunk`, which starts at file offset `offset`.
     pub(crate) fn feed(&mut self, offset: u64, chunk: &[u8]) {
-        let needle = JEMALLOC_MESSAGE.as_bytes();
+        let needle = &self.needle;
         if self.carry_end != offset {
             self.carry.clear();
         }
@@ -181,7 +193,7 @@ const CHUNK: u64 = 1 << 20;
 /// Both steps over the PT_LOADs `segments` of an `e_machine` file, reading
 /// `data` in chunks; a range that cannot be read is skipped.
 pub fn detect<'data, R: ReadRef<'data>>(data: R, machine: u16, segments: &[Segment]) -> Vec<RuntimePageSize> {
-    let mut search = MessageSearch::default();
+    let mut search = MessageSearch::new();
     for range in segments.iter().filter(|s| !s.writable) {
         for start in (0..range.len).step_by(CHUNK as usize) {
             if let Ok(bytes) = data.read_bytes_at(range.offset + start, CHUNK.min(range.len - start)) {
@@ -199,4 +211,32 @@ pub fn detect<'data, R: ReadRef<'data>>(data: R, machine: u16, segments: &[Segme
         .filter_map(|r| Some((r.vaddr, data.read_bytes_at(r.offset, r.len).ok()?)))
         .collect();
     analyze(machine, segments, &found, &code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_is_found_across_chunk_boundaries_and_only_in_contiguous_ones() {
+        let mut data = vec![b'x'; 100];
+        data.extend(marker());
+        data.extend([b'y'; 50]);
+        for chunk in [1, 7, 40, 41, 42, 200] {
+            let mut search = MessageSearch::new();
+            for (i, piece) in data.chunks(chunk).enumerate() {
+                search.feed(1000 + (i * chunk) as u64, piece);
+            }
+            assert_eq!(search.finish(), vec![1100], "chunks of {chunk}");
+        }
+        // Two ranges that do not touch: the halves do not join.
+        let mut search = MessageSearch::new();
+        search.feed(0, &data[..120]);
+        search.feed(5000, &data[120..]);
+        assert!(search.finish().is_empty());
+        // The bare text, without jemalloc's newline and NUL, is not jemalloc.
+        let mut search = MessageSearch::new();
+        search.feed(0, JEMALLOC_MESSAGE.as_bytes());
+        assert!(search.finish().is_empty());
+    }
 }
