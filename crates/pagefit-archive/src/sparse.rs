@@ -2,7 +2,9 @@
 //! ranges a verdict reads: the headers at the start, PT_DYNAMIC, and the
 //! section header table with what precedes it (where linkers put
 //! `.shstrtab`). A 150 MiB library inside a package then costs a few hundred
-//! KiB of memory, not 150 MiB; small files are kept whole.
+//! KiB of memory, not 150 MiB. Files up to 64 MiB are kept whole, so that
+//! the runtime check (jemalloc's compiled page size, read from the code and
+//! `.rodata`) sees them as on disk.
 //!
 //! lld puts `.strtab`, which can be megabytes, between `.shstrtab` and the
 //! section headers, so the bytes skipped on the way are watched for the name
@@ -17,7 +19,7 @@ use object::read::ReadRef;
 use object::Endianness;
 
 /// Files up to this size are kept whole.
-const KEEP_WHOLE: u64 = 4 << 20;
+const KEEP_WHOLE: u64 = 64 << 20;
 /// How much of the start is kept (ELF header, program headers, PT_INTERP, notes).
 const HEAD_LEN: u64 = 64 << 10;
 /// How much before the section header table is kept, for `.shstrtab`.
@@ -43,7 +45,7 @@ impl SparseFile {
     /// truncated archive, a header claiming more than there is) is an error.
     pub fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
         let mut counted = Counted { inner: reader, count: 0 };
-        let sparse = SparseFile::read_counted(&mut counted, len)?;
+        let sparse = SparseFile::read_counted(&mut counted, len, KEEP_WHOLE)?;
         if counted.count < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -53,13 +55,13 @@ impl SparseFile {
         Ok(sparse)
     }
 
-    fn read_counted(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
+    fn read_counted(reader: &mut dyn Read, len: u64, keep_whole: u64) -> io::Result<SparseFile> {
         let mut position = 0;
         let mut pieces = Vec::new();
-        let head_len = if len <= KEEP_WHOLE { len } else { HEAD_LEN.min(len) };
+        let head_len = if len <= keep_whole { len } else { HEAD_LEN.min(len) };
         let head = read_exact_len(reader, head_len)?;
         position += head.len() as u64;
-        let wanted = if len <= KEEP_WHOLE { Vec::new() } else { wanted_ranges(&head, len) };
+        let wanted = if len <= keep_whole { Vec::new() } else { wanted_ranges(&head, len) };
         pieces.push((0, head));
         for range in wanted {
             let start = range.start.max(position);
@@ -198,17 +200,25 @@ mod tests {
     use super::*;
     use object::read::elf::SectionHeader;
 
+    /// The whole-file threshold the tests read this test binary with (it is
+    /// smaller than the real one).
+    const TEST_KEEP_WHOLE: u64 = 4 << 20;
+
+    fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
+        SparseFile::read_counted(reader, len, TEST_KEEP_WHOLE)
+    }
+
     /// This test binary: tens of MiB, with debug sections between the code and the section headers.
     fn this_binary() -> Vec<u8> {
         let bytes = std::fs::read("/proc/self/exe").unwrap();
-        assert!(bytes.len() as u64 > 4 * KEEP_WHOLE, "the test needs a large file");
+        assert!(bytes.len() as u64 > 4 * TEST_KEEP_WHOLE, "the test needs a large file");
         bytes
     }
 
     #[test]
     fn a_large_file_keeps_what_a_verdict_reads_exactly_as_all_its_bytes_hold_it() {
         let bytes = this_binary();
-        let sparse = SparseFile::read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
+        let sparse = read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
         let kept: usize = sparse.pieces.iter().map(|(_, piece)| piece.len()).sum();
         assert!(kept < bytes.len() / 16, "kept {kept} of {} bytes", bytes.len());
         assert_eq!((&sparse).len(), Ok(bytes.len() as u64));
@@ -243,7 +253,7 @@ mod tests {
         use pagefit_core::elf::{parse, ParseOptions};
 
         let bytes = this_binary();
-        let sparse = SparseFile::read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
+        let sparse = read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
         let options = ParseOptions { sections: true, section_names: true, ..ParseOptions::default() };
         let whole = parse(bytes.as_slice(), options).unwrap();
         assert!(!whole.sections.is_empty() && whole.sections.iter().all(|s| !s.name.is_empty()));
@@ -254,7 +264,7 @@ mod tests {
     fn a_small_file_is_kept_whole_and_the_stream_read_to_its_end() {
         let bytes: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut stream = bytes.as_slice();
-        let sparse = SparseFile::read(&mut stream, bytes.len() as u64).unwrap();
+        let sparse = read(&mut stream, bytes.len() as u64).unwrap();
         assert!(stream.is_empty());
         assert_eq!((&sparse).read_bytes_at(0, bytes.len() as u64), Ok(bytes.as_slice()));
         assert_eq!((&sparse).read_bytes_at(9_990, 11), Err(()));
@@ -265,7 +275,7 @@ mod tests {
         // A header that says 1 TiB, for a stream of 100 bytes: the head is read (what there is), nothing else.
         let mut header = [0u8; 100];
         header[..4].copy_from_slice(b"\x7fELF");
-        let sparse = SparseFile::read_counted(&mut header.as_slice(), 1 << 40).unwrap();
+        let sparse = SparseFile::read_counted(&mut header.as_slice(), 1 << 40, KEEP_WHOLE).unwrap();
         assert_eq!((&sparse).len(), Ok(1 << 40));
         assert_eq!((&sparse).read_bytes_at(0, 100), Ok(header.as_slice()));
         assert!(sparse.pieces.iter().all(|(_, piece)| piece.capacity() as u64 <= MAX_RANGE_LEN));

@@ -156,7 +156,7 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
 }
 
 /// Applies what the runtimes linked in need: above a runtime's compiled page
-/// size the file is `broken` under every loader (it aborts at start, with the
+/// size the file is `broken` under every loader (its allocations fail, with the
 /// runtime's own message), and no loader is ok beyond that page size. A
 /// runtime whose page size could not be read is named at every page size
 /// above 4K and changes no outcome.

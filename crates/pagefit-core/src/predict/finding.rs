@@ -42,7 +42,7 @@ pub enum FindingKind {
     /// not a multiple of P: bionic cannot map it from the package.
     ZipAlignment,
     /// A runtime linked in was built for pages smaller than P (jemalloc's
-    /// `LG_PAGE`) and aborts at start, whatever the program headers say.
+    /// `LG_PAGE`): every allocation fails, whatever the program headers say.
     RuntimePageSize,
 }
 
@@ -108,7 +108,7 @@ impl FindingKind {
                 "a library stored uncompressed in a zip starts at a file offset that is not a multiple of the page size, so bionic cannot map it"
             }
             FindingKind::RuntimePageSize => {
-                "a runtime linked in (jemalloc) was built for smaller pages and aborts at its first allocation"
+                "a runtime linked in (jemalloc) was built for smaller pages, so every allocation fails"
             }
         }
     }

@@ -85,12 +85,15 @@ impl RuntimePageSize {
         let name = self.runtime.name();
         match self.page_size {
             Some(compiled) if page > compiled => {
-                format!("{name} was built for {compiled} pages; at {page} it aborts at its first allocation with `{JEMALLOC_MESSAGE}`")
+                format!(
+                    "{name} was built for {compiled} pages; at {page} every allocation fails with `{JEMALLOC_MESSAGE}` \
+                     (Rust programs abort, C programs get NULL from malloc)"
+                )
             }
             Some(compiled) => format!("{name} was built for {compiled} pages, which covers {page}"),
             None => format!(
                 "{name} is linked in, but the page size it was built for could not be read; \
-                 built for pages smaller than {page}, it aborts at its first allocation with `{JEMALLOC_MESSAGE}`"
+                 built for pages smaller than {page}, every allocation fails with `{JEMALLOC_MESSAGE}`"
             ),
         }
     }
