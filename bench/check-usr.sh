@@ -41,6 +41,7 @@ best_of_5() {
 t_floor=$(best_of_5 sh -c "'$work/floor' <'$work/list'")
 t_pagefit=$(best_of_5 sh -c "'$pagefit' check --page-size 16k,64k - <'$work/list'")
 t_pagefit1=$(best_of_5 sh -c "'$pagefit' check --jobs 1 --page-size 16k,64k - <'$work/list'")
+t_headers=$(best_of_5 sh -c "'$pagefit' check --no-runtime --page-size 16k,64k - <'$work/list'")
 t_readelf=$(seconds sh -c "while read -r f; do readelf -lW \"\$f\"; done <'$work/list'")
 t_objdump=$(seconds sh -c "'$peers/objdump-loop.sh' <'$work/list'")
 if python3 -c 'import lief' 2>/dev/null; then
@@ -55,6 +56,7 @@ printf '%-34s %11s   %s\n' "tool" "wall" "ratio"
 row "syscall floor (floor.c)" "$t_floor"
 row "pagefit check (all cores)" "$t_pagefit"
 row "pagefit check --jobs 1" "$t_pagefit1"
+row "pagefit check --no-runtime" "$t_headers"
 row "readelf -lW loop" "$t_readelf"
 row "objdump loop (Android script)" "$t_objdump"
 [ -n "$t_lief" ] && row "LIEF (python)" "$t_lief"

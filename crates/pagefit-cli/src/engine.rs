@@ -169,6 +169,7 @@ fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[LoaderModel]) ->
         max_ok_limit: PageSize::K4,
         findings: true,
         all_abis: true,
+        runtime: true,
     };
     let name = file_name(Path::new(path));
     let report = check_file(file, path, &name, &options);

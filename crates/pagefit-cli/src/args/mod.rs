@@ -131,6 +131,10 @@ pub struct CheckArgs {
     /// (Play requires 16 KB pages only for 64-bit ABIs).
     #[arg(long)]
     pub all_abis: bool,
+    /// Read only the headers: skip the runtime check (jemalloc's compiled
+    /// page size), which reads each file's read-only segments.
+    #[arg(long)]
+    pub no_runtime: bool,
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     pub jobs: Option<usize>,

@@ -68,6 +68,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         loaders: args.loader.as_ref().map(|l| l.0.clone()),
         findings: args.verbose || !matches!(args.format, CheckFormat::Text),
         all_abis: args.all_abis,
+        runtime: !args.no_runtime,
         ..CheckOptions::default()
     };
     if let Some(program) = &args.closure {
@@ -278,7 +279,7 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
 /// verdict; reading them costs one more `pread` at most (see `source`).
 /// Their names only matter where findings are shown.
 fn parse_options(options: &CheckOptions) -> ParseOptions {
-    ParseOptions { sections: true, section_names: options.findings, runtime: true, ..ParseOptions::default() }
+    ParseOptions { sections: true, section_names: options.findings, runtime: options.runtime, ..ParseOptions::default() }
 }
 
 /// Checks the members an archive or image scan visits.

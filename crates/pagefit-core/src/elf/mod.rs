@@ -7,6 +7,7 @@
 //! file length before anything is allocated.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use object::elf;
@@ -281,7 +282,8 @@ pub struct ParseOptions {
     /// Read DT_NEEDED, DT_SONAME, DT_RPATH and DT_RUNPATH strings.
     pub dynamic_strings: bool,
     /// Look for runtimes built for one page size ([`crate::runtime`]): reads
-    /// the read-only segments, and the code of files that hold jemalloc.
+    /// the section headers and their names, `.rodata` (or, without section
+    /// headers, the read-only segments), and the code of files that hold jemalloc.
     pub runtime: bool,
 }
 
@@ -504,6 +506,8 @@ where
     file.android_api = read_android_note(header, endian, data);
     file.role = role_of(&file, &strtab, data);
     file.platform = platform_of(&file);
+    // The runtime check searches .rodata, found by section name.
+    let options = if options.runtime { ParseOptions { sections: true, section_names: true, ..options } } else { options };
     if options.sections || options.symbols {
         read_sections(header, endian, data, &mut file, options)?;
     }
@@ -518,7 +522,16 @@ where
                 executable: l.prot.is_executable(),
             })
             .collect();
-        file.runtime = runtime::detect(data, file.machine, &segments);
+        // .rodata (where compilers put string literals) is a fraction of the
+        // read-only segments, which also hold the code.
+        let read_only: Vec<Range<u64>> = file
+            .sections
+            .iter()
+            .filter(|s| s.sh_type == elf::SHT_PROGBITS.0 && !s.is_code() && !s.is_writable() && s.name.starts_with(".rodata"))
+            .map(|s| s.offset..s.offset.saturating_add(s.size).min(file_len))
+            .filter(|r| r.start < r.end)
+            .collect();
+        file.runtime = runtime::detect(data, file.machine, &read_only, &segments);
     }
     Ok(file)
 }

@@ -30,6 +30,9 @@ pub struct CheckOptions {
     /// Count 32-bit Android libraries towards the exit status (Play requires
     /// 16 KB pages only for 64-bit ABIs, so by default they do not).
     pub all_abis: bool,
+    /// Read each file's runtimes (jemalloc's compiled page size), which
+    /// reads its read-only segments, not just its headers.
+    pub runtime: bool,
 }
 
 impl Default for CheckOptions {
@@ -40,6 +43,7 @@ impl Default for CheckOptions {
             max_ok_limit: PageSize::M2,
             findings: true,
             all_abis: false,
+            runtime: true,
         }
     }
 }

@@ -15,6 +15,8 @@ mod guard;
 mod isa;
 mod registers;
 
+use std::ops::Range;
+
 use object::ReadRef;
 use serde::{Deserialize, Serialize};
 
@@ -194,10 +196,19 @@ fn analyze(machine: u16, segments: &[Segment], message_offsets: &[u64], code: &[
 const CHUNK: u64 = 1 << 20;
 
 /// Both steps over the PT_LOADs `segments` of an `e_machine` file, reading
-/// `data` in chunks; a range that cannot be read is skipped.
-pub fn detect<'data, R: ReadRef<'data>>(data: R, machine: u16, segments: &[Segment]) -> Vec<RuntimePageSize> {
+/// `data` in chunks; a range that cannot be read is skipped. The message is
+/// searched for in the file ranges `read_only` (`.rodata`, when the section
+/// headers say where it is), or else in every PT_LOAD that is not writable.
+pub fn detect<'data, R: ReadRef<'data>>(data: R, machine: u16, read_only: &[Range<u64>], segments: &[Segment]) -> Vec<RuntimePageSize> {
     let mut search = MessageSearch::new();
-    for range in segments.iter().filter(|s| !s.writable) {
+    let whole_segments: Vec<Range<u64>>;
+    let read_only = if read_only.is_empty() {
+        whole_segments = segments.iter().filter(|s| !s.writable).map(|s| s.offset..s.offset + s.len).collect();
+        &whole_segments
+    } else {
+        read_only
+    };
+    for range in read_only.iter().map(|r| Segment { offset: r.start, len: r.end - r.start, vaddr: 0, writable: false, executable: false }) {
         for start in (0..range.len).step_by(CHUNK as usize) {
             if let Ok(bytes) = data.read_bytes_at(range.offset + start, CHUNK.min(range.len - start)) {
                 search.feed(range.offset + start, bytes);
