@@ -67,7 +67,8 @@ const BLOCK_LEAD: u64 = 32;
 const LOOKBACK: usize = 12;
 
 /// Decodes machine code at `vaddr`, calling `emit` for each instruction.
-pub(crate) type Decode<'a> = &'a dyn Fn(&[u8], u64, &mut dyn FnMut(Insn));
+pub(crate) type DecodeFn = dyn Fn(&[u8], u64, &mut dyn FnMut(Insn));
+type Decode<'a> = &'a DecodeFn;
 
 /// The compiled page size that guards `message` (a virtual address), with the
 /// address of the branch that tests it. `None` when no guard is found or the

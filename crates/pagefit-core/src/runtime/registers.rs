@@ -1,4 +1,8 @@
-//! What the decoders share: sign extension, and what each register is known to hold.
+//! What the decoders share: sign extension, what each register is known to
+//! hold, and their tests' helpers.
+
+#[cfg(test)]
+use crate::runtime::guard::{Insn, Op};
 
 /// Sign-extends the low `bits` bits of `value`.
 pub(crate) fn sign_extend(value: u64, bits: u32) -> u64 {
@@ -21,6 +25,20 @@ impl Registers {
     pub(crate) fn clear(&mut self, reg: u32) {
         self.0[reg as usize & 31] = None;
     }
+}
+
+/// For decoder tests: `words` as little-endian bytes.
+#[cfg(test)]
+pub(crate) fn little_endian(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// For decoder tests: what `decode` makes of `bytes` at `vaddr`.
+#[cfg(test)]
+pub(crate) fn decoded(decode: impl Fn(&[u8], u64, &mut dyn FnMut(Insn)), bytes: &[u8], vaddr: u64) -> Vec<Op> {
+    let mut out = Vec::new();
+    decode(bytes, vaddr, &mut |i| out.push(i.op));
+    out
 }
 
 #[cfg(test)]

@@ -86,12 +86,10 @@ pub(crate) fn decode(code: &[u8], vaddr: u64, emit: &mut dyn FnMut(Insn)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::registers::{decoded, little_endian};
 
     fn ops(words: &[u32], vaddr: u64) -> Vec<Op> {
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let mut out = Vec::new();
-        decode(&bytes, vaddr, &mut |i| out.push(i.op));
-        out
+        decoded(decode, &little_endian(words), vaddr)
     }
 
     // Encodings from llvm-mc -triple=loongarch64 -show-encoding.

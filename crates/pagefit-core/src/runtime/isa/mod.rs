@@ -10,11 +10,11 @@ mod x86_64;
 
 use object::elf;
 
-use crate::runtime::guard::Insn;
+use crate::runtime::guard::{DecodeFn, Insn};
 
 /// A decoder for `e_machine`, given every executable segment (ppc64 needs
 /// them to find its TOC pointer); `None` for architectures not decoded.
-pub(crate) fn decoder(machine: u16, code: &[(u64, &[u8])]) -> Option<Box<dyn Fn(&[u8], u64, &mut dyn FnMut(Insn))>> {
+pub(crate) fn decoder(machine: u16, code: &[(u64, &[u8])]) -> Option<Box<DecodeFn>> {
     match object::elf::Machine(machine) {
         elf::EM_AARCH64 => Some(Box::new(aarch64::decode)),
         elf::EM_X86_64 => Some(Box::new(x86_64::decode)),

@@ -118,21 +118,16 @@ pub(crate) fn decode(code: &[u8], vaddr: u64, toc: Option<u64>, emit: &mut dyn F
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bytes(words: &[u32]) -> Vec<u8> {
-        words.iter().flat_map(|w| w.to_le_bytes()).collect()
-    }
+    use crate::runtime::registers::{decoded, little_endian};
 
     fn ops(words: &[u32], vaddr: u64, toc: Option<u64>) -> Vec<Op> {
-        let mut out = Vec::new();
-        decode(&bytes(words), vaddr, toc, &mut |i| out.push(i.op));
-        out
+        decoded(|b, v, emit| decode(b, v, toc, emit), &little_endian(words), vaddr)
     }
 
     // Words from jemalloc 5.3's pages_boot built by powerpc64le-linux-gnu-gcc 12.
     #[test]
     fn toc_from_global_entry() {
-        let code = bytes(&[0x3c4c_000b, 0x3842_5ff0]);
+        let code = little_endian(&[0x3c4c_000b, 0x3842_5ff0]);
         assert_eq!(toc_pointer(&[(0x61f10, &code)]), Some(0x117f00));
     }
 

@@ -161,11 +161,10 @@ pub(crate) fn decode(code: &[u8], vaddr: u64, emit: &mut dyn FnMut(Insn)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::registers::decoded;
 
     fn ops(bytes: &[u8], vaddr: u64) -> Vec<Op> {
-        let mut out = Vec::new();
-        decode(bytes, vaddr, &mut |i| out.push(i.op));
-        out
+        decoded(decode, bytes, vaddr)
     }
 
     // Encodings from llvm-mc -triple=riscv64 -mattr=+c -show-encoding.
