@@ -611,28 +611,12 @@ fn container_images_are_scanned_layer_by_layer_with_whiteouts_applied() {
     }
 }
 
-/// The jemalloc programs (fixtures/jemalloc/build.sh, cached outside the
-/// repository by the script): `<dir>/<arch>/jemalloc/LIST` and the programs.
-fn jemalloc_fixtures() -> &'static Path {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = workspace().join("target/jemalloc-fixtures");
-        let status = Command::new("bash")
-            .arg(workspace().join("fixtures/jemalloc/build.sh"))
-            .arg(&dir)
-            .status()
-            .expect("bash fixtures/jemalloc/build.sh");
-        assert!(status.success(), "fixtures/jemalloc/build.sh failed (it needs make and the cross compilers, see .ci/run)");
-        dir
-    })
-}
-
 /// Each jemalloc program of fixtures/jemalloc: (arch directory, program,
 /// the file jemalloc is in, its compiled page size in bytes).
 fn jemalloc_programs() -> Vec<(std::path::PathBuf, String, String, u64)> {
     let mut programs = Vec::new();
     for arch in ["aarch64", "ppc64le", "x86_64"] {
-        let dir = jemalloc_fixtures().join(arch).join("jemalloc");
+        let dir = common::jemalloc_fixtures().join(arch).join("jemalloc");
         let list = std::fs::read_to_string(dir.join("LIST")).unwrap_or_else(|e| panic!("{}/LIST: {e}", dir.display()));
         for line in list.lines() {
             let fields: Vec<&str> = line.split('\t').collect();
@@ -670,7 +654,7 @@ fn jemalloc_page_size_is_read_from_every_build_and_breaks_every_loader_above_it(
 
 #[test]
 fn jemalloc_in_a_shared_library_is_the_weakest_link_of_the_closure() {
-    let dir = jemalloc_fixtures().join("aarch64/jemalloc");
+    let dir = common::jemalloc_fixtures().join("aarch64/jemalloc");
     let output = pagefit(&["check", "--page-size", "16k", "--sysroot", "/usr/aarch64-linux-gnu", "--closure", "je-shared-4k"], &dir);
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{text}");
@@ -681,7 +665,7 @@ fn jemalloc_in_a_shared_library_is_the_weakest_link_of_the_closure() {
 
 #[test]
 fn fix_refuses_jemalloc_built_for_smaller_pages_and_names_the_remedy() {
-    let dir = jemalloc_fixtures().join("aarch64/jemalloc");
+    let dir = common::jemalloc_fixtures().join("aarch64/jemalloc");
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("fixed");
     let output = pagefit(&["fix", "--page-size", "16k", "je-static-4k", "-o", target.to_str().unwrap(), "--format", "json"], &dir);
@@ -698,7 +682,7 @@ fn fix_refuses_jemalloc_built_for_smaller_pages_and_names_the_remedy() {
 
 #[test]
 fn run_refuses_to_start_jemalloc_built_for_smaller_pages() {
-    let dir = jemalloc_fixtures().join("x86_64/jemalloc");
+    let dir = common::jemalloc_fixtures().join("x86_64/jemalloc");
     let output = pagefit(&["run", "--page-size", "16k", "./je-dynamic-4k"], &dir);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

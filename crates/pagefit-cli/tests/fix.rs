@@ -1025,3 +1025,139 @@ fn bad_fat_inputs_and_selectors_are_errors_naming_the_file_and_record() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--record and --align are for FatELF files"));
 }
+
+/// A wheel of `members` (name, bytes, stored or deflated) for the package
+/// demo 1.0, with METADATA, WHEEL (its tag from the file name) and a RECORD
+/// listing each member's sha256 and size, as wheel builders write them.
+fn write_wheel(path: &Path, members: &[(&str, Vec<u8>, bool)]) {
+    use base64::Engine;
+    use sha2::Digest;
+    use std::io::Write;
+    let tag = path.file_stem().unwrap().to_str().unwrap().trim_start_matches("demo-1.0-");
+    let metadata = [
+        ("demo-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n".to_vec(), false),
+        (
+            "demo-1.0.dist-info/WHEEL",
+            format!("Wheel-Version: 1.0\nGenerator: pagefit-tests\nRoot-Is-Purelib: false\nTag: {tag}\n").into_bytes(),
+            false,
+        ),
+    ];
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let mut record = String::new();
+    for (name, bytes, stored) in members.iter().chain(&metadata) {
+        let method = if *stored { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method).unix_permissions(0o755);
+        writer.start_file(*name, options).unwrap();
+        writer.write_all(bytes).unwrap();
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bytes));
+        record.push_str(&format!("{name},sha256={digest},{}\n", bytes.len()));
+    }
+    record.push_str("demo-1.0.dist-info/RECORD,,\n");
+    writer.start_file("demo-1.0.dist-info/RECORD", zip::write::SimpleFileOptions::default()).unwrap();
+    writer.write_all(record.as_bytes()).unwrap();
+    writer.finish().unwrap();
+}
+
+fn zip_members(path: &Path) -> BTreeMap<String, (Vec<u8>, zip::CompressionMethod)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().to_string(), (bytes, entry.compression()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_wheel_is_fixed_member_by_member_with_its_record_and_installs_with_pip() {
+    use base64::Engine;
+    use sha2::Digest;
+    let dir = fixtures().join("aarch64");
+    let tmp = tempfile::tempdir().unwrap();
+    let rejected = std::fs::read(dir.join("liblib-4k.so")).unwrap();
+    let healthy = std::fs::read(dir.join("liblib-64k.so")).unwrap();
+    let wheel = tmp.path().join("demo-1.0-py3-none-manylinux2014_aarch64.whl");
+    write_wheel(
+        &wheel,
+        &[
+            ("demo/__init__.py", b"print('demo')\n".to_vec(), false),
+            ("demo.libs/liblib-4k.so", rejected.clone(), false),
+            ("demo/liblib-64k.so", healthy.clone(), true),
+        ],
+    );
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let fixed = out_dir.join(wheel.file_name().unwrap());
+    let output =
+        pagefit(&["fix", "--page-size", "16k", wheel.to_str().unwrap(), "-o", fixed.to_str().unwrap(), "--format", "json"], tmp.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let reports = json(&output);
+    let statuses: Vec<(&str, &str)> =
+        reports.as_array().unwrap().iter().map(|r| (r["path"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    let shown = wheel.display().to_string();
+    assert_eq!(
+        statuses,
+        [(format!("{shown}!/demo.libs/liblib-4k.so").as_str(), "fixed"), (format!("{shown}!/demo/liblib-64k.so").as_str(), "already-ok")]
+    );
+
+    // The fixed member is what `pagefit fix` makes of the library alone.
+    let alone = tmp.path().join("liblib-4k-fixed.so");
+    let single =
+        pagefit(&["fix", "--page-size", "16k", dir.join("liblib-4k.so").to_str().unwrap(), "-o", alone.to_str().unwrap()], tmp.path());
+    assert_eq!(single.status.code(), Some(0));
+    let before = zip_members(&wheel);
+    let after = zip_members(&fixed);
+    assert_eq!(after["demo.libs/liblib-4k.so"].0, std::fs::read(&alone).unwrap());
+    assert_eq!(after["demo.libs/liblib-4k.so"].1, zip::CompressionMethod::Deflated);
+    // Every other member is unchanged, compression included; RECORD is right for every member.
+    for name in ["demo/__init__.py", "demo/liblib-64k.so"] {
+        assert_eq!(after[name], before[name], "{name}");
+    }
+    let record = String::from_utf8(after["demo-1.0.dist-info/RECORD"].0.clone()).unwrap();
+    for line in record.lines().filter(|l| !l.ends_with(",,")) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let bytes = &after[fields[0]].0;
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(bytes));
+        assert_eq!(fields[1..], [format!("sha256={digest}"), bytes.len().to_string()], "{line}");
+    }
+    let check = pagefit(&["check", "--page-size", "16k", fixed.to_str().unwrap()], tmp.path());
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+
+    // pip installs it, and the installed files are the fixed members.
+    let target = tmp.path().join("installed");
+    let pip = Command::new("python3")
+        .args(["-m", "pip", "install", "-q", "--no-deps", "--no-index", "--only-binary=:all:", "--platform", "manylinux2014_aarch64"])
+        .arg("--target")
+        .arg(&target)
+        .arg(&fixed)
+        .output()
+        .expect("python3 -m pip (.ci/run installs python3-pip)");
+    assert!(pip.status.success(), "pip: {}", String::from_utf8_lossy(&pip.stderr));
+    for name in ["demo/__init__.py", "demo.libs/liblib-4k.so", "demo/liblib-64k.so"] {
+        assert_eq!(std::fs::read(target.join(name)).unwrap(), after[name].0, "{name}");
+    }
+}
+
+#[test]
+fn a_wheel_with_a_member_that_cannot_be_fixed_is_refused_and_not_written() {
+    let dir = fixtures().join("aarch64");
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = tmp.path().join("demo-1.0-py3-none-any.whl");
+    // A 4K library that relayout fixes, and a static program whose jemalloc was built for 4K pages.
+    let refused = std::fs::read(common::jemalloc_fixtures().join("aarch64/jemalloc/je-static-4k")).unwrap();
+    write_wheel(
+        &wheel,
+        &[("demo/liblib-4k.so", std::fs::read(dir.join("liblib-4k.so")).unwrap(), false), ("demo/je-static-4k", refused, false)],
+    );
+    let fixed = tmp.path().join("fixed.whl");
+    let output = pagefit(&["fix", "--page-size", "16k", wheel.to_str().unwrap(), "-o", fixed.to_str().unwrap()], tmp.path());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("demo/je-static-4k: refused at 16K: jemalloc was built for 4K pages"), "{text}");
+    assert!(text.contains("demo/liblib-4k.so: fixed and proven for 16K by rebase"), "{text}");
+    assert!(text.contains("another member could not be fixed, so the archive was not written"), "{text}");
+    assert!(!fixed.exists(), "nothing is written");
+}

@@ -29,3 +29,21 @@ pub fn fixtures() -> &'static Path {
 pub fn pagefit(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pagefit")).args(args).current_dir(cwd).output().expect("run pagefit")
 }
+
+/// The jemalloc programs (fixtures/jemalloc/build.sh, cached outside the
+/// repository by the script): `<dir>/<arch>/jemalloc/LIST` and the programs.
+/// Used by the cli and fix binaries, not by the others that share this module.
+#[allow(dead_code)]
+pub fn jemalloc_fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = workspace().join("target/jemalloc-fixtures");
+        let status = Command::new("bash")
+            .arg(workspace().join("fixtures/jemalloc/build.sh"))
+            .arg(&dir)
+            .status()
+            .expect("bash fixtures/jemalloc/build.sh");
+        assert!(status.success(), "fixtures/jemalloc/build.sh failed (it needs make and the cross compilers, see .ci/run)");
+        dir
+    })
+}

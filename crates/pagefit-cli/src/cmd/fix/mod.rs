@@ -4,7 +4,8 @@
 //! Untouched ranges are copied with `std::io::copy` between files, which Linux
 //! serves with `copy_file_range`; only header tables are held in memory.
 //! [`fix_elf`] is that path for one ELF file; a FatELF file's records each
-//! take it too (`fat_records`).
+//! take it too (`fat_records`), and so does each ELF member of a zip or
+//! wheel (`zip_members`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::engine::{fix_elf, ElfFix, FixRequest};
 mod closure;
 mod fat_records;
 mod finish;
+mod zip_members;
 
 use finish::{finish, keep_backup};
 
@@ -51,6 +53,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     let destination = (!args.dry_run).then(|| args.output.clone().unwrap_or_else(|| input_path.clone()));
     if is_fat(source.prefix()) {
         return fat_records::run(args, input_path, source.into_file(), &metadata, destination.as_deref(), backup.as_deref());
+    }
+    if source.prefix().starts_with(b"PK\x03\x04") {
+        return zip_members::run(args, input_path, source.into_file(), destination.as_deref(), backup.as_deref());
     }
     if !args.record.is_empty() || args.align.is_some() {
         bail!("{shown}: --record and --align are for FatELF files, and this is not one");
