@@ -6,6 +6,7 @@ pub mod agreement;
 pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
+pub mod realworld;
 pub mod runproof;
 pub mod runtimeproof;
 pub mod setup;

@@ -318,14 +318,14 @@ fn missing_run() -> (String, Vec<String>) {
     ("missing".to_string(), vec!["the VM printed no result for this run".to_string()])
 }
 
-/// Prints the table; the last line is `real-kernel agreement: X/Y`.
-pub fn print_rows(rows: &[Row]) -> (usize, usize) {
+/// Prints the table; the last line is `LABEL agreement: X/Y`.
+pub fn print_rows(rows: &[Row], label: &str) -> (usize, usize) {
     println!("{:<36} {:<4} {:<40} predicted", "run", "page", "observed");
     for row in rows {
         let verdict = if row.problems.is_empty() { String::new() } else { format!("  DISAGREE: {}", row.problems.join("; ")) };
         println!("{:<36} {:<4} {:<40} {}{verdict}", row.run, row.page, row.observed, row.predicted);
     }
     let agreed = rows.iter().filter(|r| r.problems.is_empty()).count();
-    println!("real-kernel agreement: {agreed}/{}", rows.len());
+    println!("{label} agreement: {agreed}/{}", rows.len());
     (agreed, rows.len())
 }

@@ -31,7 +31,7 @@ fn predictions_agree_with_recorded_real_kernel_runs() {
         rows.extend(runproof::compare_fat(arch, &boots));
         rows.extend(runtimeproof::compare(arch, &dir, &boots).expect("compare the jemalloc runs"));
     }
-    let (agreed, total) = print_rows(&rows);
+    let (agreed, total) = print_rows(&rows, "real-kernel");
     assert!(total >= 540, "expected the whole recorded corpus, got {total} runs");
     assert_eq!(agreed, total, "some recorded runs disagree with the predictions (see the table above)");
 }

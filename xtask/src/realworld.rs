@@ -1,0 +1,422 @@
+//! `cargo xtask realworld`: third-party artifacts (realworld/manifest.tsv),
+//! fetched and checked against their sha256, every ELF file in them run on
+//! the real kernels, before and after `pagefit fix`.
+//!
+//! - A library is opened by a dlopen harness from a directory of its own, so
+//!   that `$ORIGIN` finds nothing and its dependencies come from the
+//!   artifact's *fixed* libraries (LD_LIBRARY_PATH): the answer is about this
+//!   file alone. ld.so maps a library before it binds symbols, so "undefined
+//!   symbol" (a Python extension outside Python) means it mapped.
+//! - An executable runs with `--version`.
+//!
+//! pagefit's verdict (read in process from `pagefit_core`) must match on
+//! every row, and every file that is not ok must load once fixed (or its
+//! refusal is reported). Currently aarch64 (4K and 16K kernels).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use pagefit_core::elf::{parse, ParseOptions, Role};
+use pagefit_core::fix::report::{FixReport, FixStatus};
+use pagefit_core::page::PageSize;
+use pagefit_core::predict::check::{check_file, CheckOptions};
+use pagefit_core::predict::effect::Outcome;
+use sha2::{Digest, Sha256};
+
+use crate::agreement::{parse_runs, Run};
+use crate::corpus::Row;
+use crate::realkernel::workspace;
+use crate::setup::{self, run};
+use crate::vm::Initramfs;
+use crate::Arch;
+
+/// One line of the manifest.
+pub struct Artifact {
+    pub source: String,
+    pub name: String,
+    pub version: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+impl Artifact {
+    /// A short directory name.
+    fn id(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+}
+
+pub fn manifest() -> Result<Vec<Artifact>> {
+    let path = workspace().join("realworld/manifest.tsv");
+    let text = fs_err::read_to_string(&path)?;
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            anyhow::ensure!(f.len() == 5, "{}: bad line {l:?}", path.display());
+            Ok(Artifact { source: f[0].into(), name: f[1].into(), version: f[2].into(), file: f[3].into(), sha256: f[4].into() })
+        })
+        .collect()
+}
+
+fn cache() -> PathBuf {
+    setup::cache_dir().with_file_name("pagefit-realworld")
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let mut file = fs_err::File::open(path)?;
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The wheel's tags as pip's download options: python version, implementation, ABI, platform.
+fn wheel_options(file: &str) -> Result<Vec<String>> {
+    let stem = file.strip_suffix(".whl").context("not a wheel")?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    let [.., python, abi, platform] = parts.as_slice() else { bail!("{file}: not a wheel name") };
+    // A pure-Python tag (py3) fits any Python 3; pip needs one that meets Requires-Python.
+    let mut options = match python.strip_prefix("cp") {
+        Some(digits) => {
+            let version = format!("{}.{}", &digits[..1], &digits[1..]);
+            ["--python-version", &version, "--implementation", "cp", "--abi", abi].map(String::from).to_vec()
+        }
+        None => ["--python-version", "3.11"].map(String::from).to_vec(),
+    };
+    for tag in platform.split('.') {
+        options.extend(["--platform".into(), tag.to_string()]);
+    }
+    Ok(options)
+}
+
+/// Fetches the artifact into the cache (once) and checks its sha256.
+fn fetch(artifact: &Artifact) -> Result<PathBuf> {
+    let dir = cache().join("downloads");
+    fs_err::create_dir_all(&dir)?;
+    let path = dir.join(&artifact.file);
+    if !path.exists() || sha256_of(&path)? != artifact.sha256 {
+        match artifact.source.as_str() {
+            "pypi" => {
+                let spec = format!("{}=={}", artifact.name, artifact.version);
+                run(Command::new("python3")
+                    .args(["-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d"])
+                    .arg(&dir)
+                    .args(wheel_options(&artifact.file)?)
+                    .arg(spec))?;
+            }
+            other => bail!("{}: source {other} is not supported yet", artifact.file),
+        }
+    }
+    let digest = sha256_of(&path).with_context(|| format!("{}: not fetched", artifact.file))?;
+    anyhow::ensure!(digest == artifact.sha256, "{}: sha256 {digest}, the manifest says {}", artifact.file, artifact.sha256);
+    Ok(path)
+}
+
+/// Extracts every member of a zip (a wheel) under `dir`.
+fn unpack(archive: &Path, dir: &Path) -> Result<()> {
+    let _ = fs_err::remove_dir_all(dir);
+    fs_err::create_dir_all(dir)?;
+    let mut zip = zip::ZipArchive::new(fs_err::File::open(archive)?).with_context(|| archive.display().to_string())?;
+    zip.extract(dir).with_context(|| format!("extract {}", archive.display()))?;
+    Ok(())
+}
+
+/// An ELF file of an artifact.
+struct ElfMember {
+    /// Path relative to the unpacked artifact.
+    relative: String,
+    executable: bool,
+    /// pagefit's verdict at each page size.
+    predicted: BTreeMap<String, Outcome>,
+    /// What `pagefit fix` did at the large page size, if anything was needed.
+    fix: Option<FixReport>,
+}
+
+fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs_err::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let mut magic = [0u8; 4];
+                if fs_err::File::open(&path)?.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF" {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn predict(path: &Path, pages: &[&str]) -> Result<(bool, BTreeMap<String, Outcome>)> {
+    let data = fs_err::read(path)?;
+    let elf =
+        parse(data.as_slice(), ParseOptions { runtime: true, ..ParseOptions::default() }).with_context(|| path.display().to_string())?;
+    let mut predicted = BTreeMap::new();
+    for page in pages {
+        let size: PageSize = page.parse().map_err(|e| anyhow::anyhow!("{page}: {e}"))?;
+        let options = CheckOptions { page_sizes: vec![size], findings: false, ..CheckOptions::default() };
+        predicted.insert(page.to_string(), check_file(&elf, "", "", &options).worst().unwrap_or(Outcome::Ok));
+    }
+    Ok((elf.role == Role::Executable, predicted))
+}
+
+/// Fixes `file` in place for `page` with the host's pagefit; its report.
+fn fix(pagefit: &Path, file: &Path, page: &str) -> Result<FixReport> {
+    let output = Command::new(pagefit)
+        .args(["fix", "--page-size", page, "--in-place", "--format", "json"])
+        .arg(file)
+        .output()
+        .with_context(|| format!("cannot run {}", pagefit.display()))?;
+    serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("pagefit fix {}: {}", file.display(), String::from_utf8_lossy(&output.stderr)))
+}
+
+/// An artifact, unpacked twice (as shipped, and fixed), with its ELF files.
+pub struct Prepared {
+    id: String,
+    members: Vec<ElfMember>,
+}
+
+/// Fetches, unpacks and fixes every artifact of `arch` into `out/artifacts`:
+/// per artifact `ID/fixed/...` (the fixed tree) and `ID/alone/N/NAME` (each
+/// ELF file as shipped, in a directory of its own).
+pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> {
+    let mut prepared = Vec::new();
+    let out = &out.join("artifacts");
+    let _ = fs_err::remove_dir_all(out);
+    for artifact in manifest()?.into_iter().filter(|a| a.file.contains(arch.name())) {
+        let archive = fetch(&artifact)?;
+        let id = artifact.id();
+        let fixed = out.join(&id).join("fixed");
+        unpack(&archive, &fixed)?;
+        let mut members = Vec::new();
+        for (index, path) in elf_files(&fixed)?.into_iter().enumerate() {
+            let relative = path.strip_prefix(&fixed)?.display().to_string();
+            let (executable, predicted) = predict(&path, &arch.page_sizes())?;
+            let alone = out.join(&id).join("alone").join(index.to_string());
+            fs_err::create_dir_all(&alone)?;
+            fs_err::copy(&path, alone.join(path.file_name().context("no file name")?))?;
+            let fix = if predicted.values().all(|o| *o == Outcome::Ok) { None } else { Some(fix(pagefit, &path, arch.big_page())?) };
+            members.push(ElfMember { relative, executable, predicted, fix });
+        }
+        prepared.push(Prepared { id, members });
+    }
+    Ok(prepared)
+}
+
+/// The dlopen harness, cross-compiled for `arch`.
+fn harness(arch: Arch, out: &Path) -> Result<PathBuf> {
+    let source = out.join("dlopen-harness.c");
+    fs_err::write(
+        &source,
+        "#include <dlfcn.h>\n#include <stdio.h>\n\
+         int main(int argc, char **argv) {\n\
+           void *h = dlopen(argv[1], RTLD_LAZY | RTLD_LOCAL);\n\
+           if (!h) { printf(\"dlerror: %s\\n\", dlerror()); return 1; }\n\
+           printf(\"loaded\\n\");\n  return 0;\n}\n",
+    )?;
+    let binary = out.join("dlopen-harness");
+    run(Command::new(format!("{}-gcc", arch.triple())).args(["-O1", "-o"]).arg(&binary).arg(&source).arg("-ldl"))?;
+    Ok(binary)
+}
+
+/// The VM's commands: each library alone and fixed, each executable as
+/// shipped and fixed.
+fn script(prepared: &[Prepared]) -> String {
+    let mut script = String::new();
+    for artifact in prepared {
+        let id = &artifact.id;
+        let mut library_dirs: Vec<String> = artifact
+            .members
+            .iter()
+            .filter(|m| !m.executable)
+            .filter_map(|m| Path::new(&m.relative).parent().map(|p| format!("/t/rw/{id}/fixed/{}", p.display())))
+            .collect();
+        library_dirs.sort();
+        library_dirs.dedup();
+        let path = library_dirs.join(":");
+        for (index, member) in artifact.members.iter().enumerate() {
+            let name = Path::new(&member.relative).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let (shipped, fixed) = if member.executable {
+                (format!("/t/rw/{id}/alone/{index}/{name} --version"), format!("/t/rw/{id}/fixed/{} --version", member.relative))
+            } else {
+                (
+                    format!("/t/rw/dlopen-harness /t/rw/{id}/alone/{index}/{name}"),
+                    format!("/t/rw/dlopen-harness /t/rw/{id}/fixed/{}", member.relative),
+                )
+            };
+            for (prefix, command) in [("rw", shipped), ("rwfixed", fixed)] {
+                script.push_str(&format!(
+                    "LD_LIBRARY_PATH={path} /bin/busybox timeout 60 {command} >/tmp/o 2>&1\n\
+                     echo \"@@ {prefix}/{id}/{} rc=$?\"\ncat /tmp/o\n",
+                    member.relative
+                ));
+            }
+        }
+    }
+    script
+}
+
+/// Boots the 4K and the large-page kernel of `arch` with the prepared artifacts.
+pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) -> Result<Vec<(String, String)>> {
+    let busybox = setup::busybox(arch)?;
+    let initramfs = Initramfs::new(&out.join(format!("{}-root", arch.name())), arch, &busybox)?;
+    initramfs.add(&out.join("artifacts"), "rw")?;
+    initramfs.add(&harness(arch, out)?, "rw/dlopen-harness")?;
+    // What the artifacts need from the system besides glibc.
+    for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
+        initramfs.add(&arch.sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
+    }
+    let script = script(prepared);
+    let mut boots = Vec::new();
+    for page in arch.page_sizes() {
+        let kernel = setup::kernel(arch, page)?;
+        boots.push((page.to_string(), initramfs.boot(arch, &kernel, &script, timeout)?));
+    }
+    Ok(boots)
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Observed {
+    /// Mapped: opened, or failed later on an undefined symbol; or an
+    /// executable that ran as on the 4K kernel.
+    Loaded,
+    /// ld.so refused to map it.
+    Rejected,
+    /// Killed by a signal, or an executable that ran otherwise than at 4K.
+    Failed,
+}
+
+fn observe(run: &Run, reference: Option<&Run>, executable: bool) -> Observed {
+    if executable {
+        return match reference {
+            Some(reference) if run.rc == reference.rc && run.output == reference.output && run.rc == 0 => Observed::Loaded,
+            _ if run.output.contains("not page-aligned") => Observed::Rejected,
+            _ => Observed::Failed,
+        };
+    }
+    match run.rc {
+        0 => Observed::Loaded,
+        1 if ["not page-aligned", "failed to map segment", "memory protection"].iter().any(|m| run.output.contains(m)) => {
+            Observed::Rejected
+        }
+        1 if run.output.contains("undefined symbol") || run.output.contains("cannot open shared object") => Observed::Loaded,
+        _ => Observed::Failed,
+    }
+}
+
+/// Whether a verdict and an observation agree: ok and degraded load;
+/// rejected is refused by ld.so; broken does not run as at 4K (for a library
+/// opened alone, any ending but a refusal).
+fn agrees(predicted: Outcome, observed: Observed, executable: bool) -> bool {
+    match predicted {
+        Outcome::Ok | Outcome::Degraded => observed == Observed::Loaded,
+        Outcome::Rejected => observed == Observed::Rejected,
+        Outcome::Broken if executable => observed != Observed::Loaded,
+        Outcome::Broken => observed != Observed::Rejected,
+    }
+}
+
+/// The rows of `arch`: every ELF file as shipped at every page size, and
+/// every fixed one on the large-page kernel.
+pub fn compare(arch: Arch, prepared: &[Prepared], boots: &[(String, String)]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let reference = boots.iter().find(|(page, _)| page == "4k").map(|(_, o)| parse_runs(o)).unwrap_or_default();
+    for (page, output) in boots {
+        let runs = parse_runs(output);
+        for artifact in prepared {
+            for member in &artifact.members {
+                let name = format!("{}/{}", artifact.id, member.relative);
+                let shipped_reference = reference.iter().find(|r| r.name == format!("rw/{name}"));
+                let predicted = member.predicted[page.as_str()];
+                let (observed, problems) = match runs.iter().find(|r| r.name == format!("rw/{name}")) {
+                    Some(run) => {
+                        let observed = observe(run, shipped_reference, member.executable);
+                        let problems = if agrees(predicted, observed, member.executable) {
+                            Vec::new()
+                        } else {
+                            vec![format!("pagefit says {}", predicted.name())]
+                        };
+                        (format!("{observed:?} (rc {})", run.rc), problems)
+                    }
+                    None => ("missing".into(), vec!["the VM printed no result".into()]),
+                };
+                rows.push(Row {
+                    run: format!("{}/rw/{name}", arch.name()),
+                    page: page.clone(),
+                    observed,
+                    predicted: predicted.name().into(),
+                    problems,
+                });
+                // The fixed copy, on the large-page kernel.
+                let Some(report) = member.fix.as_ref().filter(|r| r.status == FixStatus::Fixed && page != "4k") else { continue };
+                let strategy = report.strategy.map_or("-".to_string(), |s| s.name().to_string());
+                let (observed, problems) = match runs.iter().find(|r| r.name == format!("rwfixed/{name}")) {
+                    Some(run) => {
+                        let observed = observe(run, shipped_reference, member.executable);
+                        let problems = if observed == Observed::Loaded { Vec::new() } else { vec!["the fixed file does not load".into()] };
+                        (format!("{observed:?} (rc {})", run.rc), problems)
+                    }
+                    None => ("missing".into(), vec!["the VM printed no result".into()]),
+                };
+                rows.push(Row {
+                    run: format!("{}/rwfixed/{name}", arch.name()),
+                    page: page.clone(),
+                    observed,
+                    predicted: format!("fixed by {strategy}: loads"),
+                    problems,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Per artifact: how many ELF files, how many not ok, which strategy fixed
+/// each, and why the others were refused.
+pub fn fix_summary(prepared: &[Prepared]) -> String {
+    let mut text = String::new();
+    let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+    for artifact in prepared {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut refusals = Vec::new();
+        for member in &artifact.members {
+            let Some(report) = &member.fix else { continue };
+            let key = match (report.status, report.strategy) {
+                (FixStatus::Fixed, Some(strategy)) => strategy.name().to_string(),
+                (status, _) => {
+                    refusals.push(format!("{}: {}", member.relative, report.reason.as_deref().unwrap_or(status.name())));
+                    status.name().to_string()
+                }
+            };
+            *counts.entry(key.clone()).or_default() += 1;
+            *totals.entry(key).or_default() += 1;
+        }
+        let not_ok: usize = counts.values().sum();
+        let list: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        text.push_str(&format!("{}: {} ELF files, {not_ok} not ok: {}\n", artifact.id, artifact.members.len(), list.join(", ")));
+        for refusal in refusals {
+            text.push_str(&format!("  {refusal}\n"));
+        }
+    }
+    let list: Vec<String> = totals.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    text.push_str(&format!("fixes in all: {}\n", list.join(", ")));
+    text
+}
