@@ -76,12 +76,14 @@ fn realworld(timeout: Duration) -> Result<bool> {
     setup::install_tools()?;
     let pagefit = build_pagefit()?;
     let out = target_dir()?.join("realworld");
-    // The manifest holds aarch64 artifacts so far.
-    let arch = Arch::Aarch64;
-    let prepared = realworld::prepare(arch, &pagefit, &out)?;
-    let boots = realworld::boot(arch, &out, &prepared, timeout)?;
-    let rows = realworld::compare(arch, &prepared, &boots);
-    print!("{}", realworld::fix_summary(&prepared));
+    let mut rows = Vec::new();
+    for arch in Arch::ALL {
+        let out = out.join(arch.name());
+        let prepared = realworld::prepare(arch, &pagefit, &out)?;
+        let boots = realworld::boot(arch, &out, &prepared, timeout)?;
+        rows.extend(realworld::compare(arch, &prepared, &boots));
+        print!("{}", realworld::fix_summary(&prepared));
+    }
     let (agreed, total) = print_rows(&rows, "real-world");
     Ok(agreed == total && total > 0)
 }

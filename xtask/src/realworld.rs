@@ -11,7 +11,8 @@
 //!
 //! pagefit's verdict (read in process from `pagefit_core`) must match on
 //! every row, and every file that is not ok must load once fixed (or its
-//! refusal is reported). Currently aarch64 (4K and 16K kernels).
+//! refusal is reported). aarch64 (4K and 16K kernels) and ppc64le (4K and
+//! 64K kernels).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -36,9 +37,12 @@ use crate::Arch;
 
 /// One line of the manifest.
 pub struct Artifact {
+    /// pypi, npm or deb.
     pub source: String,
     pub name: String,
     pub version: String,
+    pub arch: Arch,
+    /// The file the source serves.
     pub file: String,
     pub sha256: String,
 }
@@ -46,7 +50,7 @@ pub struct Artifact {
 impl Artifact {
     /// A short directory name.
     fn id(&self) -> String {
-        format!("{}-{}", self.name, self.version)
+        format!("{}-{}", self.name.trim_start_matches('@').replace('/', "-"), self.version)
     }
 }
 
@@ -57,8 +61,15 @@ pub fn manifest() -> Result<Vec<Artifact>> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            anyhow::ensure!(f.len() == 5, "{}: bad line {l:?}", path.display());
-            Ok(Artifact { source: f[0].into(), name: f[1].into(), version: f[2].into(), file: f[3].into(), sha256: f[4].into() })
+            anyhow::ensure!(f.len() == 6, "{}: bad line {l:?}", path.display());
+            Ok(Artifact {
+                source: f[0].into(),
+                name: f[1].into(),
+                version: f[2].into(),
+                arch: Arch::parse(f[3]).with_context(|| format!("{}: unknown arch in {l:?}", path.display()))?,
+                file: f[4].into(),
+                sha256: f[5].into(),
+            })
         })
         .collect()
 }
@@ -115,7 +126,18 @@ fn fetch(artifact: &Artifact) -> Result<PathBuf> {
                     .args(wheel_options(&artifact.file)?)
                     .arg(spec))?;
             }
-            other => bail!("{}: source {other} is not supported yet", artifact.file),
+            "npm" => {
+                run(Command::new("npm")
+                    .args(["pack", "--silent", "--pack-destination"])
+                    .arg(&dir)
+                    .arg(format!("{}@{}", artifact.name, artifact.version))
+                    .current_dir(&dir))?;
+            }
+            "deb" => {
+                let spec = format!("{}:{}={}", artifact.name, artifact.arch.debian(), artifact.version);
+                run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(&dir))?;
+            }
+            other => bail!("{}: unknown source {other}", artifact.file),
         }
     }
     let digest = sha256_of(&path).with_context(|| format!("{}: not fetched", artifact.file))?;
@@ -123,12 +145,19 @@ fn fetch(artifact: &Artifact) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Extracts every member of a zip (a wheel) under `dir`.
+/// Extracts a wheel (zip), an npm tarball or a Debian package under `dir`.
 fn unpack(archive: &Path, dir: &Path) -> Result<()> {
     let _ = fs_err::remove_dir_all(dir);
     fs_err::create_dir_all(dir)?;
-    let mut zip = zip::ZipArchive::new(fs_err::File::open(archive)?).with_context(|| archive.display().to_string())?;
-    zip.extract(dir).with_context(|| format!("extract {}", archive.display()))?;
+    let name = archive.display().to_string();
+    if name.ends_with(".deb") {
+        run(Command::new("dpkg-deb").arg("-x").arg(archive).arg(dir))?;
+    } else if name.ends_with(".tgz") {
+        run(Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(dir))?;
+    } else {
+        let mut zip = zip::ZipArchive::new(fs_err::File::open(archive)?).with_context(|| name.clone())?;
+        zip.extract(dir).with_context(|| format!("extract {name}"))?;
+    }
     Ok(())
 }
 
@@ -143,6 +172,8 @@ struct ElfMember {
     fix: Option<FixReport>,
 }
 
+/// The ELF files under `dir`; every other file is deleted (the VM needs
+/// only these, and its initramfs lives in memory).
 fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -155,6 +186,8 @@ fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 let mut magic = [0u8; 4];
                 if fs_err::File::open(&path)?.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF" {
                     found.push(path);
+                } else {
+                    fs_err::remove_file(&path)?;
                 }
             }
         }
@@ -191,31 +224,41 @@ fn fix(pagefit: &Path, file: &Path, page: &str) -> Result<FixReport> {
 pub struct Prepared {
     id: String,
     members: Vec<ElfMember>,
+    /// What it adds to the VM's initramfs.
+    bytes: u64,
 }
 
 /// Fetches, unpacks and fixes every artifact of `arch` into `out/artifacts`:
-/// per artifact `ID/fixed/...` (the fixed tree) and `ID/alone/N/NAME` (each
-/// ELF file as shipped, in a directory of its own).
+/// per artifact `ID/fixed/...` (its ELF files, those that are not ok fixed
+/// in place) and `ID/alone/N/NAME` (each of those as shipped, in a
+/// directory of its own).
 pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> {
     let mut prepared = Vec::new();
     let out = &out.join("artifacts");
     let _ = fs_err::remove_dir_all(out);
-    for artifact in manifest()?.into_iter().filter(|a| a.file.contains(arch.name())) {
+    for artifact in manifest()?.into_iter().filter(|a| a.arch == arch) {
         let archive = fetch(&artifact)?;
         let id = artifact.id();
         let fixed = out.join(&id).join("fixed");
         unpack(&archive, &fixed)?;
         let mut members = Vec::new();
+        let mut bytes = 0;
         for (index, path) in elf_files(&fixed)?.into_iter().enumerate() {
             let relative = path.strip_prefix(&fixed)?.display().to_string();
             let (executable, predicted) = predict(&path, &arch.page_sizes())?;
-            let alone = out.join(&id).join("alone").join(index.to_string());
-            fs_err::create_dir_all(&alone)?;
-            fs_err::copy(&path, alone.join(path.file_name().context("no file name")?))?;
-            let fix = if predicted.values().all(|o| *o == Outcome::Ok) { None } else { Some(fix(pagefit, &path, arch.big_page())?) };
+            bytes += fs_err::metadata(&path)?.len();
+            let fix = if predicted.values().all(|o| *o == Outcome::Ok) {
+                None
+            } else {
+                let alone = out.join(&id).join("alone").join(index.to_string());
+                fs_err::create_dir_all(&alone)?;
+                fs_err::copy(&path, alone.join(path.file_name().context("no file name")?))?;
+                bytes += fs_err::metadata(&path)?.len();
+                Some(fix(pagefit, &path, arch.big_page())?)
+            };
             members.push(ElfMember { relative, executable, predicted, fix });
         }
-        prepared.push(Prepared { id, members });
+        prepared.push(Prepared { id, members, bytes });
     }
     Ok(prepared)
 }
@@ -238,7 +281,7 @@ fn harness(arch: Arch, out: &Path) -> Result<PathBuf> {
 
 /// The VM's commands: each library alone and fixed, each executable as
 /// shipped and fixed.
-fn script(prepared: &[Prepared]) -> String {
+fn script(prepared: &[&Prepared]) -> String {
     let mut script = String::new();
     for artifact in prepared {
         let id = &artifact.id;
@@ -253,15 +296,13 @@ fn script(prepared: &[Prepared]) -> String {
         let path = library_dirs.join(":");
         for (index, member) in artifact.members.iter().enumerate() {
             let name = Path::new(&member.relative).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let (shipped, fixed) = if member.executable {
-                (format!("/t/rw/{id}/alone/{index}/{name} --version"), format!("/t/rw/{id}/fixed/{} --version", member.relative))
-            } else {
-                (
-                    format!("/t/rw/dlopen-harness /t/rw/{id}/alone/{index}/{name}"),
-                    format!("/t/rw/dlopen-harness /t/rw/{id}/fixed/{}", member.relative),
-                )
-            };
-            for (prefix, command) in [("rw", shipped), ("rwfixed", fixed)] {
+            // A file that needed no fix is the same in the fixed tree.
+            let fixed = format!("/t/rw/{id}/fixed/{}", member.relative);
+            let shipped = if member.fix.is_some() { format!("/t/rw/{id}/alone/{index}/{name}") } else { fixed.clone() };
+            let runs = std::iter::once(("rw", shipped))
+                .chain(member.fix.as_ref().filter(|r| r.status == FixStatus::Fixed).map(|_| ("rwfixed", fixed)));
+            for (prefix, file) in runs {
+                let command = if member.executable { format!("{file} --version") } else { format!("/t/rw/dlopen-harness {file}") };
                 script.push_str(&format!(
                     "LD_LIBRARY_PATH={path} /bin/busybox timeout 60 {command} >/tmp/o 2>&1\n\
                      echo \"@@ {prefix}/{id}/{} rc=$?\"\ncat /tmp/o\n",
@@ -273,30 +314,50 @@ fn script(prepared: &[Prepared]) -> String {
     script
 }
 
-/// Boots the 4K and the large-page kernel of `arch` with the prepared artifacts.
+/// The most artifact bytes one boot's initramfs holds (it lives in the VM's
+/// 2 GiB of memory, with its cpio image).
+const BATCH_BYTES: u64 = 320 << 20;
+
+/// Boots the 4K and the large-page kernel of `arch` with the prepared
+/// artifacts, in as many boots as their size needs; the outputs by page size.
 pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
-    let initramfs = Initramfs::new(&out.join(format!("{}-root", arch.name())), arch, &busybox)?;
-    initramfs.add(&out.join("artifacts"), "rw")?;
-    initramfs.add(&harness(arch, out)?, "rw/dlopen-harness")?;
-    // What the artifacts need from the system besides glibc.
-    for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
-        initramfs.add(&arch.sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
+    let harness = harness(arch, out)?;
+    let mut batches: Vec<Vec<&Prepared>> = vec![Vec::new()];
+    for artifact in prepared {
+        let last = batches.last_mut().expect("one batch");
+        if !last.is_empty() && last.iter().map(|a| a.bytes).sum::<u64>() + artifact.bytes > BATCH_BYTES {
+            batches.push(vec![artifact]);
+        } else {
+            last.push(artifact);
+        }
     }
-    let script = script(prepared);
-    let mut boots = Vec::new();
-    for page in arch.page_sizes() {
-        let kernel = setup::kernel(arch, page)?;
-        boots.push((page.to_string(), initramfs.boot(arch, &kernel, &script, timeout)?));
+    let mut outputs: Vec<(String, String)> = arch.page_sizes().iter().map(|p| (p.to_string(), String::new())).collect();
+    for batch in batches {
+        let initramfs = Initramfs::new(&out.join(format!("{}-root", arch.name())), arch, &busybox)?;
+        for artifact in &batch {
+            initramfs.add(&out.join("artifacts").join(&artifact.id), &format!("rw/{}", artifact.id))?;
+        }
+        initramfs.add(&harness, "rw/dlopen-harness")?;
+        // What the artifacts need from the system besides glibc.
+        for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
+            initramfs.add(&arch.sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
+        }
+        let script = script(&batch);
+        for (page, output) in outputs.iter_mut() {
+            let kernel = setup::kernel(arch, page)?;
+            output.push_str(&initramfs.boot(arch, &kernel, &script, timeout)?);
+        }
     }
-    Ok(boots)
+    Ok(outputs)
 }
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Observed {
-    /// Mapped: opened, or failed later on an undefined symbol; or an
-    /// executable that ran as on the 4K kernel.
+    /// Mapped: opened, or failed later on an undefined symbol, a missing
+    /// dependency or no room in the static TLS block; or an executable that ran as on the 4K kernel (the same
+    /// exit status and output, whatever they are).
     Loaded,
     /// ld.so refused to map it.
     Rejected,
@@ -307,7 +368,7 @@ enum Observed {
 fn observe(run: &Run, reference: Option<&Run>, executable: bool) -> Observed {
     if executable {
         return match reference {
-            Some(reference) if run.rc == reference.rc && run.output == reference.output && run.rc == 0 => Observed::Loaded,
+            Some(reference) if run.rc == reference.rc && run.output == reference.output => Observed::Loaded,
             _ if run.output.contains("not page-aligned") => Observed::Rejected,
             _ => Observed::Failed,
         };
@@ -317,8 +378,19 @@ fn observe(run: &Run, reference: Option<&Run>, executable: bool) -> Observed {
         1 if ["not page-aligned", "failed to map segment", "memory protection"].iter().any(|m| run.output.contains(m)) => {
             Observed::Rejected
         }
-        1 if run.output.contains("undefined symbol") || run.output.contains("cannot open shared object") => Observed::Loaded,
+        // Errors ld.so reports only after the library is mapped.
+        1 if ["undefined symbol", "cannot open shared object", "static TLS block"].iter().any(|m| run.output.contains(m)) => {
+            Observed::Loaded
+        }
         _ => Observed::Failed,
+    }
+}
+
+/// The observation and, for a failure, its first line of output.
+fn describe(observed: Observed, run: &Run) -> String {
+    match run.output.lines().next().filter(|_| run.rc != 0) {
+        Some(line) => format!("{observed:?} (rc {}: {})", run.rc, line.trim()),
+        None => format!("{observed:?} (rc {})", run.rc),
     }
 }
 
@@ -354,7 +426,7 @@ pub fn compare(arch: Arch, prepared: &[Prepared], boots: &[(String, String)]) ->
                         } else {
                             vec![format!("pagefit says {}", predicted.name())]
                         };
-                        (format!("{observed:?} (rc {})", run.rc), problems)
+                        (describe(observed, run), problems)
                     }
                     None => ("missing".into(), vec!["the VM printed no result".into()]),
                 };
@@ -372,7 +444,7 @@ pub fn compare(arch: Arch, prepared: &[Prepared], boots: &[(String, String)]) ->
                     Some(run) => {
                         let observed = observe(run, shipped_reference, member.executable);
                         let problems = if observed == Observed::Loaded { Vec::new() } else { vec!["the fixed file does not load".into()] };
-                        (format!("{observed:?} (rc {})", run.rc), problems)
+                        (describe(observed, run), problems)
                     }
                     None => ("missing".into(), vec!["the VM printed no result".into()]),
                 };
