@@ -1161,3 +1161,19 @@ fn a_wheel_with_a_member_that_cannot_be_fixed_is_refused_and_not_written() {
     assert!(text.contains("another member could not be fixed, so the archive was not written"), "{text}");
     assert!(!fixed.exists(), "nothing is written");
 }
+
+#[test]
+fn a_zip_is_fixed_in_place_with_a_backup() {
+    let dir = fixtures().join("aarch64");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("libs.zip");
+    write_wheel(&archive, &[("lib/liblib-4k.so", std::fs::read(dir.join("liblib-4k.so")).unwrap(), false)]);
+    let original = std::fs::read(&archive).unwrap();
+    let output = pagefit(&["fix", "--page-size", "16k", "--in-place", "--backup", archive.to_str().unwrap()], tmp.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read(tmp.path().join("libs.zip.bak")).unwrap(), original, "the backup is the original");
+    let check = pagefit(&["check", "--page-size", "16k", archive.to_str().unwrap()], tmp.path());
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "only the archive and its backup: {leftovers:?}");
+}
