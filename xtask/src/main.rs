@@ -45,6 +45,12 @@ enum Task {
     /// and compares with pagefit's verdicts. The last line is `real-world
     /// agreement: X/Y`; exit 0 only if X = Y.
     Realworld {
+        /// Compare recorded boot outputs (DIR/<arch>-<page>.txt) instead of booting.
+        #[arg(long, value_name = "DIR")]
+        recorded: Option<PathBuf>,
+        /// Also write each boot's raw output to DIR/<arch>-<page>.txt.
+        #[arg(long, value_name = "DIR", conflicts_with = "recorded")]
+        record: Option<PathBuf>,
         /// Give up on a VM after this many seconds.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
@@ -60,7 +66,7 @@ fn main() -> ExitCode {
         Task::Realkernel { arch, recorded, record, timeout } => {
             ("realkernel", realkernel(arch, recorded, record, Duration::from_secs(timeout)))
         }
-        Task::Realworld { timeout } => ("realworld", realworld(Duration::from_secs(timeout))),
+        Task::Realworld { recorded, record, timeout } => ("realworld", realworld(recorded, record, Duration::from_secs(timeout))),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -72,15 +78,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn realworld(timeout: Duration) -> Result<bool> {
-    setup::install_tools()?;
+fn realworld(recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Duration) -> Result<bool> {
+    if recorded.is_none() {
+        setup::install_tools()?;
+    }
     let pagefit = build_pagefit()?;
     let out = target_dir()?.join("realworld");
     let mut rows = Vec::new();
     for arch in Arch::ALL {
         let out = out.join(arch.name());
         let prepared = realworld::prepare(arch, &pagefit, &out)?;
-        let boots = realworld::boot(arch, &out, &prepared, timeout)?;
+        let boots = match &recorded {
+            Some(recorded) => read_recorded(recorded, arch)?,
+            None => realworld::boot(arch, &out, &prepared, timeout)?,
+        };
+        if let Some(record) = &record {
+            fs_err::create_dir_all(record)?;
+            for (page, text) in &boots {
+                fs_err::write(record.join(format!("{}-{page}.txt", arch.name())), text)?;
+            }
+        }
         rows.extend(realworld::compare(arch, &prepared, &boots));
         print!("{}", realworld::fix_summary(&prepared));
     }

@@ -50,7 +50,8 @@ pub struct Artifact {
 impl Artifact {
     /// A short directory name.
     fn id(&self) -> String {
-        format!("{}-{}", self.name.trim_start_matches('@').replace('/', "-"), self.version)
+        // No `/` (a path) and no `:` (LD_LIBRARY_PATH's separator; Debian epochs).
+        format!("{}-{}", self.name.trim_start_matches('@').replace('/', "-"), self.version.replace(':', "_"))
     }
 }
 
@@ -355,8 +356,9 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Observed {
-    /// Mapped: opened, or failed later on an undefined symbol, a missing
-    /// dependency or no room in the static TLS block; or an executable that ran as on the 4K kernel (the same
+    /// Mapped: opened, or failed later on an undefined symbol, a symbol
+    /// version newer than the VM's glibc, a missing dependency or no room in
+    /// the static TLS block; or an executable that ran as on the 4K kernel (the same
     /// exit status and output, whatever they are).
     Loaded,
     /// ld.so refused to map it.
@@ -379,7 +381,10 @@ fn observe(run: &Run, reference: Option<&Run>, executable: bool) -> Observed {
             Observed::Rejected
         }
         // Errors ld.so reports only after the library is mapped.
-        1 if ["undefined symbol", "cannot open shared object", "static TLS block"].iter().any(|m| run.output.contains(m)) => {
+        1 if ["undefined symbol", "cannot open shared object", "static TLS block", "' not found (required by"]
+            .iter()
+            .any(|m| run.output.contains(m)) =>
+        {
             Observed::Loaded
         }
         _ => Observed::Failed,
