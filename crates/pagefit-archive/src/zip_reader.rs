@@ -10,6 +10,9 @@ use crate::sparse::SparseFile;
 
 /// How deep nested archives are followed (an APK inside .apks is depth 1).
 const MAX_NESTING: usize = 2;
+/// The largest nested zip read into memory (the zip format needs to seek); a
+/// larger one is an error, not an allocation a zip bomb chooses.
+const MAX_NESTED_ZIP: u64 = 512 << 20;
 
 /// Visits the ELF members of the zip `reader`, named `outer`; `android` when
 /// it is (or is inside) an Android package.
@@ -54,6 +57,10 @@ pub(crate) fn scan_zip<R: Read + Seek>(
             visit(Member { path, data, android, zip_data_offset: if stored { data_offset } else { None } });
         } else {
             // A nested zip is read whole: the zip format needs to seek.
+            if len > MAX_NESTED_ZIP {
+                let why = format!("a nested zip of {len} bytes, over the {} MiB pagefit reads into memory", MAX_NESTED_ZIP >> 20);
+                return Err(ArchiveError::member(path, std::io::Error::other(why)));
+            }
             let mut bytes = Vec::new();
             if let Err(e) = rest.read_to_end(&mut bytes) {
                 return Err(ArchiveError::member(path, e));

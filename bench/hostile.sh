@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmark: `pagefit check` on hostile inputs, with the exit status, the
+# first line it prints and its peak RSS (GNU time), one run each:
+#   - a zip bomb: an ELF-looking member of 4 GiB of zeros, deflated to 4 MB;
+#   - a zip whose member named .zip inflates to 1 GiB;
+#   - ten levels of nested zips (42.zip-style), past the nesting limit;
+#   - a tar whose header claims a 1 TiB member;
+#   - a directory that contains a symlink to itself;
+#   - an ELF file with 65,535 program headers (PT_LOAD, all the same; PN_XNUM).
+# Usage: bench/hostile.sh. Needs python3 and GNU time (/usr/bin/time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+pagefit=${CARGO_TARGET_DIR:-$PWD/target}/release/pagefit
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$work" <<'PY'
+import io, os, struct, sys, tarfile, zipfile
+work = sys.argv[1]
+elf_head = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 3, 183, 1, 0, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+# A zip bomb: 4 GiB that starts like an ELF file, streamed in.
+with zipfile.ZipFile(os.path.join(work, "bomb.zip"), "w", zipfile.ZIP_DEFLATED) as z:
+    with z.open("lib/arm64-v8a/libbomb.so", "w", force_zip64=True) as m:
+        m.write(elf_head)
+        chunk = bytes(1 << 20)
+        for _ in range(4096):
+            m.write(chunk)
+# A nested zip bomb: a member named .zip that inflates to 1 GiB.
+with zipfile.ZipFile(os.path.join(work, "nested-bomb.zip"), "w", zipfile.ZIP_DEFLATED) as z:
+    with z.open("assets/inner.zip", "w", force_zip64=True) as m:
+        m.write(b"PK\x03\x04")
+        chunk = bytes(1 << 20)
+        for _ in range(1024):
+            m.write(chunk)
+# Nested: ten levels of zips, each holding the previous.
+inner = open(os.path.join(work, "bomb.zip"), "rb").read()
+for level in range(10):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"level{level}.zip", inner)
+    inner = buffer.getvalue()
+open(os.path.join(work, "nested.zip"), "wb").write(inner)
+# A tar header that claims 1 TiB.
+header = tarfile.TarInfo("usr/lib/libhuge.so")
+header.size = 1 << 40
+raw = header.tobuf(format=tarfile.GNU_FORMAT) + elf_head + bytes(512 - len(elf_head))
+open(os.path.join(work, "huge.tar"), "wb").write(raw)
+# 65,535 PT_LOADs: e_phnum is PN_XNUM and section 0's sh_info holds the count.
+count = 65535
+shoff = 64 + 56 * count
+header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 3, 183, 1, 0, 64, shoff, 0, 64, 56, 0xFFFF, 64, 1, 0)
+load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, 0x1000, 0x1000, 0x1000)
+section0 = struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, count, 0, 0)
+open(os.path.join(work, "phdrs.so"), "wb").write(header + load * count + section0 + bytes(0x1000))
+os.makedirs(os.path.join(work, "loop"))
+os.symlink(".", os.path.join(work, "loop", "self"))
+os.symlink(os.path.join(work, "phdrs.so"), os.path.join(work, "loop", "phdrs.so"))
+PY
+
+printf '%-22s %5s %10s  %s\n' input exit "peak RSS" "first line"
+for input in bomb.zip nested-bomb.zip nested.zip huge.tar phdrs.so loop; do
+  /usr/bin/time -f '%M' -o "$work/rss" "$pagefit" check --page-size 16k "$work/$input" >"$work/out" 2>&1 && status=0 || status=$?
+  line=$(head -1 "$work/out" | sed "s#$work/##g" | cut -c1-110)
+  printf '%-22s %5s %7s KB  %s\n' "$input" "$status" "$(tail -1 "$work/rss")" "$line"
+done
