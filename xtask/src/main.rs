@@ -100,6 +100,14 @@ fn realworld(recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Durati
         }
         rows.extend(realworld::compare(arch, &prepared, &boots));
         print!("{}", realworld::fix_summary(&prepared));
+        let (agreed, total, passed_but_fail, failed_but_map) = realworld::peer_rule(&prepared, &boots, arch.big_page());
+        println!(
+            "{} {}: the p_align rule other checkers use agrees on {agreed}/{total}: it passes {} that fail ({}) and fails {failed_but_map} that map",
+            arch.name(),
+            arch.big_page(),
+            passed_but_fail.len(),
+            passed_but_fail.join(", ")
+        );
     }
     let (agreed, total) = print_rows(&rows, "real-world");
     Ok(agreed == total && total > 0)

@@ -169,6 +169,9 @@ struct ElfMember {
     executable: bool,
     /// pagefit's verdict at each page size.
     predicted: BTreeMap<String, Outcome>,
+    /// What the peers' rule says at the large page size: every PT_LOAD's
+    /// `p_align` is at least the page size.
+    aligned: bool,
     /// What `pagefit fix` did at the large page size, if anything was needed.
     fix: Option<FixReport>,
 }
@@ -197,7 +200,9 @@ fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn predict(path: &Path, pages: &[&str]) -> Result<(bool, BTreeMap<String, Outcome>)> {
+/// pagefit's verdicts at `pages`, whether it is an executable, and the
+/// peers' `p_align` rule at `big_page`.
+fn predict(path: &Path, pages: &[&str], big_page: &str) -> Result<(bool, BTreeMap<String, Outcome>, bool)> {
     let data = fs_err::read(path)?;
     let elf =
         parse(data.as_slice(), ParseOptions { runtime: true, ..ParseOptions::default() }).with_context(|| path.display().to_string())?;
@@ -207,7 +212,9 @@ fn predict(path: &Path, pages: &[&str]) -> Result<(bool, BTreeMap<String, Outcom
         let options = CheckOptions { page_sizes: vec![size], findings: false, ..CheckOptions::default() };
         predicted.insert(page.to_string(), check_file(&elf, "", "", &options).worst().unwrap_or(Outcome::Ok));
     }
-    Ok((elf.role == Role::Executable, predicted))
+    let big: PageSize = big_page.parse().map_err(|e| anyhow::anyhow!("{big_page}: {e}"))?;
+    let aligned = elf.loads().all(|l| l.align >= big.bytes());
+    Ok((elf.role == Role::Executable, predicted, aligned))
 }
 
 /// Fixes `file` in place for `page` with the host's pagefit; its report.
@@ -246,7 +253,7 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
         let mut bytes = 0;
         for (index, path) in elf_files(&fixed)?.into_iter().enumerate() {
             let relative = path.strip_prefix(&fixed)?.display().to_string();
-            let (executable, predicted) = predict(&path, &arch.page_sizes())?;
+            let (executable, predicted, aligned) = predict(&path, &arch.page_sizes(), arch.big_page())?;
             bytes += fs_err::metadata(&path)?.len();
             let fix = if predicted.values().all(|o| *o == Outcome::Ok) {
                 None
@@ -257,7 +264,7 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
                 bytes += fs_err::metadata(&path)?.len();
                 Some(fix(pagefit, &path, arch.big_page())?)
             };
-            members.push(ElfMember { relative, executable, predicted, fix });
+            members.push(ElfMember { relative, executable, predicted, aligned, fix });
         }
         prepared.push(Prepared { id, members, bytes });
     }
@@ -496,4 +503,28 @@ pub fn fix_summary(prepared: &[Prepared]) -> String {
     let list: Vec<String> = totals.iter().map(|(k, n)| format!("{n} {k}")).collect();
     text.push_str(&format!("fixes in all: {}\n", list.join(", ")));
     text
+}
+
+/// The peers' rule (`p_align` at least the page size) against the large-page
+/// kernel, for comparison: (agreed, files, files it passes that fail, files it
+/// fails that map).
+pub fn peer_rule(prepared: &[Prepared], boots: &[(String, String)], big_page: &str) -> (usize, usize, Vec<String>, usize) {
+    let reference = boots.iter().find(|(page, _)| page == "4k").map(|(_, o)| parse_runs(o)).unwrap_or_default();
+    let Some((_, output)) = boots.iter().find(|(page, _)| page == big_page) else { return (0, 0, Vec::new(), 0) };
+    let runs = parse_runs(output);
+    let (mut agreed, mut total, mut passed_but_fail, mut failed_but_map) = (0, 0, Vec::new(), 0);
+    for artifact in prepared {
+        for member in &artifact.members {
+            let name = format!("rw/{}/{}", artifact.id, member.relative);
+            let Some(run) = runs.iter().find(|r| r.name == name) else { continue };
+            let maps = observe(run, reference.iter().find(|r| r.name == name), member.executable) == Observed::Loaded;
+            total += 1;
+            match (member.aligned, maps) {
+                (true, false) => passed_but_fail.push(format!("{}/{}", artifact.id, member.relative)),
+                (false, true) => failed_but_map += 1,
+                _ => agreed += 1,
+            }
+        }
+    }
+    (agreed, total, passed_but_fail, failed_but_map)
 }
