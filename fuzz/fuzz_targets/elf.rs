@@ -1,7 +1,8 @@
 //! The ELF reader and everything that reads its result, on arbitrary bytes:
 //! parsing (program headers, dynamic section, section headers, symbols,
-//! jemalloc's guard), every loader model's verdict at every page size, and
-//! the fix planner. Each must return an error or a result, never panic.
+//! jemalloc's guard), every loader model's verdict at every page size, the
+//! fix planner and rebase's relocation walkers. Each must return an error or
+//! a result, never panic.
 //!
 //! `cargo +nightly fuzz run elf` from the repository root.
 #![no_main]
@@ -9,6 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use pagefit_core::elf::{parse, ParseOptions};
 use pagefit_core::fix::plan::Strategy;
+use pagefit_core::fix::proof::rebase_expectations;
 use pagefit_core::fix::strategies::plan_rewrite;
 use pagefit_core::page::PageSize;
 use pagefit_core::predict::check::{check_file, CheckOptions};
@@ -29,4 +31,6 @@ fuzz_target!(|data: &[u8]| {
     for strategy in [Strategy::Auto, Strategy::Relayout, Strategy::Merge, Strategy::Rebase] {
         let _ = plan_rewrite(data, &file, PageSize::K16, strategy);
     }
+    // rebase's relocation walkers (RELA, REL, RELR) on whatever tables the input has.
+    let _ = rebase_expectations(data, 0x4000);
 });
