@@ -50,9 +50,9 @@ pub fn run(args: &FixArgs, input_path: &Path, file: File, destination: Option<&P
             continue;
         }
         let name = entry.name().to_string();
-        let mut magic = [0u8; 4];
-        let read = read_up_to(&mut entry, &mut magic).with_context(|| format!("{shown}!/{name}: cannot read"))?;
-        if magic[..read] != *b"\x7fELF" {
+        let mut magic = Vec::with_capacity(4);
+        (&mut entry).take(4).read_to_end(&mut magic).with_context(|| format!("{shown}!/{name}: cannot read"))?;
+        if magic != b"\x7fELF" {
             continue;
         }
         let extracted = work.path().join(format!("member-{index}"));
@@ -99,18 +99,6 @@ pub fn run(args: &FixArgs, input_path: &Path, file: File, destination: Option<&P
         }
     }
     finish(args, &reports, true)
-}
-
-/// Reads as much of `buf` as the stream holds.
-fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Writes the archive again: fixed members with their original compression,
