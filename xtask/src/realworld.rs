@@ -430,47 +430,45 @@ pub fn compare(arch: Arch, prepared: &[Prepared], boots: &[(String, String)]) ->
                 let name = format!("{}/{}", artifact.id, member.relative);
                 let shipped_reference = reference.iter().find(|r| r.name == format!("rw/{name}"));
                 let predicted = member.predicted[page.as_str()];
-                let (observed, problems) = match runs.iter().find(|r| r.name == format!("rw/{name}")) {
-                    Some(run) => {
-                        let observed = observe(run, shipped_reference, member.executable);
-                        let problems = if agrees(predicted, observed, member.executable) {
-                            Vec::new()
-                        } else {
-                            vec![format!("pagefit says {}", predicted.name())]
-                        };
-                        (describe(observed, run), problems)
-                    }
-                    None => ("missing".into(), vec!["the VM printed no result".into()]),
-                };
-                rows.push(Row {
-                    run: format!("{}/rw/{name}", arch.name()),
-                    page: page.clone(),
-                    observed,
-                    predicted: predicted.name().into(),
-                    problems,
-                });
+                let check = |observed: Observed| agrees(predicted, observed, member.executable);
+                let why = format!("pagefit says {}", predicted.name());
+                rows.push(row(arch, page, "rw", &name, predicted.name().into(), &runs, shipped_reference, member.executable, &check, &why));
                 // The fixed copy, on the large-page kernel.
                 let Some(report) = member.fix.as_ref().filter(|r| r.status == FixStatus::Fixed && page != "4k") else { continue };
                 let strategy = report.strategy.map_or("-".to_string(), |s| s.name().to_string());
-                let (observed, problems) = match runs.iter().find(|r| r.name == format!("rwfixed/{name}")) {
-                    Some(run) => {
-                        let observed = observe(run, shipped_reference, member.executable);
-                        let problems = if observed == Observed::Loaded { Vec::new() } else { vec!["the fixed file does not load".into()] };
-                        (describe(observed, run), problems)
-                    }
-                    None => ("missing".into(), vec!["the VM printed no result".into()]),
-                };
-                rows.push(Row {
-                    run: format!("{}/rwfixed/{name}", arch.name()),
-                    page: page.clone(),
-                    observed,
-                    predicted: format!("fixed by {strategy}: loads"),
-                    problems,
-                });
+                let loads = |observed: Observed| observed == Observed::Loaded;
+                let predicted = format!("fixed by {strategy}: loads");
+                let why = "the fixed file does not load";
+                rows.push(row(arch, page, "rwfixed", &name, predicted, &runs, shipped_reference, member.executable, &loads, why));
             }
         }
     }
     rows
+}
+
+/// One row: the run `PREFIX/NAME` at `page`, observed against the 4K
+/// kernel's run of the file as shipped, and whether `expected` holds.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    arch: Arch,
+    page: &str,
+    prefix: &str,
+    name: &str,
+    predicted: String,
+    runs: &[Run],
+    reference: Option<&Run>,
+    executable: bool,
+    expected: &dyn Fn(Observed) -> bool,
+    why: &str,
+) -> Row {
+    let (observed, problems) = match runs.iter().find(|r| r.name == format!("{prefix}/{name}")) {
+        Some(run) => {
+            let observed = observe(run, reference, executable);
+            (describe(observed, run), if expected(observed) { Vec::new() } else { vec![why.to_string()] })
+        }
+        None => ("missing".into(), vec!["the VM printed no result".into()]),
+    };
+    Row { run: format!("{}/{prefix}/{name}", arch.name()), page: page.to_string(), observed, predicted, problems }
 }
 
 /// Per artifact: how many ELF files, how many not ok, which strategy fixed
