@@ -11,8 +11,8 @@
 //!
 //! pagefit's verdict (read in process from `pagefit_core`) must match on
 //! every row, and every file that is not ok must load once fixed (or its
-//! refusal is reported). aarch64 (4K and 16K kernels) and ppc64le (4K and
-//! 64K kernels).
+//! refusal is reported). aarch64 and armhf (4K and 16K arm64 kernels) and
+//! ppc64le (4K and 64K kernels).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -37,7 +37,7 @@ use crate::Arch;
 
 /// One line of the manifest.
 pub struct Artifact {
-    /// pypi, npm or deb.
+    /// pypi, npm, deb (Debian 13) or deb12 (Debian 12).
     pub source: String,
     pub name: String,
     pub version: String,
@@ -134,9 +134,14 @@ fn fetch(artifact: &Artifact) -> Result<PathBuf> {
                     .arg(format!("{}@{}", artifact.name, artifact.version))
                     .current_dir(&dir))?;
             }
-            "deb" => {
+            // Debian 13 through the machine's (pinned) sources; Debian 12 through a private configuration.
+            "deb" | "deb12" => {
                 let spec = format!("{}:{}={}", artifact.name, artifact.arch.debian(), artifact.version);
-                run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(&dir))?;
+                let options = match artifact.source.as_str() {
+                    "deb12" => setup::private_apt("bookworm", artifact.arch.debian())?,
+                    _ => Vec::new(),
+                };
+                run(Command::new("apt-get").args(&options).args(["download", "-q", &spec]).current_dir(&dir))?;
             }
             other => bail!("{}: unknown source {other}", artifact.file),
         }
@@ -349,7 +354,7 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
         initramfs.add(&harness, "rw/dlopen-harness")?;
         // What the artifacts need from the system besides glibc.
         for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
-            initramfs.add(&arch.sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
+            initramfs.add(&arch.vm_sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
         }
         let script = script(&batch);
         for (page, output) in outputs.iter_mut() {
