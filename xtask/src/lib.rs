@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
 pub mod realworld;
+pub mod rootproof;
 pub mod runproof;
 pub mod runtimeproof;
 pub mod setup;

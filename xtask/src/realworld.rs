@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::agreement::{parse_runs, Run};
 use crate::corpus::Row;
 use crate::realkernel::workspace;
+use crate::rootproof::{self, PreparedRoot};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
@@ -113,7 +114,7 @@ fn wheel_options(file: &str) -> Result<Vec<String>> {
 }
 
 /// Fetches the artifact into the cache (once) and checks its sha256.
-fn fetch(artifact: &Artifact) -> Result<PathBuf> {
+pub fn fetch(artifact: &Artifact) -> Result<PathBuf> {
     let dir = cache().join("downloads");
     fs_err::create_dir_all(&dir)?;
     let path = dir.join(&artifact.file);
@@ -189,15 +190,19 @@ fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     while let Some(d) = stack.pop() {
         for entry in fs_err::read_dir(&d)? {
             let path = entry?.path();
-            if path.is_dir() {
+            let kind = fs_err::symlink_metadata(&path)?.file_type();
+            if kind.is_dir() {
                 stack.push(path);
-            } else {
-                let mut magic = [0u8; 4];
-                if fs_err::File::open(&path)?.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF" {
-                    found.push(path);
-                } else {
-                    fs_err::remove_file(&path)?;
-                }
+                continue;
+            }
+            // A symbolic link stays when it leads to an ELF file (a soname's
+            // link, which ld.so looks for); it is not a file of its own.
+            let mut magic = [0u8; 4];
+            let elf = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF";
+            match (elf, kind.is_symlink()) {
+                (true, false) => found.push(path),
+                (true, true) => {}
+                (false, _) => fs_err::remove_file(&path)?,
             }
         }
     }
@@ -332,8 +337,9 @@ fn script(prepared: &[&Prepared]) -> String {
 const BATCH_BYTES: u64 = 320 << 20;
 
 /// Boots the 4K and the large-page kernel of `arch` with the prepared
-/// artifacts, in as many boots as their size needs; the outputs by page size.
-pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) -> Result<Vec<(String, String)>> {
+/// artifacts (and `root`, the whole-root proof's two roots), in as many boots
+/// as their size needs; the outputs by page size.
+pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], root: Option<&PreparedRoot>, timeout: Duration) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
     let harness = harness(arch, out)?;
     let mut batches: Vec<Vec<&Prepared>> = vec![Vec::new()];
@@ -346,7 +352,7 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
         }
     }
     let mut outputs: Vec<(String, String)> = arch.page_sizes().iter().map(|p| (p.to_string(), String::new())).collect();
-    for batch in batches {
+    for (index, batch) in batches.into_iter().enumerate() {
         let initramfs = Initramfs::new(&out.join(format!("{}-root", arch.name())), arch, &busybox)?;
         for artifact in &batch {
             initramfs.add(&out.join("artifacts").join(&artifact.id), &format!("rw/{}", artifact.id))?;
@@ -356,7 +362,14 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
         for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
             initramfs.add(&arch.vm_sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
         }
-        let script = script(&batch);
+        let mut script = script(&batch);
+        // The roots go with the first batch.
+        if let Some(root) = root.filter(|_| index == 0) {
+            for (dir, dest) in root.directories() {
+                initramfs.add(dir, dest)?;
+            }
+            script.push_str(&rootproof::script());
+        }
         for (page, output) in outputs.iter_mut() {
             let kernel = setup::kernel(arch, page)?;
             output.push_str(&initramfs.boot(arch, &kernel, &script, timeout)?);

@@ -130,6 +130,8 @@ pub fn install_tools() -> Result<()> {
         ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu", false),
         ("powerpc64le-linux-gnu-gcc", "gcc-powerpc64le-linux-gnu", false),
         ("powerpc64le-linux-gnu-g++", "g++-powerpc64le-linux-gnu", false),
+        ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf", false),
+        ("arm-linux-gnueabihf-g++", "g++-arm-linux-gnueabihf", false),
         ("cpio", "cpio", false),
     ] {
         if !have(program) {
