@@ -224,7 +224,8 @@ fn predict(path: &Path, pages: &[&str], big_page: &str) -> Result<(bool, BTreeMa
     }
     let big: PageSize = big_page.parse().map_err(|e| anyhow::anyhow!("{big_page}: {e}"))?;
     let aligned = elf.loads().all(|l| l.align >= big.bytes());
-    Ok((elf.role == Role::Executable, predicted, aligned))
+    // ld.so runs as a program too (`ld.so --version`), mapped by the kernel as pagefit judges it.
+    Ok((matches!(elf.role, Role::Executable | Role::Interpreter), predicted, aligned))
 }
 
 /// Fixes `file` in place for `page` with the host's pagefit; its report.
@@ -241,6 +242,9 @@ fn fix(pagefit: &Path, file: &Path, page: &str) -> Result<FixReport> {
 /// An artifact, unpacked twice (as shipped, and fixed), with its ELF files.
 pub struct Prepared {
     id: String,
+    /// A Debian package: its libraries serve the other packages of the
+    /// same boot, as on an installed system.
+    system: bool,
     members: Vec<ElfMember>,
     /// What it adds to the VM's initramfs.
     bytes: u64,
@@ -276,7 +280,8 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
             };
             members.push(ElfMember { relative, executable, predicted, aligned, fix });
         }
-        prepared.push(Prepared { id, members, bytes });
+        let system = artifact.source.starts_with("deb");
+        prepared.push(Prepared { id, system, members, bytes });
     }
     Ok(prepared)
 }
@@ -293,25 +298,39 @@ fn harness(arch: Arch, out: &Path) -> Result<PathBuf> {
            printf(\"loaded\\n\");\n  return 0;\n}\n",
     )?;
     let binary = out.join("dlopen-harness");
-    run(Command::new(format!("{}-gcc", arch.triple())).args(["-O1", "-o"]).arg(&binary).arg(&source).arg("-ldl"))?;
+    // Linked for 64K pages, so that the harness itself loads on every kernel
+    // (armhf's cross gcc links for 4K by default).
+    run(Command::new(format!("{}-gcc", arch.triple()))
+        .args(["-O1", "-Wl,-z,max-page-size=65536", "-Wl,-z,common-page-size=65536", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .arg("-ldl"))?;
     Ok(binary)
 }
 
 /// The VM's commands: each library alone and fixed, each executable as
-/// shipped and fixed.
+/// shipped and fixed. A Debian package's files find the fixed libraries of
+/// every Debian package of the boot; any other artifact's, its own.
 fn script(prepared: &[&Prepared]) -> String {
-    let mut script = String::new();
-    for artifact in prepared {
-        let id = &artifact.id;
-        let mut library_dirs: Vec<String> = artifact
+    let library_dirs = |artifact: &Prepared| -> Vec<String> {
+        artifact
             .members
             .iter()
             .filter(|m| !m.executable)
-            .filter_map(|m| Path::new(&m.relative).parent().map(|p| format!("/t/rw/{id}/fixed/{}", p.display())))
-            .collect();
-        library_dirs.sort();
-        library_dirs.dedup();
-        let path = library_dirs.join(":");
+            .filter_map(|m| Path::new(&m.relative).parent().map(|p| format!("/t/rw/{}/fixed/{}", artifact.id, p.display())))
+            .collect()
+    };
+    let system_dirs: Vec<String> = prepared.iter().filter(|a| a.system).flat_map(|a| library_dirs(a)).collect();
+    let mut script = String::new();
+    for artifact in prepared {
+        let id = &artifact.id;
+        let mut dirs = library_dirs(artifact);
+        if artifact.system {
+            dirs.extend(system_dirs.iter().cloned());
+        }
+        dirs.sort();
+        dirs.dedup();
+        let path = dirs.join(":");
         for (index, member) in artifact.members.iter().enumerate() {
             let name = Path::new(&member.relative).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             // A file that needed no fix is the same in the fixed tree.
@@ -425,11 +444,13 @@ fn describe(observed: Observed, run: &Run) -> String {
 }
 
 /// Whether a verdict and an observation agree: ok and degraded load;
-/// rejected is refused by ld.so; broken does not run as at 4K (for a library
-/// opened alone, any ending but a refusal).
+/// rejected is refused by ld.so (an executable, by the kernel); broken does
+/// not run as at 4K (for a library opened alone, any ending but a refusal).
 fn agrees(predicted: Outcome, observed: Observed, executable: bool) -> bool {
     match predicted {
         Outcome::Ok | Outcome::Degraded => observed == Observed::Loaded,
+        // The kernel refuses an executable by SIGSEGV at exec.
+        Outcome::Rejected if executable => observed != Observed::Loaded,
         Outcome::Rejected => observed == Observed::Rejected,
         Outcome::Broken if executable => observed != Observed::Loaded,
         Outcome::Broken => observed != Observed::Rejected,
