@@ -1161,6 +1161,11 @@ fn a_wheel_is_fixed_member_by_member_with_its_record_and_installs_with_pip() {
             ("demo/liblib-64k.so", healthy.clone(), true),
         ],
     );
+    // check names the members as it names APK members, with the wheel's platform tag.
+    let checked = pagefit(&["check", "--page-size", "16k", wheel.to_str().unwrap()], tmp.path());
+    let text = String::from_utf8_lossy(&checked.stdout);
+    let member = format!("{}!/demo.libs/liblib-4k.so: dyn aarch64 glibc: 16K rejected", wheel.display());
+    assert!(text.lines().any(|l| l.starts_with(&member) && l.ends_with("; wheel platform manylinux2014_aarch64")), "{text}");
     let out_dir = tmp.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let fixed = out_dir.join(wheel.file_name().unwrap());
