@@ -134,8 +134,10 @@ fn files_of(name: &str, command: &str) -> (String, Option<String>) {
     (program, library)
 }
 
-/// Every way the fixed run differs from the reference run beyond what the fix reported.
-fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed: &Run, reference: &Run) -> Vec<String> {
+/// Every way the fixed run differs from the reference run beyond what the
+/// fix reported. `reference_moved`: the reference is itself a fixed run, whose
+/// addresses have already moved by Δ.
+fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed: &Run, reference: &Run, reference_moved: bool) -> Vec<String> {
     let normalize = |line: &str| {
         // The fixed corpus runs from its own directory.
         (!line.starts_with("auxv pagesz") && !describes_program_headers(line)).then(|| line.replace("/t/fixed/", "/t/fx/"))
@@ -143,7 +145,7 @@ fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed
     let judge = |have: &Probe<'_>, had: &Probe<'_>| {
         let file = if have.kind == "lprobe" { library.unwrap_or(program) } else { program };
         // A rebased file's link-time addresses are the original's plus Δ.
-        let moved = had.address.wrapping_add(corpus.delta(file));
+        let moved = if reference_moved { had.address } else { had.address.wrapping_add(corpus.delta(file)) };
         if have.address != moved {
             return Some(format!(
                 "{} {} at {:#x}, expected {moved:#x} ({:#x} moved by the fix)",
@@ -184,13 +186,13 @@ pub fn compare(arch: Arch, corpus: &FixedCorpus, boots: &[(String, String)]) -> 
             let touched = program_fixed
                 || library.as_ref().is_some_and(|l| corpus.reports.contains_key(l))
                 || (name.starts_with("closure/") && corpus.reports.keys().any(|k| k.starts_with("closure/")));
-            let reference = match (find(&small, name), find(&large, name)) {
+            let (reference, reference_moved) = match (find(&small, name), find(&large, name)) {
                 // Unchanged files must do exactly what the originals did on the same kernel.
-                _ if !touched => find(&runs, name),
-                (Some(original), _) if original.rc == 0 || !program_fixed => Some(original),
-                (_, Some(original)) if original.rc == 0 => Some(original),
-                _ if page != "4k" => find(&small, &fixed_name),
-                _ => None,
+                _ if !touched => (find(&runs, name), false),
+                (Some(original), _) if original.rc == 0 || !program_fixed => (Some(original), false),
+                (_, Some(original)) if original.rc == 0 => (Some(original), false),
+                _ if page != "4k" => (find(&small, &fixed_name), true),
+                _ => (None, false),
             };
             let predicted = match (by_closure_mode, touched) {
                 (true, _) => format!("fix --closure for {}: runs as at 4K", arch.big_page()),
@@ -199,7 +201,7 @@ pub fn compare(arch: Arch, corpus: &FixedCorpus, boots: &[(String, String)]) -> 
             };
             let (observed, problems) = match (runs.iter().find(|r| r.name == fixed_name), reference) {
                 (Some(fixed), Some(reference)) => {
-                    (observed_summary(fixed), differences(corpus, &program, library.as_deref(), fixed, &reference))
+                    (observed_summary(fixed), differences(corpus, &program, library.as_deref(), fixed, &reference, reference_moved))
                 }
                 (Some(fixed), None) => (observed_summary(fixed), healthy(fixed)),
                 (None, _) => ("missing".into(), vec!["the VM printed no result for this run".into()]),
