@@ -15,12 +15,12 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ParseOptions};
+use pagefit_core::elf::{parse, ElfFile};
 use pagefit_core::fat::is_fat;
 use pagefit_core::fix::plan::{RewritePlan, Strategy};
 use pagefit_core::fix::proof::{ComparedBytes, ReadAt};
 use pagefit_core::fix::report::{FixReport, FixStatus};
-use pagefit_core::fix::steps::{decide, prove, Decision, Readers};
+use pagefit_core::fix::steps::{decide, parse_options, prove, Decision, Readers};
 use pagefit_core::fix::write::{write_plan, PieceSink};
 use pagefit_core::page::PageSize;
 use pagefit_core::predict::model::LoaderModel;
@@ -94,10 +94,7 @@ pub fn fix_elf(
         bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
     }
     let cache = ReadCache::new(source);
-    // Symbols are not needed to move bytes, and reading them would hold
-    // megabytes of symbol tables in the cache.
-    let options = ParseOptions { sections: true, section_names: true, runtime: true, ..ParseOptions::default() };
-    let file = parse(&cache, options).with_context(|| shown.to_string())?;
+    let file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
     let (mut report, plan, loaders) =
         match decide(&cache, &file, shown, page, request.strategy, request.no_wx).map_err(anyhow::Error::msg)? {
             Decision::Done(report) => return Ok(ElfFix { report, written: None }),

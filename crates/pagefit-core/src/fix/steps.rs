@@ -1,7 +1,8 @@
 //! The steps `pagefit fix` takes for one ELF file, apart from reading and
 //! writing: [`decide`] (refuse, already ok, or a plan to write) and, once
-//! the plan is written, [`prove`]. The CLI runs them over files, the `fix`
-//! fuzz target over memory.
+//! the plan is written, [`prove`]. The CLI runs them over files;
+//! [`fix_in_memory`] runs them over bytes, for the `fix` fuzz target and
+//! its regression inputs.
 
 use std::path::Path;
 
@@ -18,6 +19,14 @@ use super::plan::{RewritePlan, Strategy};
 use super::proof::{compare_contents, image_checks, rebase_expectations, ComparedBytes, ReadAt};
 use super::report::{FixReport, FixStatus};
 use super::strategies::{plan_rewrite, target_loaders};
+use super::write::render;
+
+/// What `pagefit fix` parses its input with: sections and their names, and
+/// the runtime search. Symbols are not needed to move bytes, and reading
+/// them would hold megabytes of symbol tables in memory.
+pub fn parse_options() -> ParseOptions {
+    ParseOptions { sections: true, section_names: true, runtime: true, ..ParseOptions::default() }
+}
 
 /// What fixing one file comes to before anything is written.
 #[derive(Debug)]
@@ -157,4 +166,41 @@ pub fn prove<'i, 'w, I: ReadRef<'i>, W: ReadRef<'w>, IA: ReadAt + ?Sized, WA: Re
     checks.sort_unstable();
     checks.dedup();
     compare_contents(&checks, input.at, written.at, &changes)
+}
+
+/// How [`fix_in_memory`] ended.
+#[derive(Debug)]
+pub enum InMemoryFix {
+    /// Refused, or already ok at P: nothing written.
+    Done(Box<FixReport>),
+    /// Written and proven.
+    Proven(Vec<u8>),
+    /// The output would be longer than the limit given, so it was not written.
+    TooLarge,
+    /// Written, and the proof rejects it, or the plan cannot be written (the
+    /// CLI deletes such an output): a bug in the planner or in the proof.
+    Rejected(String),
+}
+
+/// `pagefit fix` of `data` (parsed into `file` with [`parse_options`]) at
+/// `page` with `strategy`, in memory: [`decide`], [`render`] (up to
+/// `max_output` bytes) and [`prove`]. `Err` is an input `pagefit fix` stops
+/// at with an error (one no loader loads).
+pub fn fix_in_memory(data: &[u8], file: &ElfFile, page: PageSize, strategy: Strategy, max_output: u64) -> Result<InMemoryFix, String> {
+    let (plan, loaders) = match decide(data, file, "input", page, strategy, false)? {
+        Decision::Done(report) => return Ok(InMemoryFix::Done(Box::new(report))),
+        Decision::Rewrite { plan, loaders, .. } => (plan, loaders),
+    };
+    let output = match render(&plan, data, max_output) {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Ok(InMemoryFix::TooLarge),
+        Err(e) => return Ok(InMemoryFix::Rejected(format!("{} at {page}: the plan cannot be written: {e}", plan.strategy))),
+    };
+    let input = Readers { data, at: data };
+    let written = Readers { data: output.as_slice(), at: output.as_slice() };
+    Ok(match prove(file, &plan, &loaders, input, written, "output") {
+        Ok(Ok(_)) => InMemoryFix::Proven(output),
+        Ok(Err(why)) => InMemoryFix::Rejected(format!("{} at {page}: the proof rejects the output: {why}", plan.strategy)),
+        Err(e) => InMemoryFix::Rejected(format!("{} at {page}: reading memory failed: {e}", plan.strategy)),
+    })
 }
