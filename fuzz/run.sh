@@ -5,7 +5,9 @@
 # crashes per target. Needs the nightly toolchain and cargo-fuzz
 # (`rustup toolchain install nightly`, `cargo install cargo-fuzz`), and the
 # fixtures (`bash fixtures/build.sh target/fixtures`, which `cargo test`
-# does). A crash leaves its input in fuzz/artifacts/TARGET/ and fails the run.
+# does). A crash leaves its input in fuzz/artifacts/TARGET/ and fails the run;
+# with FUZZ_KEEP_GOING=1 the run goes on past crashes (libFuzzer's fork mode)
+# and counts them. Run it under `nice -n 19` on a shared machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
@@ -17,7 +19,8 @@ fixtures="${PAGEFIT_FIXTURES:-target/fixtures}"
 [ -f "$fixtures/aarch64/MANIFEST" ] || bash fixtures/build.sh "$fixtures" >/dev/null
 
 # Seeds: every fixture ELF file (small ones whole), for elf, fix and closure;
-# archives made from them, and real-world artifacts under 2 MB, for archive.
+# small archives of every kind made from them, and real-world artifacts under
+# 256 KB, for archive.
 rm -rf "$seeds" && mkdir -p "$seeds"/{elf,fix,archive,closure,fat_reader}
 find "$fixtures" target/jemalloc-fixtures -type f -size -1200k 2>/dev/null | while read -r f; do
   if [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ]; then
@@ -69,7 +72,7 @@ image_path, image_digest = blob(image)
 index = {"manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image_digest, "platform": {"os": "linux", "architecture": "arm64"}}]}
 write("seed-oci.tar", tar_bytes([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", json.dumps(index).encode()), (image_path, image), (lower_path, lower), (upper_path, upper)]))
 PY
-find ~/.cache/pagefit-realworld/downloads -type f -size -2000k 2>/dev/null | head -20 | xargs -r -I{} cp {} "$seeds/archive/"
+find ~/.cache/pagefit-realworld/downloads -type f -size -256k 2>/dev/null | head -20 | xargs -r -I{} cp {} "$seeds/archive/"
 find "$fixtures" -name '*.fat' -size -1200k -exec cp {} "$seeds/fat_reader/" \; 2>/dev/null || true
 
 printf '%-12s %12s %10s %8s\n' target executions seconds crashes
@@ -79,13 +82,28 @@ for target in "${targets[@]}"; do
   log="target/fuzz-$target.log"
   start=$(date +%s)
   status=0
-  # ELF inputs are kept to 256 KiB, which every fixture but the static
-  # jemalloc programs fits; archives may be larger.
-  case "$target" in elf | closure) max_len=262144 ;; *) max_len=2100000 ;; esac
-  (cd fuzz && cargo +nightly fuzz run --release "$target" "corpus/$target" "../$seeds/$target" -- \
-    -runs="$runs" -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1) >"$log" 2>&1 || status=$?
+  # Inputs are kept to 256 KiB, which every fixture but the static jemalloc
+  # programs fits, and every archive reader's structure in the small seeds
+  # (an archive's ELF members are the elf target's); at 2 MB, archive ran
+  # at a third of the speed. FatELF files hold whole programs.
+  case "$target" in fat_reader) max_len=2100000 ;; *) max_len=262144 ;; esac
+  keep_going=()
+  [ "${FUZZ_KEEP_GOING:-0}" = 1 ] && keep_going=(-fork=1 -ignore_crashes=1)
+  # The core is safe Rust (`forbid(unsafe_code)`): its targets run without
+  # AddressSanitizer, three times faster. archive keeps it for the C decoders
+  # (xz, zstd) and its dependencies' unsafe code, without leak and
+  # use-after-free checks and allocation stacks, which took a third of each
+  # execution.
+  case "$target" in
+    archive) sanitizer=(--sanitizer address) ;;
+    *) sanitizer=(--sanitizer none --target-dir ../target/fuzz-nosan) ;;
+  esac
+  (cd fuzz && ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=0:malloc_context_size=0 \
+    cargo +nightly fuzz run --release "${sanitizer[@]}" "$target" "corpus/$target" "../$seeds/$target" -- \
+    -runs="$runs" -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1 "${keep_going[@]}") >"$log" 2>&1 || status=$?
   seconds=$(($(date +%s) - start))
-  executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  # Fork mode prints no final statistics, only `#N: cov: …` lines.
+  executions=$(grep -o -e 'stat::number_of_executed_units: *[0-9]*' -e '^#[0-9]*:' "$log" | grep -o '[0-9][0-9]*' | tail -1)
   crashes=$(find "fuzz/artifacts/$target" -type f 2>/dev/null | wc -l)
   printf '%-12s %12s %10s %8s\n' "$target" "${executions:-?}" "$seconds" "$crashes"
   if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then failed=1; tail -20 "$log"; fi
