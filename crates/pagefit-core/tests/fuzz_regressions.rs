@@ -1,6 +1,9 @@
 //! Inputs the cargo-fuzz targets (`fuzz/`) crashed on, replayed as those
 //! targets run them. `fuzz_regressions/fix/`: `pagefit fix` in memory must
-//! end refused or with an output its proof accepts.
+//! end refused or with an output its proof accepts. The `layout-*` inputs
+//! were fixed by refusals in `fix/layout.rs` (a section whose bytes are past
+//! the end of the file; a read-only segment with bss); the `rebase-*` ones
+//! are listed below.
 
 use std::path::Path;
 
@@ -19,6 +22,7 @@ const REBASE_DISAGREES_WITH_THE_PROOF: &[(&str, &str)] = &[
     ("rebase-dynamic-emptied-64k", "the dynamic section starts with DT_NULL; .rela.dyn still has a section header"),
     ("rebase-got-header-mangled", ".got's section header has size 0 and a mangled sh_link"),
     ("rebase-dynamic-header-mangled", ".dynamic's section header has type SHT_NULL; PT_DYNAMIC still names it"),
+    ("rebase-dynamic-address-mangled", ".dynamic's section header says 0x3518, PT_DYNAMIC 0x3018"),
 ];
 
 #[test]
