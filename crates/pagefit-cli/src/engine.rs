@@ -102,7 +102,7 @@ pub fn fix_elf(
         };
     let Some(destination) = destination else {
         report.status = FixStatus::Planned;
-        report.plan = Some(plan);
+        report.plan = Some(*plan);
         return Ok(ElfFix { report, written: None });
     };
 

@@ -38,7 +38,7 @@ pub enum Decision {
         /// The report so far (status `Refused` until the proof passes).
         report: FixReport,
         /// The rewrite.
-        plan: RewritePlan,
+        plan: Box<RewritePlan>,
         /// The loaders the output must be ok under.
         loaders: Vec<LoaderModel>,
     },
@@ -91,7 +91,7 @@ pub fn decide<'data, R: ReadRef<'data>>(
         report.reason = Some(format!("--no-wx: {} would leave a segment both writable and executable", plan.strategy));
         return Ok(Decision::Done(report));
     }
-    Ok(Decision::Rewrite { report, plan, loaders })
+    Ok(Decision::Rewrite { report, plan: Box::new(plan), loaders })
 }
 
 /// Whether `check` calls the file ok under every loader at every page size
