@@ -60,7 +60,7 @@ load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, 0x200000, 0x200000, 0x1000)
 null, names = struct.pack("<IIQQQQIIQQ", *[0] * 10), struct.pack("<IIQQQQIIQQ", 0, 3, 0, 0, 0x900, 1, 0, 0, 1, 0)
 sections = b"".join(struct.pack("<IIQQQQIIQQ", 0, 1, 6, 0x100000 + i * 16, 0x100000 + i * 16, 16, 0, 0, 1, 0) for i in range(2, count))
 image = header + load + bytes(0x1000 - 64 - 56) + null + names + sections
-open(os.path.join(work, "sections.so"), "wb").write(image + bytes(0x200000 - len(image)))
+open(os.path.join(work, "sections.so"), "wb").write(image.ljust(0x200000, b"\0"))
 os.makedirs(os.path.join(work, "loop"))
 os.symlink(".", os.path.join(work, "loop", "self"))
 os.symlink(os.path.join(work, "phdrs.so"), os.path.join(work, "loop", "phdrs.so"))
