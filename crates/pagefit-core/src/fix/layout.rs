@@ -497,6 +497,12 @@ pub(crate) fn plan_layout(
     } else {
         translate(&moves, headers.shoff, shdr_table_len.max(1)).ok_or("the section header table lies in bytes the rewrite does not keep")?
     };
+    // A PT_PHDR that does not describe the table (mangled p_vaddr or
+    // p_offset) would put it over the ELF header.
+    let ehdr_len = headers.file_header_size();
+    if phoff < ehdr_len || shoff != 0 && shoff < ehdr_len {
+        return Err(format!("the header tables would move over the ELF header (e_phoff {phoff:#x}, e_shoff {shoff:#x})"));
+    }
     let mut literals = vec![
         (0, "ELF header", encode_file_header(headers, phoff, shoff)?),
         (phoff, "program headers", encode_program_headers(headers, &table)?),
