@@ -90,3 +90,47 @@ impl PieceSink for Memory<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fix::plan::{OutputPiece, Strategy};
+    use crate::page::PageSize;
+
+    fn plan(pieces: Vec<OutputPiece>, output_len: u64) -> RewritePlan {
+        RewritePlan {
+            strategy: Strategy::Relayout,
+            delta: 0,
+            page_size: PageSize::K16,
+            program_headers: Vec::new(),
+            section_headers: Vec::new(),
+            phoff: 0,
+            shoff: 0,
+            pieces,
+            output_len,
+            rewritten: Vec::new(),
+            costs: Vec::new(),
+            writable_executable: false,
+            warnings: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pieces_land_at_their_offsets_and_gaps_read_as_zeros() {
+        let pieces = vec![
+            OutputPiece { offset: 0, len: 2, source: PieceSource::Bytes { what: "ELF header", bytes: vec![7, 8] } },
+            OutputPiece { offset: 4, len: 2, source: PieceSource::Zeros },
+            OutputPiece { offset: 8, len: 3, source: PieceSource::Copy { from: 1 } },
+        ];
+        assert_eq!(render(&plan(pieces, 12), b"abcd", 12).unwrap(), [7, 8, 0, 0, 0, 0, 0, 0, b'b', b'c', b'd', 0]);
+    }
+
+    #[test]
+    fn a_copy_past_the_input_and_an_output_past_the_limit_are_errors() {
+        let copy = vec![OutputPiece { offset: 0, len: 8, source: PieceSource::Copy { from: 2 } }];
+        assert_eq!(render(&plan(copy, 8), b"abcd", 64).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        let zeros = vec![OutputPiece { offset: 0, len: 1 << 40, source: PieceSource::Zeros }];
+        assert_eq!(render(&plan(zeros, 1 << 40), b"abcd", 64 << 20).unwrap_err().kind(), io::ErrorKind::FileTooLarge);
+    }
+}
