@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark: `pagefit check` on hostile inputs, with the exit status, the
-# first line it prints and its peak RSS (GNU time), one run each:
+# first line it prints, its peak RSS and wall time (GNU time), one run each:
 #   - a zip bomb: an ELF-looking member of 4 GiB of zeros, deflated to 4 MB;
 #   - a zip whose member named .zip inflates to 1 GiB;
 #   - ten levels of nested zips (42.zip-style), past the nesting limit;
 #   - a tar whose header claims a 1 TiB member;
 #   - a directory that contains a symlink to itself;
-#   - an ELF file with 65,535 program headers (PT_LOAD, all the same; PN_XNUM).
+#   - an ELF file with 65,535 program headers (PT_LOAD, all the same; PN_XNUM);
+#   - an ELF file with 65,535 sections in one segment.
 # Usage: bench/hostile.sh. Needs python3 and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,14 +54,23 @@ header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 3, 18
 load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, 0x1000, 0x1000, 0x1000)
 section0 = struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, count, 0, 0)
 open(os.path.join(work, "phdrs.so"), "wb").write(header + load * count + section0 + bytes(0x1000))
+# 65,535 sections of 16 bytes each, all allocated, inside one PT_LOAD.
+header = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 3, 183, 1, 0, 64, 0x1000, 0, 64, 56, 1, 64, count, 1)
+load = struct.pack("<IIQQQQQQ", 1, 5, 0, 0, 0, 0x200000, 0x200000, 0x1000)
+null, names = struct.pack("<IIQQQQIIQQ", *[0] * 10), struct.pack("<IIQQQQIIQQ", 0, 3, 0, 0, 0x900, 1, 0, 0, 1, 0)
+sections = b"".join(struct.pack("<IIQQQQIIQQ", 0, 1, 6, 0x100000 + i * 16, 0x100000 + i * 16, 16, 0, 0, 1, 0) for i in range(2, count))
+image = header + load + bytes(0x1000 - 64 - 56) + null + names + sections
+open(os.path.join(work, "sections.so"), "wb").write(image.ljust(0x200000, b"\0"))
 os.makedirs(os.path.join(work, "loop"))
 os.symlink(".", os.path.join(work, "loop", "self"))
 os.symlink(os.path.join(work, "phdrs.so"), os.path.join(work, "loop", "phdrs.so"))
 PY
 
-printf '%-22s %5s %10s  %s\n' input exit "peak RSS" "first line"
-for input in bomb.zip nested-bomb.zip nested.zip huge.tar phdrs.so loop; do
-  /usr/bin/time -f '%M' -o "$work/rss" "$pagefit" check --page-size 16k "$work/$input" >"$work/out" 2>&1 && status=0 || status=$?
-  line=$(head -1 "$work/out" | sed "s#$work/##g" | cut -c1-110)
-  printf '%-22s %5s %7s KB  %s\n' "$input" "$status" "$(tail -1 "$work/rss")" "$line"
+printf '%-22s %5s %10s %7s  %s\n' input exit "peak RSS" seconds "first line"
+for input in bomb.zip nested-bomb.zip nested.zip huge.tar phdrs.so sections.so loop; do
+  /usr/bin/time -f '%M %e' -o "$work/rss" "$pagefit" check --page-size 16k "$work/$input" >"$work/out" 2>&1 && status=0 || status=$?
+  read -r rss seconds < <(tail -1 "$work/rss")
+  # The error, if any, else the first line.
+  line=$( (grep -m1 '^pagefit: ' "$work/out" || head -1 "$work/out") | sed "s#$work/##g" | cut -c1-130)
+  printf '%-22s %5s %7s KB %7s  %s\n' "$input" "$status" "$rss" "$seconds" "$line"
 done

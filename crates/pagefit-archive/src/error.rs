@@ -39,6 +39,10 @@ pub enum ArchiveError {
     Layer(io::Error),
     /// Reading a member failed, or a file of an image: `outer.zip!/lib/x.so: …`, `index.json: …`.
     Member { path: String, error: io::Error },
+    /// A zip nested deeper than pagefit opens, by its local header's offset
+    /// in the zip that holds it: `a.zip!/b.zip!/c.zip!/d.zip: a zip nested
+    /// deeper than 2 levels (local header at offset 0x1e2); not opened`.
+    TooDeep { path: String, offset: u64, limit: usize },
     /// A file an image's metadata names is missing: `blobs/sha256/…: not in the image`.
     NotInImage { name: String },
     /// Image metadata that is not JSON: `index.json: not valid JSON: …`.
@@ -79,6 +83,9 @@ impl fmt::Display for ArchiveError {
             ArchiveError::TarEntry { layer: is_layer, error } => write!(f, "{}tar: {error}", layer(is_layer)),
             ArchiveError::Layer(error) => write!(f, "layer: {error}"),
             ArchiveError::Member { path, error } => write!(f, "{path}: {error}"),
+            ArchiveError::TooDeep { path, offset, limit } => {
+                write!(f, "{path}: a zip nested deeper than {limit} levels (local header at offset {offset:#x}); not opened")
+            }
             ArchiveError::NotInImage { name } => write!(f, "{name}: not in the image"),
             ArchiveError::Json { name, error } => write!(f, "{name}: not valid JSON: {error}"),
             ArchiveError::Metadata { name, problem } => write!(f, "{name}: {problem}"),
@@ -110,6 +117,10 @@ mod tests {
             (ArchiveError::TarEntry { layer: true, error: io() }, "layer tar: eof"),
             (ArchiveError::Layer(io()), "layer: eof"),
             (ArchiveError::member("a.zip!/lib/x.so", io()), "a.zip!/lib/x.so: eof"),
+            (
+                ArchiveError::TooDeep { path: "a.zip!/b.zip!/c.zip!/d.zip".into(), offset: 0x1e2, limit: 2 },
+                "a.zip!/b.zip!/c.zip!/d.zip: a zip nested deeper than 2 levels (local header at offset 0x1e2); not opened",
+            ),
             (ArchiveError::NotInImage { name: "blobs/sha256/ab".into() }, "blobs/sha256/ab: not in the image"),
             (ArchiveError::metadata("manifest.json", "not a list of images"), "manifest.json: not a list of images"),
         ];

@@ -15,7 +15,9 @@ const MAX_NESTING: usize = 2;
 const MAX_NESTED_ZIP: u64 = 512 << 20;
 
 /// Visits the ELF members of the zip `reader`, named `outer`; `android` when
-/// it is (or is inside) an Android package.
+/// it is (or is inside) an Android package. A zip nested past
+/// [`MAX_NESTING`] is not opened: the other members are still visited, then
+/// the first such zip is the error.
 pub(crate) fn scan_zip<R: Read + Seek>(
     reader: R,
     outer: &str,
@@ -27,6 +29,7 @@ pub(crate) fn scan_zip<R: Read + Seek>(
     // A zip holding AndroidManifest.xml is an Android package whatever its name.
     let android =
         android || zip.index_for_name("AndroidManifest.xml").is_some() || zip.index_for_name("manifest/AndroidManifest.xml").is_some();
+    let mut too_deep = None;
     for index in 0..zip.len() {
         let mut entry = zip.by_index(index).map_err(|error| ArchiveError::ZipEntry { index, error })?;
         if !entry.is_file() {
@@ -34,7 +37,7 @@ pub(crate) fn scan_zip<R: Read + Seek>(
         }
         let name = entry.name().to_string();
         let path = format!("{outer}!/{name}");
-        let nested = depth < MAX_NESTING && is_nested_zip_name(&name);
+        let nested = is_nested_zip_name(&name);
         let mut magic = [0u8; 4];
         let stored = entry.compression() == zip::CompressionMethod::Stored;
         let data_offset = entry.data_start();
@@ -45,6 +48,10 @@ pub(crate) fn scan_zip<R: Read + Seek>(
         let is_elf = got == 4 && &magic == b"\x7fELF";
         let is_zip = nested && got == 4 && &magic == b"PK\x03\x04";
         if !is_elf && !is_zip {
+            continue;
+        }
+        if is_zip && depth >= MAX_NESTING {
+            too_deep.get_or_insert(ArchiveError::TooDeep { path, offset: entry.header_start(), limit: MAX_NESTING });
             continue;
         }
         let len = entry.size();
@@ -66,8 +73,11 @@ pub(crate) fn scan_zip<R: Read + Seek>(
                 return Err(ArchiveError::member(path, e));
             }
             let inner_android = android || is_android_package(&name);
-            scan_zip(Cursor::new(bytes), &path, inner_android, depth + 1, visit)?;
+            match scan_zip(Cursor::new(bytes), &path, inner_android, depth + 1, visit) {
+                Err(error @ ArchiveError::TooDeep { .. }) => _ = too_deep.get_or_insert(error),
+                result => result?,
+            }
         }
     }
-    Ok(())
+    too_deep.map_or(Ok(()), Err)
 }

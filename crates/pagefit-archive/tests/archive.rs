@@ -221,17 +221,22 @@ fn zips_inside_zips_are_followed_two_levels_deep() {
     let dir = tempfile::tempdir().unwrap();
     let (inner_lib, deepest_lib) = (elf(EM_AARCH64, "inner"), elf(EM_AARCH64, "deepest"));
     let inner = zip_bytes(&[("lib/arm64-v8a/libinner.so", true, &inner_lib)]);
-    // Three zips down is past the nesting limit: never opened.
+    // Three zips down is past the nesting limit: never opened, and an error
+    // once every other member has been visited.
     let level3 = zip_bytes(&[("lib/deep.so", true, &deepest_lib)]);
     let level2 = zip_bytes(&[("level3.zip", true, &level3), ("lib/level2.so", false, &deepest_lib)]);
     let level1 = zip_bytes(&[("level2.jar", false, &level2)]);
     let outer = zip_bytes(&[("splits/base.apk", false, &inner), ("nested/level1.zip", true, &level1)]);
     std::fs::write(dir.path().join("outer.zip"), outer).unwrap();
-    let members = scan_file(dir.path(), "outer.zip").unwrap();
+    let mut visited = Vec::new();
+    let error = scan(&dir.path().join("outer.zip"), ArchiveKind::Zip, &mut |member| visited.push(found(member))).unwrap_err();
+    let members = relative(dir.path(), visited);
     assert_eq!(
         paths(&members),
         ["outer.zip!/splits/base.apk!/lib/arm64-v8a/libinner.so", "outer.zip!/nested/level1.zip!/level2.jar!/lib/level2.so"]
     );
+    let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
+    assert_eq!(message, "outer.zip!/nested/level1.zip!/level2.jar!/level3.zip: a zip nested deeper than 2 levels (local header at offset 0x0); not opened");
     assert_eq!(members[0].bytes, inner_lib);
     // The APK makes its members Android's; the data offset is within the inner zip.
     assert!(members[0].android && !members[1].android);

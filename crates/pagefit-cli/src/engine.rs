@@ -15,20 +15,18 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ParseOptions, Role};
+use pagefit_core::elf::{parse, ElfFile};
 use pagefit_core::fat::is_fat;
-use pagefit_core::fix::plan::{PieceSource, RewritePlan, Strategy};
-use pagefit_core::fix::proof::{compare_contents, image_checks, rebase_expectations, ComparedBytes, ReadAt};
+use pagefit_core::fix::plan::{RewritePlan, Strategy};
+use pagefit_core::fix::proof::{ComparedBytes, ReadAt};
 use pagefit_core::fix::report::{FixReport, FixStatus};
-use pagefit_core::fix::strategies::{plan_rewrite, target_loaders};
+use pagefit_core::fix::steps::{decide, parse_options, prove, Decision, Readers};
+use pagefit_core::fix::write::{write_plan, PieceSink};
 use pagefit_core::page::PageSize;
-use pagefit_core::predict::check::{check_file, CheckOptions};
-use pagefit_core::predict::effect::Outcome;
 use pagefit_core::predict::model::LoaderModel;
 use pagefit_core::predict::plan::BASELINE_PAGE;
 use pagefit_loader::source::FileSource;
 
-use crate::inputs::file_name;
 use crate::output::StagedFile;
 
 /// What a fix must achieve.
@@ -96,57 +94,23 @@ pub fn fix_elf(
         bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
     }
     let cache = ReadCache::new(source);
-    // Symbols are not needed to move bytes, and reading them would hold
-    // megabytes of symbol tables in the cache.
-    let options = ParseOptions { sections: true, section_names: true, runtime: true, ..ParseOptions::default() };
-    let file = parse(&cache, options).with_context(|| shown.to_string())?;
-    if file.role == Role::NotLoadable {
-        bail!("{shown}: a {:?} file is not loaded by any loader, so there is nothing to fix", file.kind);
-    }
-    let loaders = target_loaders(&file);
-    let mut report = FixReport::new(shown, page);
-    report.loaders = loaders.iter().map(|l| l.name().to_string()).collect();
-    // Program headers are all fix can change; an allocator's compiled page
-    // size is code and constants, which no rewrite can safely move.
-    if let Some(runtime) = file.runtime.iter().find(|r| r.aborts_at(page) == Some(true)) {
-        report.reason = Some(format!("{}; no rewrite of the program headers can change that", runtime.consequence(page)));
-        report.remedy = Some(runtime.remedy());
-        return Ok(ElfFix { report, written: None });
-    }
-    report.warnings.extend(file.runtime.iter().filter(|r| r.page_size.is_none()).map(|r| r.consequence(page)));
-    if ok_at(&file, shown, page, &loaders).is_ok() {
-        report.status = FixStatus::AlreadyOk;
-        return Ok(ElfFix { report, written: None });
-    }
-
-    let plan = match plan_rewrite(&cache, &file, page, request.strategy) {
-        Ok(plan) => plan,
-        Err(refusals) => {
-            report.reason = Some(format!("no strategy applies at {page}"));
-            report.refused = refusals;
-            return Ok(ElfFix { report, written: None });
-        }
-    };
-    report.strategy = Some(plan.strategy);
-    report.delta = plan.delta;
-    report.costs = plan.costs.clone();
-    report.warnings.extend(plan.warnings.iter().cloned());
-    report.refused = plan.refused.clone();
-    report.writable_executable = plan.writable_executable;
-    if request.no_wx && plan.writable_executable {
-        report.reason = Some(format!("--no-wx: {} would leave a segment both writable and executable", plan.strategy));
-        return Ok(ElfFix { report, written: None });
-    }
+    let file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
+    let (mut report, plan, loaders) =
+        match decide(&cache, &file, shown, page, request.strategy, request.no_wx).map_err(anyhow::Error::msg)? {
+            Decision::Done(report) => return Ok(ElfFix { report, written: None }),
+            Decision::Rewrite { report, plan, loaders } => (report, plan, loaders),
+        };
     let Some(destination) = destination else {
         report.status = FixStatus::Planned;
-        report.plan = Some(plan);
+        report.plan = Some(*plan);
         return Ok(ElfFix { report, written: None });
     };
 
     let input = cache.into_inner().into_file();
     let staged = StagedFile::create(destination, metadata.permissions().mode() & 0o7777)?;
-    write_pieces(&input, staged.file(), &plan).with_context(|| format!("{}: cannot write", staged.path().display()))?;
-    match prove(&file, input_path, &input, &staged, page, &loaders, &plan)? {
+    write_plan(&plan, &mut FileSink { input: &input, out: staged.file() })
+        .with_context(|| format!("{}: cannot write", staged.path().display()))?;
+    match prove_written(&file, input_path, &input, &staged, &loaders, &plan)? {
         Err(reason) => {
             report.status = FixStatus::VerificationFailed;
             report.reason = Some(reason);
@@ -160,70 +124,22 @@ pub fn fix_elf(
     }
 }
 
-/// Whether `check` calls the file ok under every loader at every page size
-/// from 4K to `page` (a file fixed for 64K must still run at 4K); if not, why.
-fn ok_at(file: &ElfFile, path: &str, page: PageSize, loaders: &[LoaderModel]) -> Result<(), String> {
-    let options = CheckOptions {
-        page_sizes: BASELINE_PAGE.up_to(page).collect(),
-        loaders: Some(loaders.to_vec()),
-        max_ok_limit: PageSize::K4,
-        findings: true,
-        all_abis: true,
-        runtime: true,
-    };
-    let name = file_name(Path::new(path));
-    let report = check_file(file, path, &name, &options);
-    match report.results.iter().find(|r| r.outcome != Outcome::Ok) {
-        None => Ok(()),
-        Some(result) => {
-            let why = result.message.clone().or_else(|| result.findings.first().map(|f| f.message.clone())).unwrap_or_default();
-            Err(format!("{} under {} at {page}: {why}", result.outcome.name(), result.loader))
-        }
-    }
-}
-
 /// Re-reads the written file and proves it: ok at P, and the same bytes as the input at 4K.
-fn prove(
+fn prove_written(
     file: &ElfFile,
     input_path: &Path,
     input: &File,
     staged: &StagedFile,
-    page: PageSize,
     loaders: &[LoaderModel],
     plan: &RewritePlan,
 ) -> anyhow::Result<Result<ComparedBytes, String>> {
     let shown = staged.path().display().to_string();
-    let (source, _) = FileSource::open(staged.path()).with_context(|| format!("{shown}: cannot re-read"))?;
-    let cache = ReadCache::new(source);
-    let options = ParseOptions { sections: true, section_names: true, ..ParseOptions::default() };
-    let written = match parse(&cache, options) {
-        Ok(written) => written,
-        Err(e) => return Ok(Err(format!("the output does not parse: {e}"))),
-    };
-    if let Err(why) = ok_at(&written, &shown, page, loaders) {
-        return Ok(Err(format!("the output is {why}")));
-    }
-    // What rebase must have changed, predicted from the input's section headers.
-    let changes = if plan.delta == 0 {
-        Vec::new()
-    } else {
-        let (source, _) = FileSource::open(input_path).with_context(|| format!("{}: cannot re-read", input_path.display()))?;
-        match rebase_expectations(&ReadCache::new(source), plan.delta) {
-            Ok(changes) => changes,
-            Err(why) => return Ok(Err(format!("the rebased image cannot be predicted: {why}"))),
-        }
-    };
-    let mut checks = Vec::new();
-    for size in BASELINE_PAGE.up_to(page) {
-        match image_checks(file, &written, size, loaders, &plan.rewritten, plan.delta, &changes) {
-            Ok(more) => checks.extend(more),
-            Err(why) => return Ok(Err(why)),
-        }
-    }
-    checks.sort_unstable();
-    checks.dedup();
-    let compared = compare_contents(&checks, &Pread(input), &Pread(staged.file()), &changes).context("comparing the images")?;
-    Ok(compared)
+    let (written, _) = FileSource::open(staged.path()).with_context(|| format!("{shown}: cannot re-read"))?;
+    let (source, _) = FileSource::open(input_path).with_context(|| format!("{}: cannot re-read", input_path.display()))?;
+    let (written, source) = (ReadCache::new(written), ReadCache::new(source));
+    let input = Readers { data: &source, at: &Pread(input) };
+    let written = Readers { data: &written, at: &Pread(staged.file()) };
+    prove(file, plan, loaders, input, written, &shown).context("comparing the images")
 }
 
 /// `pread` for the core's comparison.
@@ -235,26 +151,33 @@ impl ReadAt for Pread<'_> {
     }
 }
 
-/// Streams the plan's pieces into `out`, which is new and empty: bytes
-/// between pieces and zero pieces are left as holes, which read as zeros.
-fn write_pieces(input: &File, mut out: &File, plan: &RewritePlan) -> std::io::Result<()> {
-    for piece in &plan.pieces {
-        match &piece.source {
-            PieceSource::Zeros => {}
-            PieceSource::Bytes { bytes, .. } => out.write_all_at(bytes, piece.offset)?,
-            PieceSource::Copy { from } => {
-                let mut reader = input;
-                reader.seek(SeekFrom::Start(*from))?;
-                out.seek(SeekFrom::Start(piece.offset))?;
-                let copied = std::io::copy(&mut std::io::Read::take(reader, piece.len), &mut out)?;
-                if copied != piece.len {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("input ended after {copied} of {} bytes at offset {from:#x}", piece.len),
-                    ));
-                }
-            }
-        }
+/// The plan's output streamed to a new, empty file: zeros are holes, and
+/// untouched ranges are copied between files by the kernel.
+struct FileSink<'a> {
+    input: &'a File,
+    out: &'a File,
+}
+
+impl PieceSink for FileSink<'_> {
+    fn write_at(&mut self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        self.out.write_all_at(bytes, offset)
     }
-    out.set_len(plan.output_len)
+
+    fn copy_at(&mut self, from: u64, len: u64, offset: u64) -> std::io::Result<()> {
+        let (mut reader, mut out) = (self.input, self.out);
+        reader.seek(SeekFrom::Start(from))?;
+        out.seek(SeekFrom::Start(offset))?;
+        let copied = std::io::copy(&mut std::io::Read::take(reader, len), &mut out)?;
+        if copied != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("input ended after {copied} of {len} bytes at offset {from:#x}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        self.out.set_len(len)
+    }
 }

@@ -657,22 +657,15 @@ fn rebase_moves_every_address_by_delta() {
 #[test]
 fn the_rebase_proof_catches_a_wrong_address() {
     use pagefit_core::elf::{parse, ParseOptions};
-    use pagefit_core::fix::plan::{PieceSource, Strategy};
+    use pagefit_core::fix::plan::Strategy;
     use pagefit_core::fix::proof::{compare_contents, image_checks, rebase_expectations};
     use pagefit_core::fix::strategies::{plan_rewrite, target_loaders};
+    use pagefit_core::fix::write::render;
     use pagefit_core::page::PageSize;
     let data = std::fs::read(fixtures().join("x86_64/liblib-4k.so")).unwrap();
     let file = parse(data.as_slice(), ParseOptions::everything()).unwrap();
     let plan = plan_rewrite(data.as_slice(), &file, PageSize::K64, Strategy::Rebase).unwrap();
-    let mut out = vec![0u8; plan.output_len as usize];
-    for piece in &plan.pieces {
-        let (at, len) = (piece.offset as usize, piece.len as usize);
-        match &piece.source {
-            PieceSource::Copy { from } => out[at..at + len].copy_from_slice(&data[*from as usize..*from as usize + len]),
-            PieceSource::Zeros => {}
-            PieceSource::Bytes { bytes, .. } => out[at..at + len].copy_from_slice(bytes),
-        }
-    }
+    let out = render(&plan, &data, u64::MAX).unwrap();
     let changes = rebase_expectations(data.as_slice(), plan.delta).unwrap();
     let prove = |out: &[u8]| {
         let written = parse(out, ParseOptions::everything()).unwrap();

@@ -212,6 +212,14 @@ impl RawHeaders {
         }
     }
 
+    pub(crate) fn file_header_size(&self) -> u64 {
+        if self.is_64() {
+            size_of::<elf::FileHeader64<Endianness>>() as u64
+        } else {
+            size_of::<elf::FileHeader32<Endianness>>() as u64
+        }
+    }
+
     pub(crate) fn section_header_size(&self) -> u64 {
         if self.is_64() {
             size_of::<elf::SectionHeader64<Endianness>>() as u64

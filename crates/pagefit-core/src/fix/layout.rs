@@ -360,10 +360,29 @@ pub(crate) fn plan_layout(
     shift: Option<Shift>,
 ) -> Result<RewritePlan, String> {
     let p = page.bytes();
+    // A section is moved with its bytes; one whose bytes are not in the file
+    // has mangled headers, and no new offset would keep it consistent.
+    let outside = headers.sections.iter().skip(1).find(|s| s.has_file_bytes() && s.sh_offset.checked_add(s.sh_size).is_none_or(|end| end > file.file_len));
+    if let Some(section) = outside {
+        return Err(format!(
+            "section {:?} claims {:#x} bytes at offset {:#x}, past the end of the {}-byte file",
+            section.name, section.sh_size, section.sh_offset, file.file_len
+        ));
+    }
     let mut loads: Vec<(usize, &RawProgramHeader)> =
         headers.program_headers.iter().enumerate().filter(|(_, ph)| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
     if loads.is_empty() {
         return Err("the file has no PT_LOAD segment to lay out".into());
+    }
+    // binfmt_elf zeroes a bss tail only in a writable segment: in another,
+    // the rest of the last file page keeps the file bytes that follow, and
+    // those move with the rewrite.
+    let unwritable_bss = loads.iter().find(|(_, ph)| ph.p_filesz > 0 && ph.p_memsz > ph.p_filesz && !Prot::from_p_flags(ph.p_flags).is_writable());
+    if let Some((index, ph)) = unwritable_bss {
+        return Err(format!(
+            "PT_LOAD[{index}] ({}) has bss but is not writable: the kernel leaves its last page's tail as file bytes, which a rewrite moves",
+            flags_name(Prot::from_p_flags(ph.p_flags))
+        ));
     }
     loads.sort_by_key(|(_, ph)| ph.p_vaddr);
     let mut groups = page_groups(&loads, page);
@@ -478,6 +497,12 @@ pub(crate) fn plan_layout(
     } else {
         translate(&moves, headers.shoff, shdr_table_len.max(1)).ok_or("the section header table lies in bytes the rewrite does not keep")?
     };
+    // A PT_PHDR that does not describe the table (mangled p_vaddr or
+    // p_offset) would put it over the ELF header.
+    let ehdr_len = headers.file_header_size();
+    if phoff < ehdr_len || shoff != 0 && shoff < ehdr_len {
+        return Err(format!("the header tables would move over the ELF header (e_phoff {phoff:#x}, e_shoff {shoff:#x})"));
+    }
     let mut literals = vec![
         (0, "ELF header", encode_file_header(headers, phoff, shoff)?),
         (phoff, "program headers", encode_program_headers(headers, &table)?),

@@ -3,8 +3,9 @@
 //! (through PT_DYNAMIC and the tags there), and its new bytes after a shift
 //! by Δ. Anything that cannot be accounted for is a refusal with the reason.
 //!
-//! `verify::rebase_expectations` predicts the same changes through the
-//! section headers instead, so the two paths check each other.
+//! `proof::rebase_expectations` predicts the same changes through the
+//! section headers instead, so the two paths check each other: before
+//! anything is written ([`agree_with_sections`]) and in the proof of the output.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use object::elf;
 use object::ReadRef;
 
 use super::headers::RawHeaders;
+use super::proof::rebase_expectations;
 use super::words::{Words, PPC64_TOC_BIAS};
 use crate::elf::ElfFile;
 
@@ -481,4 +483,58 @@ pub(super) fn check_eh_frame_hdr<'data, R: ReadRef<'data>>(data: R, headers: &Ra
         }
     }
     Ok(())
+}
+
+/// Rebase finds what it moves through PT_DYNAMIC; the proof predicts the same
+/// bytes through the section headers ([`rebase_expectations`]). In a
+/// consistent file both name the same loaded bytes. Where they differ (a
+/// mangled dynamic section or section header) the output would fail its
+/// proof, so rebase refuses now, naming the first address they disagree on.
+pub(super) fn agree_with_sections<'data, R: ReadRef<'data>>(
+    data: R,
+    headers: &RawHeaders,
+    patches: &[Patch],
+    delta: u64,
+) -> Result<(), String> {
+    let expected = rebase_expectations(data, delta).map_err(|e| format!("the section headers do not say what rebase moves: {e}"))?;
+    let loads: Vec<_> = headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_LOAD.0 && ph.p_filesz > 0).collect();
+    let address_of = |offset: u64| {
+        loads.iter().find(|ph| ph.p_offset <= offset && offset - ph.p_offset < ph.p_filesz).map(|ph| ph.p_vaddr + (offset - ph.p_offset))
+    };
+    let offset_of = |address: u64| {
+        loads.iter().find(|ph| ph.p_vaddr <= address && address - ph.p_vaddr < ph.p_filesz).map(|ph| ph.p_offset + (address - ph.p_vaddr))
+    };
+    let input_byte = |offset: u64| data.read_bytes_at(offset, 1).ok().map(|b| b[0]);
+    // Loaded bytes whose value changes, by input address: patched, and predicted.
+    let mut patched: Vec<(u64, u8)> = Vec::new();
+    for patch in patches {
+        for (offset, &new) in (patch.offset..).zip(&patch.bytes) {
+            if let Some(address) = address_of(offset).filter(|_| input_byte(offset) != Some(new)) {
+                patched.push((address, new));
+            }
+        }
+    }
+    let mut predicted: Vec<(u64, u8)> = Vec::new();
+    for change in &expected {
+        for (address, &new) in (change.range.start..).zip(&change.bytes) {
+            if offset_of(address).and_then(input_byte) != Some(new) {
+                predicted.push((address, new));
+            }
+        }
+    }
+    for list in [&mut patched, &mut predicted] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    match patched.iter().zip(&predicted).find(|(a, b)| a != b) {
+        Some((a, b)) => Err(format!(
+            "the dynamic section and the section headers disagree on what moves: rebase would change {:#x}, the section headers {:#x}",
+            a.0, b.0
+        )),
+        None if patched.len() != predicted.len() => {
+            let first_extra = patched.get(predicted.len()).or(predicted.get(patched.len())).map_or(0, |c| c.0);
+            Err(format!("the dynamic section and the section headers disagree on what moves, from {first_extra:#x}"))
+        }
+        None => Ok(()),
+    }
 }

@@ -11,6 +11,7 @@ use crate::fix::headers::RawSectionHeader;
 use crate::fix::layout::{overlay, trim_relro, PageGroup};
 use crate::fix::plan::{OutputPiece, PieceSource};
 use crate::fix::proof::{compare_contents, image_checks, rebase_expectations};
+use crate::fix::write::render;
 use crate::predict::memory::AddrRange;
 
 const E: Endianness = Endianness::Little;
@@ -78,26 +79,11 @@ fn build(e_type: object::elf::FileType, loads: &[Load], relro: Option<(u64, u64)
     data
 }
 
-/// Writes the plan's pieces into a buffer, as `pagefit fix` streams them to a file.
-fn apply(input: &[u8], plan: &RewritePlan) -> Vec<u8> {
-    let mut out = vec![0u8; plan.output_len as usize];
-    for piece in &plan.pieces {
-        let at = piece.offset as usize;
-        let len = piece.len as usize;
-        match &piece.source {
-            PieceSource::Copy { from } => out[at..at + len].copy_from_slice(&input[*from as usize..*from as usize + len]),
-            PieceSource::Zeros => out[at..at + len].fill(0),
-            PieceSource::Bytes { bytes, .. } => out[at..at + len].copy_from_slice(bytes),
-        }
-    }
-    out
-}
-
 /// Plans, applies and proves a rewrite; returns the plan and the output.
 fn fix(data: &[u8], page: PageSize, strategy: Strategy) -> Result<(RewritePlan, Vec<u8>), Vec<Refusal>> {
     let file = parse(data, ParseOptions::everything()).unwrap();
     let plan = plan_rewrite(data, &file, page, strategy)?;
-    let out = apply(data, &plan);
+    let out = render(&plan, data, u64::MAX).unwrap();
     let written = parse(out.as_slice(), ParseOptions::everything()).unwrap();
     let changes = if plan.delta == 0 { Vec::new() } else { rebase_expectations(data, plan.delta).unwrap() };
     let checks = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten, plan.delta, &changes).unwrap();
@@ -273,7 +259,7 @@ proptest::proptest! {
         let Ok(file) = parse(data.as_slice(), ParseOptions::everything()) else { return Ok(()) };
         for page in [PageSize::K16, PageSize::K64] {
             let Ok(plan) = plan_rewrite(data.as_slice(), &file, page, Strategy::Auto) else { continue };
-            let out = apply(&data, &plan);
+            let out = render(&plan, &data, u64::MAX).unwrap();
             let Ok(written) = parse(out.as_slice(), ParseOptions::everything()) else { continue };
             let changes = if plan.delta == 0 { Vec::new() } else { rebase_expectations(data.as_slice(), plan.delta).unwrap_or_default() };
             if let Ok(checks) = image_checks(&file, &written, page, &target_loaders(&file), &plan.rewritten, plan.delta, &changes) {

@@ -7,6 +7,8 @@
 //! Sections, when known, say which bytes matter and what they are: code that
 //! must stay executable, data that will be written, or padding nobody reads.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::elf::{ProgramHeader, Prot, Section, Symbol};
@@ -130,8 +132,8 @@ struct ByteRole<'s> {
     sections: Vec<&'s Section>,
 }
 
-fn byte_role<'s>(input: &LoadInput<'s>, segment: &ProgramHeader, at: u64) -> ByteRole<'s> {
-    if input.sections.is_empty() {
+fn byte_role<'s>(segment: &ProgramHeader, sections: &mut Covering<'s, Section>, at: u64) -> ByteRole<'s> {
+    if sections.items.is_empty() {
         return ByteRole {
             significant: true,
             code: segment.prot.is_executable(),
@@ -139,12 +141,47 @@ fn byte_role<'s>(input: &LoadInput<'s>, segment: &ProgramHeader, at: u64) -> Byt
             sections: Vec::new(),
         };
     }
-    let covering: Vec<&Section> = input.sections.iter().filter(|s| s.addr <= at && at < s.end()).collect();
+    let covering = sections.at(at);
     ByteRole {
         significant: !covering.is_empty(),
         code: covering.iter().any(|s| s.is_code()),
         written: covering.iter().any(|s| s.is_writable()),
         sections: covering,
+    }
+}
+
+/// The items (segments, sections) covering each of a rising sequence of
+/// addresses, in table order: a sweep over the items sorted by start, so a
+/// file with 65,535 sections costs no more than one scan of them per address.
+struct Covering<'s, T> {
+    items: &'s [T],
+    /// Indexes into `items`, by start address.
+    by_start: Vec<usize>,
+    /// How many of `by_start` have started.
+    started: usize,
+    /// Items started and not yet ended.
+    active: Vec<usize>,
+    range: fn(&T) -> (u64, u64),
+}
+
+impl<'s, T> Covering<'s, T> {
+    fn new(items: &'s [T], range: fn(&T) -> (u64, u64)) -> Covering<'s, T> {
+        let mut by_start: Vec<usize> = (0..items.len()).collect();
+        by_start.sort_by_key(|&i| range(&items[i]).0);
+        Covering { items, by_start, started: 0, active: Vec::new(), range }
+    }
+
+    /// The items covering `at`, which is no lower than the last address asked for.
+    fn at(&mut self, at: u64) -> Vec<&'s T> {
+        while let Some(&next) = self.by_start.get(self.started).filter(|&&i| (self.range)(&self.items[i]).0 <= at) {
+            self.active.push(next);
+            self.started += 1;
+        }
+        let (items, range) = (self.items, self.range);
+        self.active.retain(|&i| at < range(&items[i]).1);
+        let mut covering = self.active.clone();
+        covering.sort_unstable();
+        covering.into_iter().map(|i| &items[i]).collect()
     }
 }
 
@@ -164,11 +201,13 @@ fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImag
     }
     cuts.sort_unstable();
     cuts.dedup();
+    let mut segments = Covering::new(&input.loads, |s| (s.vaddr, s.mem_end()));
+    let mut sections = Covering::new(input.sections, |s| (s.addr, s.end()));
     let mut effects: Vec<Effect> = Vec::new();
     for pair in cuts.windows(2) {
         let piece = AddrRange::new(pair[0], pair[1]);
-        let Some(segment) = input.loads.iter().find(|s| s.vaddr <= piece.start && piece.start < s.mem_end()) else { continue };
-        let role = byte_role(input, segment, piece.start);
+        let Some(&segment) = segments.at(piece.start).first() else { continue };
+        let role = byte_role(segment, &mut sections, piece.start);
         if !role.significant {
             continue;
         }
@@ -206,11 +245,7 @@ fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImag
                 && same_clobber_source(last, clobbered);
             if continues {
                 last.range.end = piece.end;
-                for name in sections {
-                    if !last.sections.contains(&name) {
-                        last.sections.push(name);
-                    }
-                }
+                last.sections.extend(sections);
                 continue;
             }
         }
@@ -220,6 +255,9 @@ fn compare(input: &LoadInput<'_>, baseline: &MemoryImage, predicted: &MemoryImag
         }
     }
     for effect in &mut effects {
+        // Each name once, where it first appeared (a merged effect took every piece's names).
+        let mut seen = HashSet::new();
+        effect.sections.retain(|name| seen.insert(name.clone()));
         effect.symbols = symbols_in(input.symbols, effect.range);
     }
     effects

@@ -276,3 +276,15 @@ fn no_load_segments_is_rejected() {
     assert_eq!(planned.outcome, Outcome::Rejected);
     assert_eq!(kinds(&planned), [FindingKind::NoLoadSegments]);
 }
+
+/// The sweep finds, at each rising address, exactly the sections a scan of
+/// all of them finds, in table order, overlapping and empty ones included.
+#[test]
+fn covering_sweep_matches_a_scan() {
+    let sections: Vec<Section> = (0..40u64).map(|i| section(&format!("s{i}"), (i * 37) % 300, (i * 53) % 90, 0)).collect();
+    let mut sweep = Covering::new(&sections, |s| (s.addr, s.end()));
+    for at in 0..400 {
+        let scanned: Vec<&Section> = sections.iter().filter(|s| s.addr <= at && at < s.end()).collect();
+        assert_eq!(sweep.at(at), scanned, "at {at:#x}");
+    }
+}

@@ -1,0 +1,46 @@
+//! Inputs the cargo-fuzz targets (`fuzz/`) crashed on, replayed as those
+//! targets run them. `fuzz_regressions/fix/`: `pagefit fix` in memory must
+//! end refused or with an output its proof accepts. The `layout-*` inputs
+//! were fixed by refusals in `fix/layout.rs`: a section whose bytes are past
+//! the end of the file, a read-only segment with bss, header tables that
+//! would move over the ELF header.
+//!
+//! The `rebase-*` inputs, mangled so that the dynamic section and the
+//! section headers name different tables, are refused by rebase before
+//! anything is written (`rebase::agree_with_sections`); before, their
+//! outputs failed the proof.
+
+use std::path::Path;
+
+use pagefit_core::elf::parse;
+use pagefit_core::fix::plan::Strategy;
+use pagefit_core::fix::steps::{fix_in_memory, parse_options, InMemoryFix};
+use pagefit_core::page::PageSize;
+
+/// Every rejection of `data`, at 16K and 64K with each strategy.
+fn rejections(data: &[u8]) -> Vec<String> {
+    let Ok(file) = parse(data, parse_options()) else { return Vec::new() };
+    let mut rejected = Vec::new();
+    for page in [PageSize::K16, PageSize::K64] {
+        for strategy in [Strategy::Relayout, Strategy::Rebase, Strategy::Merge] {
+            if let Ok(InMemoryFix::Rejected(why)) = fix_in_memory(data, &file, page, strategy, 64 << 20) {
+                rejected.push(why);
+            }
+        }
+    }
+    rejected
+}
+
+#[test]
+fn fix_regressions_end_refused_or_proven() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions/fix");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let rejected = rejections(&std::fs::read(&path).unwrap());
+        assert!(rejected.is_empty(), "{name}: {rejected:?}");
+        replayed += 1;
+    }
+    assert!(replayed >= 20, "{dir:?} holds {replayed} inputs");
+}
