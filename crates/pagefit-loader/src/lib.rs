@@ -31,6 +31,7 @@
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
 #[cfg_attr(target_arch = "powerpc64", path = "arch/powerpc64.rs")]
+#[cfg_attr(target_arch = "arm", path = "arch/arm.rs")]
 mod arch;
 mod host;
 pub mod source;
@@ -45,7 +46,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
+use pagefit_core::elf::{parse, ElfClass, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
 use pagefit_core::page::PageSize;
 use pagefit_core::predict::memory::AddrRange;
 use pagefit_core::run::origin::{expand_origin, OriginExpansion};
@@ -148,9 +149,14 @@ pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") {
     object::elf::EM_AARCH64.0
 } else if cfg!(target_arch = "powerpc64") {
     object::elf::EM_PPC64.0
+} else if cfg!(target_arch = "arm") {
+    object::elf::EM_ARM.0
 } else {
     object::elf::EM_X86_64.0
 };
+
+/// The ELF class of the programs this loader runs: its own pointer width.
+pub const HOST_CLASS: ElfClass = if cfg!(target_pointer_width = "32") { ElfClass::Elf32 } else { ElfClass::Elf64 };
 
 /// Checks and plans the program at `path`, already open as `file` (run with
 /// `args`, `args[0]` included). With `embedded`, the program is that byte
@@ -217,7 +223,7 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
         0 => LoadError::Invalid(format!("{shown}: {e}")),
         _ => LoadError::Invalid(format!("{shown}: the record at {base:#x}: {e} (offsets from the record's start)")),
     })?;
-    if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
+    if elf.machine != HOST_MACHINE || elf.class() != HOST_CLASS || !elf.little_endian {
         return Err(LoadError::Refused(format!(
             "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
             elf.machine_name(),
@@ -288,7 +294,7 @@ impl Prepared {
         if self.program_relro.is_none() {
             return Ok(None);
         }
-        let len = self.program.elf.program_headers.len() * 56;
+        let len = self.program.elf.program_headers.len() * HOST_CLASS.program_header_size();
         let mut table = vec![0u8; len];
         let offset = self.program.base + self.program.elf.program_header_offset;
         self.program.file.read_exact_at(&mut table, offset)?;
@@ -325,7 +331,7 @@ impl Prepared {
             // A copy with PT_GNU_RELRO trimmed, just above the stack top.
             Some(mut table) => {
                 let copy_at = stack_area.top;
-                rewrite_program_headers(&mut table, self.program_relro, copy_at.wrapping_sub(program.bias))
+                rewrite_program_headers(&mut table, HOST_CLASS, self.program_relro, copy_at.wrapping_sub(program.bias))
                     .map_err(|e| LoadError::Invalid(format!("{}: {e}", self.program.path.display())))?;
                 stack_area.reservation.write(copy_at as usize, &table);
                 copy_at
@@ -341,7 +347,7 @@ impl Prepared {
             (auxv::AT_PAGESZ, page),
             (auxv::AT_CLKTCK, host.value(auxv::AT_CLKTCK)),
             (auxv::AT_PHDR, phdr),
-            (auxv::AT_PHENT, 56),
+            (auxv::AT_PHENT, HOST_CLASS.program_header_size() as u64),
             (auxv::AT_PHNUM, self.program.elf.program_headers.len() as u64),
             (auxv::AT_BASE, interpreter.as_ref().map_or(0, |i| i.bias)),
             (auxv::AT_FLAGS, 0),
@@ -361,7 +367,7 @@ impl Prepared {
         let mut random = [0u8; 16];
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(|e| system("getrandom", e.into()))?;
         let platform = host.platform();
-        let request = StackRequest { args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
+        let request = StackRequest { class: HOST_CLASS, args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
         let stack = stack_area.fill(&request).map_err(|e| system("initial stack", e))?;
         let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
         let report = objects
@@ -409,7 +415,7 @@ impl Prepared {
     ) -> Vec<OriginExpansion> {
         let mut expanded = Vec::new();
         for (expansion, string) in self.origin_expansions.iter().zip(strings) {
-            let value = AddrRange::new(expansion.value_vaddr, expansion.value_vaddr + 8);
+            let value = AddrRange::new(expansion.value_vaddr, expansion.value_vaddr + HOST_CLASS.word_bytes() as u64);
             let writable = self
                 .program
                 .plan
@@ -419,7 +425,8 @@ impl Prepared {
             if writable {
                 stack_area.reservation.write(at as usize, string);
                 let d_val = expansion.value_for(at, program.bias);
-                program.reservation.write(value.start.wrapping_add(program.bias) as usize, &d_val.to_le_bytes());
+                // The low word of the little-endian value: modulo 2^32 for ELF32, as ld.so adds.
+                program.reservation.write(value.start.wrapping_add(program.bias) as usize, &d_val.to_le_bytes()[..HOST_CLASS.word_bytes()]);
                 expanded.push(expansion.clone());
             }
             at += string.len() as u64;
@@ -590,7 +597,9 @@ impl StackArea {
         let image = build_stack(request, self.top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         // The ABI's entry invariants: 16-byte alignment, and a stack that reads back.
         debug_assert_eq!(image.sp % 16, 0);
-        debug_assert!(pagefit_core::run::stack::parse_stack(&image.bytes, image.base, image.sp).is_ok_and(|s| s.args == request.args));
+        debug_assert!(
+            pagefit_core::run::stack::parse_stack(&image.bytes, image.base, image.sp, request.class).is_ok_and(|s| s.args == request.args)
+        );
         self.reservation.write(image.base as usize, &image.bytes);
         Ok(MappedStack {
             range: AddrRange::new(self.bottom, self.top),
