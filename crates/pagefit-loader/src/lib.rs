@@ -321,13 +321,27 @@ impl Prepared {
         };
         let page = self.options.page_size.bytes();
         let program_headers = self.program_headers_for_robust_relro().map_err(|e| system("program headers", e))?;
-        let headers_len = program_headers.as_ref().map_or(0, Vec::len);
+        let headers_len = match (&program_headers, &self.interpreter) {
+            (Some(table), Some(_)) => table.len(),
+            _ => 0,
+        };
         let origin_strings: Vec<Vec<u8>> = self.origin_expansions.iter().map(|e| [e.expanded.as_bytes(), b"\0"].concat()).collect();
         let above_top = headers_len + origin_strings.iter().map(Vec::len).sum::<usize>();
         let mut stack_area = StackArea::map(page, above_top).map_err(|e| system("initial stack", e))?;
         let strings_at = stack_area.top + headers_len as u64;
         let origin_expanded = self.expand_origin_in_memory(&mut program, &mut stack_area, strings_at, &origin_strings);
         let phdr = match program_headers {
+            // glibc's static startup reads its program headers through
+            // `__ehdr_start`, not AT_PHDR: a program without an interpreter
+            // has its own table trimmed where it is mapped.
+            Some(mut table) if self.interpreter.is_none() => {
+                let at = self.in_image_program_headers()?;
+                rewrite_program_headers(&mut table, HOST_CLASS, self.program_relro, at)
+                    .map_err(|e| LoadError::Invalid(format!("{}: {e}", self.program.path.display())))?;
+                write_into_image(&self.program, &mut program, at, &table)
+                    .map_err(|e| system(&format!("{}: program headers", self.program.path.display()), e))?;
+                at.wrapping_add(program.bias)
+            }
             // A copy with PT_GNU_RELRO trimmed, just above the stack top.
             Some(mut table) => {
                 let copy_at = stack_area.top;
@@ -336,9 +350,7 @@ impl Prepared {
                 stack_area.reservation.write(copy_at as usize, &table);
                 copy_at
             }
-            None => phdr_address(&self.program.elf)
-                .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))?
-                .wrapping_add(program.bias),
+            None => self.in_image_program_headers()?.wrapping_add(program.bias),
         };
         let plain_auxv = [
             (auxv::AT_SYSINFO_EHDR, host.value(auxv::AT_SYSINFO_EHDR)),
@@ -402,6 +414,12 @@ impl Prepared {
 }
 
 impl Prepared {
+    /// Where the program's own program header table is mapped, before the load bias.
+    fn in_image_program_headers(&self) -> Result<u64, LoadError> {
+        phdr_address(&self.program.elf)
+            .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))
+    }
+
     /// Writes each expanded search path above the stack top (from `at`) and
     /// points its dynamic entry there. Only entries in pages the program may
     /// write anyway are changed (`.dynamic` is writable data, or RELRO that
@@ -442,6 +460,36 @@ fn phdr_address(elf: &ElfFile) -> Option<u64> {
     }
     let offset = elf.program_header_offset;
     elf.loads().find(|s| s.offset <= offset && offset < s.offset + s.filesz).map(|s| s.vaddr + (offset - s.offset))
+}
+
+/// Writes `bytes` at link-time address `at` of a mapped object: each page
+/// they touch is made writable for the write, then given its planned
+/// protection back. Private mappings: the file is never changed.
+fn write_into_image(object: &PlannedObject, mapped: &mut MappedObject, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+    let page = object.plan.page_size;
+    let end = at + bytes.len() as u64;
+    let runtime = |address: u64| address.wrapping_add(mapped.bias) as usize;
+    let mut page_start = page.align_down(at);
+    while page_start < end {
+        let page_end = page_start + page.bytes();
+        let mapping = object
+            .plan
+            .mappings
+            .iter()
+            .find(|m| m.range.start <= page_start && page_end <= m.range.end && m.source != MappingSource::Reserved)
+            .ok_or(std::io::ErrorKind::AddrNotAvailable)?;
+        let writable = mapping.prot.contains(Prot::W);
+        if !writable {
+            mapped.reservation.protect(runtime(page_start), page.bytes() as usize, Prot::RW)?;
+        }
+        let (from, to) = (at.max(page_start), end.min(page_end));
+        mapped.reservation.write(runtime(from), &bytes[(from - at) as usize..(to - at) as usize]);
+        if !writable {
+            mapped.reservation.protect(runtime(page_start), page.bytes() as usize, mapping.prot)?;
+        }
+        page_start = page_end;
+    }
+    Ok(())
 }
 
 fn process_name(path: &Path) -> Vec<u8> {
@@ -706,7 +754,8 @@ pub struct ObjectReport {
     pub bias: u64,
     /// The plan, in link-time addresses.
     pub plan: RobustPlan,
-    /// PT_GNU_RELRO as the program was told it (through AT_PHDR), when
+    /// PT_GNU_RELRO as the program was told it (through AT_PHDR, or for a
+    /// program without an interpreter in its own mapped header table), when
     /// trimmed to whole pages; link-time addresses.
     pub relro_advertised: Option<AddrRange>,
     /// DT_RPATH/DT_RUNPATH entries whose `$ORIGIN` the loader expanded
