@@ -266,7 +266,7 @@ fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
     match sys::Reservation::fixed(span.start as usize, len) {
         Ok(probe) => return probe.release().map_err(|e| LoadError::System(format!("munmap: {e}"))),
         Err(e) if e.raw_os_error() != Some(rustix::io::Errno::EXIST.raw_os_error()) => {
-            return Err(LoadError::System(format!("{}: cannot reserve {:#x}-{:#x}: {e}", object.path.display(), span.start, span.end)))
+            return Err(LoadError::System(format!("{}: cannot reserve {:#x}-{:#x}: {e}", object.path.display(), span.start, span.end)));
         }
         Err(_) => {}
     }
@@ -379,7 +379,15 @@ impl Prepared {
         let mut random = [0u8; 16];
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(|e| system("getrandom", e.into()))?;
         let platform = host.platform();
-        let request = StackRequest { class: HOST_CLASS, args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
+        let request = StackRequest {
+            class: HOST_CLASS,
+            args: &args,
+            env: &env,
+            execfn: &execfn,
+            platform: platform.as_deref(),
+            random,
+            auxv: &plain_auxv,
+        };
         let stack = stack_area.fill(&request).map_err(|e| system("initial stack", e))?;
         let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
         let report = objects

@@ -275,7 +275,8 @@ fn a_32_bit_header_table_is_rewritten_in_its_own_layout() {
     use object::LittleEndian as LE;
     let mut bytes = vec![0u8; 3 * 32];
     let headers: &mut [ProgramHeader32<LE>] = object::pod::slice_from_all_bytes_mut(&mut bytes).unwrap();
-    for (header, (p_type, vaddr, size)) in headers.iter_mut().zip([(PT_PHDR, 0x34, 0x60), (PT_LOAD, 0, 0x1000), (PT_GNU_RELRO, 0x1fef4, 0x10c)])
+    for (header, (p_type, vaddr, size)) in
+        headers.iter_mut().zip([(PT_PHDR, 0x34, 0x60), (PT_LOAD, 0, 0x1000), (PT_GNU_RELRO, 0x1fef4, 0x10c)])
     {
         header.p_type.set(LE, p_type);
         header.p_vaddr.set(LE, vaddr);
@@ -294,7 +295,8 @@ fn a_32_bit_header_table_is_rewritten_in_its_own_layout() {
     let relro = &rewritten[2];
     assert_eq!((relro.p_vaddr.get(LE), relro.p_offset.get(LE), relro.p_filesz.get(LE), relro.p_memsz.get(LE)), (0x20000, 0x20000, 0, 0));
     raise_load_alignment(&mut bytes, ElfClass::Elf32, 0x8000).unwrap();
-    let aligns: Vec<u32> = object::pod::slice_from_all_bytes::<ProgramHeader32<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
+    let aligns: Vec<u32> =
+        object::pod::slice_from_all_bytes::<ProgramHeader32<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
     assert_eq!(aligns, [0x1000, 0x8000, 0x1000]);
     // 56-byte entries are not 32-byte ones.
     assert!(rewrite_program_headers(&mut bytes[..56], ElfClass::Elf32, None, 0).is_err());

@@ -193,7 +193,8 @@ pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, S
     for (slot, value) in bytes.chunks_exact_mut(word).zip(&table) {
         match request.class {
             ElfClass::Elf32 => {
-                let value = u32::try_from(*value).map_err(|_| StackError(format!("{value:#x} does not fit a 32-bit program's stack word")))?;
+                let value =
+                    u32::try_from(*value).map_err(|_| StackError(format!("{value:#x} does not fit a 32-bit program's stack word")))?;
                 slot.copy_from_slice(&value.to_le_bytes());
             }
             ElfClass::Elf64 => slot.copy_from_slice(&value.to_le_bytes()),
@@ -302,7 +303,15 @@ mod tests {
             (auxv::AT_HWCAP2, 2),
         ];
         let random: [u8; 16] = std::array::from_fn(|i| i as u8 * 3 + 1);
-        let request = StackRequest { class: ElfClass::Elf64, args: &args, env: &env, execfn: b"/bin/true", platform: Some(b"x86_64"), random, auxv: &plain };
+        let request = StackRequest {
+            class: ElfClass::Elf64,
+            args: &args,
+            env: &env,
+            execfn: b"/bin/true",
+            platform: Some(b"x86_64"),
+            random,
+            auxv: &plain,
+        };
         let top = 0x7fff_ffff_f000;
         let stack = build_stack(&request, top).unwrap();
         assert_eq!(stack.sp % 16, 0, "the ABI wants a 16-byte aligned stack at entry");
@@ -344,13 +353,22 @@ mod tests {
         // "v8l", the random bytes at 0xfffffdd; 16 words of table below
         // them end at 0xfffff9d, rounded down to 16: sp = 0xfffff90.
         let table: [u32; 16] = [
-            2, 0x0fff_fff1, 0x0fff_fff3, 0, // argc, argv, NULL
-            0x0fff_fff6, 0, // envp, NULL
-            6, 16384, // AT_PAGESZ
-            15, 0x0fff_ffed, // AT_PLATFORM
-            25, 0x0fff_ffdd, // AT_RANDOM
-            31, 0x0fff_fffa, // AT_EXECFN
-            0, 0, // AT_NULL
+            2,
+            0x0fff_fff1,
+            0x0fff_fff3,
+            0, // argc, argv, NULL
+            0x0fff_fff6,
+            0, // envp, NULL
+            6,
+            16384, // AT_PAGESZ
+            15,
+            0x0fff_ffed, // AT_PLATFORM
+            25,
+            0x0fff_ffdd, // AT_RANDOM
+            31,
+            0x0fff_fffa, // AT_EXECFN
+            0,
+            0, // AT_NULL
         ];
         let mut expected: Vec<u8> = table.iter().flat_map(|word| word.to_le_bytes()).collect();
         expected.extend([0; 13]);
@@ -384,7 +402,8 @@ mod tests {
 
     #[test]
     fn an_empty_argv_and_no_platform_still_make_a_valid_stack() {
-        let request = StackRequest { class: ElfClass::Elf64, args: &[], env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
+        let request =
+            StackRequest { class: ElfClass::Elf64, args: &[], env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
         let stack = build_stack(&request, 0x10000).unwrap();
         let parsed = parse_stack(&stack.bytes, stack.base, stack.sp, ElfClass::Elf64).unwrap();
         assert!(parsed.args.is_empty() && parsed.env.is_empty());
@@ -395,7 +414,8 @@ mod tests {
     #[test]
     fn a_stack_that_does_not_fit_is_an_error() {
         let args = [vec![b'a'; 100]];
-        let request = StackRequest { class: ElfClass::Elf64, args: &args, env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
+        let request =
+            StackRequest { class: ElfClass::Elf64, args: &args, env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
         assert!(build_stack(&request, 64).is_err());
         assert!(parse_stack(&[0; 8], 0x1000, 0x1000, ElfClass::Elf64).is_err());
     }
