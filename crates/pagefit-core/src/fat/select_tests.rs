@@ -2,6 +2,7 @@ use std::cell::RefCell;
 
 use super::*;
 use crate::error::ParseErrorKind;
+use crate::fat::WordSize;
 
 const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
