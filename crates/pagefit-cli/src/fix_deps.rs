@@ -128,9 +128,9 @@ fn align_for_emulation(copy: &Path, page: PageSize) -> anyhow::Result<()> {
     let file = std::fs::OpenOptions::new().read(true).write(true).open(copy).with_context(|| format!("{shown}: cannot open"))?;
     let elf = pagefit_core::elf::parse(&object::read::ReadCache::new(&file), ParseOptions { runtime: true, ..ParseOptions::default() })
         .with_context(|| format!("{shown}: cannot parse"))?;
-    let mut table = vec![0u8; elf.program_headers.len() * 56];
+    let mut table = vec![0u8; elf.program_headers.len() * elf.class().program_header_size()];
     file.read_exact_at(&mut table, elf.program_header_offset).with_context(|| format!("{shown}: cannot read the program headers"))?;
-    raise_load_alignment(&mut table, emulation_alignment(page)).with_context(|| format!("{shown}: program headers"))?;
+    raise_load_alignment(&mut table, elf.class(), emulation_alignment(page)).with_context(|| format!("{shown}: program headers"))?;
     file.write_all_at(&table, elf.program_header_offset).with_context(|| format!("{shown}: cannot write the program headers"))?;
     Ok(())
 }

@@ -17,7 +17,9 @@ impl HostAuxv {
             Some(bytes) => bytes,
             None => std::fs::read("/proc/self/auxv")?,
         };
-        let words: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default())).collect();
+        // Two words per entry, each as wide as this process's pointers.
+        let words: Vec<u64> =
+            bytes.chunks_exact(size_of::<usize>()).map(|w| usize::from_ne_bytes(w.try_into().unwrap_or_default()) as u64).collect();
         let entries = words.chunks_exact(2).map(|pair| (pair[0], pair[1])).take_while(|(tag, _)| *tag != auxv::AT_NULL).collect();
         Ok(HostAuxv { entries })
     }

@@ -31,6 +31,7 @@
 #[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
 #[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
 #[cfg_attr(target_arch = "powerpc64", path = "arch/powerpc64.rs")]
+#[cfg_attr(target_arch = "arm", path = "arch/arm.rs")]
 mod arch;
 mod host;
 pub mod source;
@@ -45,7 +46,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
+use pagefit_core::elf::{parse, ElfClass, ElfFile, ElfKind, ParseOptions, ProgramHeader, Prot};
 use pagefit_core::page::PageSize;
 use pagefit_core::predict::memory::AddrRange;
 use pagefit_core::run::origin::{expand_origin, OriginExpansion};
@@ -148,9 +149,14 @@ pub const HOST_MACHINE: u16 = if cfg!(target_arch = "aarch64") {
     object::elf::EM_AARCH64.0
 } else if cfg!(target_arch = "powerpc64") {
     object::elf::EM_PPC64.0
+} else if cfg!(target_arch = "arm") {
+    object::elf::EM_ARM.0
 } else {
     object::elf::EM_X86_64.0
 };
+
+/// The ELF class of the programs this loader runs: its own pointer width.
+pub const HOST_CLASS: ElfClass = if cfg!(target_pointer_width = "32") { ElfClass::Elf32 } else { ElfClass::Elf64 };
 
 /// Checks and plans the program at `path`, already open as `file` (run with
 /// `args`, `args[0]` included). With `embedded`, the program is that byte
@@ -217,7 +223,7 @@ fn plan_object(path: &Path, file: File, embedded: Option<Range<u64>>, options: R
         0 => LoadError::Invalid(format!("{shown}: {e}")),
         _ => LoadError::Invalid(format!("{shown}: the record at {base:#x}: {e} (offsets from the record's start)")),
     })?;
-    if elf.machine != HOST_MACHINE || elf.bits != 64 || !elf.little_endian {
+    if elf.machine != HOST_MACHINE || elf.class() != HOST_CLASS || !elf.little_endian {
         return Err(LoadError::Refused(format!(
             "{shown}: the {role} is for {} ({}-bit), this loader runs {} programs only",
             elf.machine_name(),
@@ -260,7 +266,7 @@ fn check_fixed_range_is_free(object: &PlannedObject) -> Result<(), LoadError> {
     match sys::Reservation::fixed(span.start as usize, len) {
         Ok(probe) => return probe.release().map_err(|e| LoadError::System(format!("munmap: {e}"))),
         Err(e) if e.raw_os_error() != Some(rustix::io::Errno::EXIST.raw_os_error()) => {
-            return Err(LoadError::System(format!("{}: cannot reserve {:#x}-{:#x}: {e}", object.path.display(), span.start, span.end)))
+            return Err(LoadError::System(format!("{}: cannot reserve {:#x}-{:#x}: {e}", object.path.display(), span.start, span.end)));
         }
         Err(_) => {}
     }
@@ -288,7 +294,7 @@ impl Prepared {
         if self.program_relro.is_none() {
             return Ok(None);
         }
-        let len = self.program.elf.program_headers.len() * 56;
+        let len = self.program.elf.program_headers.len() * HOST_CLASS.program_header_size();
         let mut table = vec![0u8; len];
         let offset = self.program.base + self.program.elf.program_header_offset;
         self.program.file.read_exact_at(&mut table, offset)?;
@@ -315,24 +321,36 @@ impl Prepared {
         };
         let page = self.options.page_size.bytes();
         let program_headers = self.program_headers_for_robust_relro().map_err(|e| system("program headers", e))?;
-        let headers_len = program_headers.as_ref().map_or(0, Vec::len);
+        let headers_len = match (&program_headers, &self.interpreter) {
+            (Some(table), Some(_)) => table.len(),
+            _ => 0,
+        };
         let origin_strings: Vec<Vec<u8>> = self.origin_expansions.iter().map(|e| [e.expanded.as_bytes(), b"\0"].concat()).collect();
         let above_top = headers_len + origin_strings.iter().map(Vec::len).sum::<usize>();
         let mut stack_area = StackArea::map(page, above_top).map_err(|e| system("initial stack", e))?;
         let strings_at = stack_area.top + headers_len as u64;
         let origin_expanded = self.expand_origin_in_memory(&mut program, &mut stack_area, strings_at, &origin_strings);
         let phdr = match program_headers {
+            // glibc's static startup reads its program headers through
+            // `__ehdr_start`, not AT_PHDR: a program without an interpreter
+            // has its own table trimmed where it is mapped.
+            Some(mut table) if self.interpreter.is_none() => {
+                let at = self.in_image_program_headers()?;
+                rewrite_program_headers(&mut table, HOST_CLASS, self.program_relro, at)
+                    .map_err(|e| LoadError::Invalid(format!("{}: {e}", self.program.path.display())))?;
+                write_into_image(&self.program, &mut program, at, &table)
+                    .map_err(|e| system(&format!("{}: program headers", self.program.path.display()), e))?;
+                at.wrapping_add(program.bias)
+            }
             // A copy with PT_GNU_RELRO trimmed, just above the stack top.
             Some(mut table) => {
                 let copy_at = stack_area.top;
-                rewrite_program_headers(&mut table, self.program_relro, copy_at.wrapping_sub(program.bias))
+                rewrite_program_headers(&mut table, HOST_CLASS, self.program_relro, copy_at.wrapping_sub(program.bias))
                     .map_err(|e| LoadError::Invalid(format!("{}: {e}", self.program.path.display())))?;
                 stack_area.reservation.write(copy_at as usize, &table);
                 copy_at
             }
-            None => phdr_address(&self.program.elf)
-                .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))?
-                .wrapping_add(program.bias),
+            None => self.in_image_program_headers()?.wrapping_add(program.bias),
         };
         let plain_auxv = [
             (auxv::AT_SYSINFO_EHDR, host.value(auxv::AT_SYSINFO_EHDR)),
@@ -341,7 +359,7 @@ impl Prepared {
             (auxv::AT_PAGESZ, page),
             (auxv::AT_CLKTCK, host.value(auxv::AT_CLKTCK)),
             (auxv::AT_PHDR, phdr),
-            (auxv::AT_PHENT, 56),
+            (auxv::AT_PHENT, HOST_CLASS.program_header_size() as u64),
             (auxv::AT_PHNUM, self.program.elf.program_headers.len() as u64),
             (auxv::AT_BASE, interpreter.as_ref().map_or(0, |i| i.bias)),
             (auxv::AT_FLAGS, 0),
@@ -361,7 +379,15 @@ impl Prepared {
         let mut random = [0u8; 16];
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(|e| system("getrandom", e.into()))?;
         let platform = host.platform();
-        let request = StackRequest { args: &args, env: &env, execfn: &execfn, platform: platform.as_deref(), random, auxv: &plain_auxv };
+        let request = StackRequest {
+            class: HOST_CLASS,
+            args: &args,
+            env: &env,
+            execfn: &execfn,
+            platform: platform.as_deref(),
+            random,
+            auxv: &plain_auxv,
+        };
         let stack = stack_area.fill(&request).map_err(|e| system("initial stack", e))?;
         let objects = std::iter::once((&self.program, &program)).chain(self.interpreter.iter().zip(interpreter.iter()));
         let report = objects
@@ -396,6 +422,12 @@ impl Prepared {
 }
 
 impl Prepared {
+    /// Where the program's own program header table is mapped, before the load bias.
+    fn in_image_program_headers(&self) -> Result<u64, LoadError> {
+        phdr_address(&self.program.elf)
+            .ok_or_else(|| LoadError::Invalid(format!("{}: program headers are not in any PT_LOAD", self.program.path.display())))
+    }
+
     /// Writes each expanded search path above the stack top (from `at`) and
     /// points its dynamic entry there. Only entries in pages the program may
     /// write anyway are changed (`.dynamic` is writable data, or RELRO that
@@ -409,7 +441,7 @@ impl Prepared {
     ) -> Vec<OriginExpansion> {
         let mut expanded = Vec::new();
         for (expansion, string) in self.origin_expansions.iter().zip(strings) {
-            let value = AddrRange::new(expansion.value_vaddr, expansion.value_vaddr + 8);
+            let value = AddrRange::new(expansion.value_vaddr, expansion.value_vaddr + HOST_CLASS.word_bytes() as u64);
             let writable = self
                 .program
                 .plan
@@ -419,7 +451,8 @@ impl Prepared {
             if writable {
                 stack_area.reservation.write(at as usize, string);
                 let d_val = expansion.value_for(at, program.bias);
-                program.reservation.write(value.start.wrapping_add(program.bias) as usize, &d_val.to_le_bytes());
+                // The low word of the little-endian value: modulo 2^32 for ELF32, as ld.so adds.
+                program.reservation.write(value.start.wrapping_add(program.bias) as usize, &d_val.to_le_bytes()[..HOST_CLASS.word_bytes()]);
                 expanded.push(expansion.clone());
             }
             at += string.len() as u64;
@@ -435,6 +468,36 @@ fn phdr_address(elf: &ElfFile) -> Option<u64> {
     }
     let offset = elf.program_header_offset;
     elf.loads().find(|s| s.offset <= offset && offset < s.offset + s.filesz).map(|s| s.vaddr + (offset - s.offset))
+}
+
+/// Writes `bytes` at link-time address `at` of a mapped object: each page
+/// they touch is made writable for the write, then given its planned
+/// protection back. Private mappings: the file is never changed.
+fn write_into_image(object: &PlannedObject, mapped: &mut MappedObject, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+    let page = object.plan.page_size;
+    let end = at + bytes.len() as u64;
+    let runtime = |address: u64| address.wrapping_add(mapped.bias) as usize;
+    let mut page_start = page.align_down(at);
+    while page_start < end {
+        let page_end = page_start + page.bytes();
+        let mapping = object
+            .plan
+            .mappings
+            .iter()
+            .find(|m| m.range.start <= page_start && page_end <= m.range.end && m.source != MappingSource::Reserved)
+            .ok_or(std::io::ErrorKind::AddrNotAvailable)?;
+        let writable = mapping.prot.contains(Prot::W);
+        if !writable {
+            mapped.reservation.protect(runtime(page_start), page.bytes() as usize, Prot::RW)?;
+        }
+        let (from, to) = (at.max(page_start), end.min(page_end));
+        mapped.reservation.write(runtime(from), &bytes[(from - at) as usize..(to - at) as usize]);
+        if !writable {
+            mapped.reservation.protect(runtime(page_start), page.bytes() as usize, mapping.prot)?;
+        }
+        page_start = page_end;
+    }
+    Ok(())
 }
 
 fn process_name(path: &Path) -> Vec<u8> {
@@ -590,7 +653,9 @@ impl StackArea {
         let image = build_stack(request, self.top).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         // The ABI's entry invariants: 16-byte alignment, and a stack that reads back.
         debug_assert_eq!(image.sp % 16, 0);
-        debug_assert!(pagefit_core::run::stack::parse_stack(&image.bytes, image.base, image.sp).is_ok_and(|s| s.args == request.args));
+        debug_assert!(
+            pagefit_core::run::stack::parse_stack(&image.bytes, image.base, image.sp, request.class).is_ok_and(|s| s.args == request.args)
+        );
         self.reservation.write(image.base as usize, &image.bytes);
         Ok(MappedStack {
             range: AddrRange::new(self.bottom, self.top),
@@ -697,7 +762,8 @@ pub struct ObjectReport {
     pub bias: u64,
     /// The plan, in link-time addresses.
     pub plan: RobustPlan,
-    /// PT_GNU_RELRO as the program was told it (through AT_PHDR), when
+    /// PT_GNU_RELRO as the program was told it (through AT_PHDR, or for a
+    /// program without an interpreter in its own mapped header table), when
     /// trimmed to whole pages; link-time addresses.
     pub relro_advertised: Option<AddrRange>,
     /// DT_RPATH/DT_RUNPATH entries whose `$ORIGIN` the loader expanded

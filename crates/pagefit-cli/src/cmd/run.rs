@@ -15,7 +15,7 @@ use pagefit_core::fat::select::{select_record, HostTarget, PageSource, RecordFit
 use pagefit_core::fat::{is_fat, largest_ok_page, FatFile};
 use pagefit_core::page::PageSize;
 use pagefit_core::run::plan::{GapPolicy, MappingSource, RobustPlan};
-use pagefit_loader::{HugeText, LoadError, RunOptions, RunReport, HOST_MACHINE};
+use pagefit_loader::{HugeText, LoadError, RunOptions, RunReport, HOST_CLASS, HOST_MACHINE};
 use serde::Serialize;
 
 use crate::args::format::Format;
@@ -182,7 +182,7 @@ fn choose_fat_record(path: &Path, file: &File, page_size: PageSize) -> anyhow::R
     }
     let cache = ReadCache::new(file);
     let fat = FatFile::parse(&cache).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let host = HostTarget { machine: HOST_MACHINE, page_size };
+    let host = HostTarget { machine: HOST_MACHINE, bits: HOST_CLASS.word_bytes() as u8 * 8, page_size };
     let selection = select_record(&fat, host, |record| largest_ok_page(cache.range(record.offset, record.size)));
     let Some(chosen) = selection.chosen_record() else {
         let mut listing = Vec::new();

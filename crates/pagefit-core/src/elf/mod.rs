@@ -158,6 +158,33 @@ pub enum ElfKind {
     Other,
 }
 
+/// `EI_CLASS`: how wide a program's addresses are, and so the words of its
+/// initial stack and the size of its program headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfClass {
+    /// ELFCLASS32.
+    Elf32,
+    /// ELFCLASS64.
+    Elf64,
+}
+
+impl ElfClass {
+    /// Bytes in an address (and in an auxv tag or value).
+    pub fn word_bytes(self) -> usize {
+        match self {
+            ElfClass::Elf32 => 4,
+            ElfClass::Elf64 => 8,
+        }
+    }
+    /// Bytes in one program header (`e_phentsize`, AT_PHENT).
+    pub fn program_header_size(self) -> usize {
+        match self {
+            ElfClass::Elf32 => std::mem::size_of::<elf::ProgramHeader32<Endianness>>(),
+            ElfClass::Elf64 => std::mem::size_of::<elf::ProgramHeader64<Endianness>>(),
+        }
+    }
+}
+
 /// What runs the file, which decides the default loader model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -348,6 +375,14 @@ impl ElfFile {
     /// A name for `e_machine` (`x86_64`, `aarch64`, `ppc64le`, ...).
     pub fn machine_name(&self) -> String {
         machine_label(self.machine, self.little_endian)
+    }
+    /// ELF32 or ELF64 (`bits`, which parsing only ever sets to 32 or 64).
+    pub fn class(&self) -> ElfClass {
+        if self.bits == 32 {
+            ElfClass::Elf32
+        } else {
+            ElfClass::Elf64
+        }
     }
     /// DF_1_PIE is set.
     pub fn is_pie(&self) -> bool {

@@ -1,8 +1,8 @@
 //! Which record of a FatELF file `pagefit run` loads: a pure function of the
 //! record table, the host and each candidate's largest ok page size.
 //!
-//! A record can run on the host when its machine is the host's, it is 64-bit
-//! little-endian, and its OS ABI is one Linux runs (SYSV or GNU/Linux). Among
+//! A record can run on the host when its machine and word size are the
+//! host's, it is little-endian, and its OS ABI is one Linux runs (SYSV or GNU/Linux). Among
 //! those, the ranking is, in order:
 //!
 //! 1. a record that loads exactly as at 4K at the page size P beats one that
@@ -27,23 +27,25 @@ use serde::{Serialize, Serializer};
 
 use crate::elf::machine_name;
 use crate::error::ParseError;
-use crate::fat::{ByteOrder, FatFile, FatRecord, Target, WordSize};
+use crate::fat::{ByteOrder, FatFile, FatRecord, Target};
 use crate::page::PageSize;
 
-/// What `pagefit run` can load here: 64-bit little-endian Linux programs for
-/// `machine`, mapped with pages of `page_size`.
+/// What `pagefit run` can load here: little-endian Linux programs for
+/// `machine` with `bits`-bit words, mapped with pages of `page_size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct HostTarget {
     /// The host's `e_machine`.
     #[serde(serialize_with = "serialize_machine")]
     pub machine: u16,
+    /// The host's word size: 32 or 64.
+    pub bits: u8,
     /// The page size every mapping uses (the host's, or the emulated one).
     pub page_size: PageSize,
 }
 
 impl fmt::Display for HostTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:64bit:le:sysv|linux with {} pages", machine_name(self.machine), self.page_size)
+        write!(f, "{}:{}bit:le:sysv|linux with {} pages", machine_name(self.machine), self.bits, self.page_size)
     }
 }
 
@@ -57,9 +59,9 @@ pub enum Mismatch {
         #[serde(serialize_with = "serialize_machine")]
         record: u16,
     },
-    /// 32-bit.
+    /// Another word size than the host's.
     WordSize {
-        /// 32.
+        /// The record's: 32 or 64.
         bits: u8,
     },
     /// Big-endian.
@@ -184,7 +186,7 @@ pub fn mismatches(target: &Target, host: &HostTarget) -> Vec<Mismatch> {
     if target.machine != host.machine {
         found.push(Mismatch::Machine { record: target.machine });
     }
-    if target.word_size != WordSize::Bits64 {
+    if target.word_size.bits() != host.bits {
         found.push(Mismatch::WordSize { bits: target.word_size.bits() });
     }
     if target.byte_order != ByteOrder::Little {

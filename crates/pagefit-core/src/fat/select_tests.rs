@@ -2,6 +2,7 @@ use std::cell::RefCell;
 
 use super::*;
 use crate::error::ParseErrorKind;
+use crate::fat::WordSize;
 
 const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
@@ -26,7 +27,7 @@ fn fat(version: u16, records: &[(Target, u64)]) -> FatFile {
 }
 
 fn host(page: PageSize) -> HostTarget {
-    HostTarget { machine: EM_X86_64, page_size: page }
+    HostTarget { machine: EM_X86_64, bits: 64, page_size: page }
 }
 
 fn never_measured(record: &FatRecord) -> Result<Option<PageSize>, ParseError> {
@@ -132,10 +133,24 @@ fn no_record_for_the_host_lists_every_mismatch() {
 }
 
 #[test]
+fn a_32_bit_host_takes_the_32_bit_record_of_its_machine() {
+    const EM_ARM: u16 = 40;
+    let file = fat(
+        2,
+        &[(target(EM_ARM, Some(PageSize::K64)), 100), (Target { word_size: WordSize::Bits32, ..target(EM_ARM, Some(PageSize::K64)) }, 100)],
+    );
+    let arm = HostTarget { machine: EM_ARM, bits: 32, page_size: PageSize::K16 };
+    let selection = select_record(&file, arm, never_measured);
+    assert_eq!(selection.chosen, Some(1));
+    assert_eq!(selection.records[0].fit, RecordFit::Foreign { mismatches: vec![Mismatch::WordSize { bits: 64 }] });
+    assert_eq!(arm.to_string(), "arm:32bit:le:sysv|linux with 16K pages");
+}
+
+#[test]
 fn the_selection_serializes_as_data() {
     let selection = select_record(&variants(), host(PageSize::K16), never_measured);
     let json = serde_json::to_value(&selection).unwrap();
-    assert_eq!(json["host"], serde_json::json!({"machine": "x86_64", "page_size": 16384}));
+    assert_eq!(json["host"], serde_json::json!({"machine": "x86_64", "bits": 64, "page_size": 16384}));
     assert_eq!((json["chosen"].as_u64(), json["decided_by"].as_str()), (Some(2), Some("ok_at_page")));
     assert_eq!(json["records"][0]["fit"], "foreign");
     assert_eq!(json["records"][0]["mismatches"], serde_json::json!([{"field": "machine", "record": "aarch64"}]));

@@ -43,7 +43,7 @@
 
 use serde::Serialize;
 
-use crate::elf::{ProgramHeader, Prot};
+use crate::elf::{ElfClass, ProgramHeader, Prot};
 use crate::page::PageSize;
 use crate::predict::memory::{AddrRange, Backing, Content, Region};
 use crate::predict::model::{simulate, LoaderModel, Rejection, SegmentLayout};
@@ -495,29 +495,89 @@ pub fn relro_for_robust_load(loads: &[ProgramHeader], relro: AddrRange, page: Pa
     Some(AddrRange::new(start, relro.end.max(start)))
 }
 
-/// Rewrites a 64-bit little-endian program header table (as read from the
-/// file) for a robust load: PT_GNU_RELRO becomes `relro` when given, and
+/// Rewrites a little-endian program header table of `class` (as read from
+/// the file) for a robust load: PT_GNU_RELRO becomes `relro` when given, and
 /// PT_PHDR's `p_vaddr` becomes `phdr_vaddr`, so that a table copied elsewhere
 /// still tells ld.so the load bias (AT_PHDR minus PT_PHDR's `p_vaddr`).
-pub fn rewrite_program_headers(table: &mut [u8], relro: Option<AddrRange>, phdr_vaddr: u64) -> Result<(), PlanError> {
-    use object::elf::{ProgramHeader64, PT_GNU_RELRO, PT_PHDR};
-    use object::LittleEndian as LE;
-    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(table)
-        .map_err(|()| PlanError::BadLayout("the program header table is not a whole number of 64-bit entries".into()))?;
-    for header in headers {
-        match header.p_type.get(LE) {
-            PT_PHDR => header.p_vaddr.set(LE, phdr_vaddr),
-            PT_GNU_RELRO => {
-                if let Some(relro) = relro {
-                    let skipped = relro.start.saturating_sub(header.p_vaddr.get(LE));
-                    header.p_vaddr.set(LE, relro.start);
-                    header.p_paddr.set(LE, relro.start);
-                    header.p_offset.set(LE, header.p_offset.get(LE).saturating_add(skipped));
-                    header.p_filesz.set(LE, header.p_filesz.get(LE).saturating_sub(skipped));
-                    header.p_memsz.set(LE, relro.len());
-                }
+/// In an ELF32 table `phdr_vaddr` is kept modulo 2^32, as ld.so's 32-bit
+/// address arithmetic wraps.
+pub fn rewrite_program_headers(table: &mut [u8], class: ElfClass, relro: Option<AddrRange>, phdr_vaddr: u64) -> Result<(), PlanError> {
+    use object::elf::{PT_GNU_RELRO, PT_PHDR};
+    edit_program_headers(table, class, |header| match header.p_type {
+        PT_PHDR => header.p_vaddr = phdr_vaddr,
+        PT_GNU_RELRO => {
+            if let Some(relro) = relro {
+                let skipped = relro.start.saturating_sub(header.p_vaddr);
+                header.p_vaddr = relro.start;
+                header.p_paddr = relro.start;
+                header.p_offset = header.p_offset.saturating_add(skipped);
+                header.p_filesz = header.p_filesz.saturating_sub(skipped);
+                header.p_memsz = relro.len();
             }
-            _ => {}
+        }
+        _ => {}
+    })
+}
+
+/// The program header fields the loader rewrites, widened to 64 bits.
+struct EditableHeader {
+    p_type: object::elf::ProgramType,
+    p_offset: u64,
+    p_vaddr: u64,
+    p_paddr: u64,
+    p_filesz: u64,
+    p_memsz: u64,
+    p_align: u64,
+}
+
+/// Applies `edit` to each header of a little-endian table of `class`;
+/// values written into an ELF32 table keep their low 32 bits.
+fn edit_program_headers(table: &mut [u8], class: ElfClass, mut edit: impl FnMut(&mut EditableHeader)) -> Result<(), PlanError> {
+    use object::elf::{ProgramHeader32, ProgramHeader64};
+    use object::LittleEndian as LE;
+    let not_whole = || PlanError::BadLayout(format!("the program header table is not a whole number of {class:?} entries"));
+    match class {
+        ElfClass::Elf64 => {
+            let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(table).map_err(|()| not_whole())?;
+            for header in headers {
+                let mut fields = EditableHeader {
+                    p_type: header.p_type.get(LE),
+                    p_offset: header.p_offset.get(LE),
+                    p_vaddr: header.p_vaddr.get(LE),
+                    p_paddr: header.p_paddr.get(LE),
+                    p_filesz: header.p_filesz.get(LE),
+                    p_memsz: header.p_memsz.get(LE),
+                    p_align: header.p_align.get(LE),
+                };
+                edit(&mut fields);
+                header.p_offset.set(LE, fields.p_offset);
+                header.p_vaddr.set(LE, fields.p_vaddr);
+                header.p_paddr.set(LE, fields.p_paddr);
+                header.p_filesz.set(LE, fields.p_filesz);
+                header.p_memsz.set(LE, fields.p_memsz);
+                header.p_align.set(LE, fields.p_align);
+            }
+        }
+        ElfClass::Elf32 => {
+            let headers: &mut [ProgramHeader32<LE>] = object::pod::slice_from_all_bytes_mut(table).map_err(|()| not_whole())?;
+            for header in headers {
+                let mut fields = EditableHeader {
+                    p_type: header.p_type.get(LE),
+                    p_offset: header.p_offset.get(LE).into(),
+                    p_vaddr: header.p_vaddr.get(LE).into(),
+                    p_paddr: header.p_paddr.get(LE).into(),
+                    p_filesz: header.p_filesz.get(LE).into(),
+                    p_memsz: header.p_memsz.get(LE).into(),
+                    p_align: header.p_align.get(LE).into(),
+                };
+                edit(&mut fields);
+                header.p_offset.set(LE, fields.p_offset as u32);
+                header.p_vaddr.set(LE, fields.p_vaddr as u32);
+                header.p_paddr.set(LE, fields.p_paddr as u32);
+                header.p_filesz.set(LE, fields.p_filesz as u32);
+                header.p_memsz.set(LE, fields.p_memsz as u32);
+                header.p_align.set(LE, fields.p_align as u32);
+            }
         }
     }
     Ok(())
@@ -533,19 +593,16 @@ pub fn emulation_alignment(page: PageSize) -> u64 {
     page.bytes() * 2
 }
 
-/// Raises every PT_LOAD's `p_align` in a 64-bit little-endian program header
-/// table to at least `alignment`. Nothing moves: ld.so (glibc) checks
-/// congruence modulo its page size only, and aligns the load base to the
-/// largest `p_align`.
-pub fn raise_load_alignment(table: &mut [u8], alignment: u64) -> Result<(), PlanError> {
-    use object::elf::{ProgramHeader64, PT_LOAD};
-    use object::LittleEndian as LE;
-    let headers: &mut [ProgramHeader64<LE>] = object::pod::slice_from_all_bytes_mut(table)
-        .map_err(|()| PlanError::BadLayout("the program header table is not a whole number of 64-bit entries".into()))?;
-    for header in headers.iter_mut().filter(|h| h.p_type.get(LE) == PT_LOAD) {
-        header.p_align.set(LE, header.p_align.get(LE).max(alignment));
-    }
-    Ok(())
+/// Raises every PT_LOAD's `p_align` in a little-endian program header
+/// table of `class` to at least `alignment`. Nothing moves: ld.so (glibc)
+/// checks congruence modulo its page size only, and aligns the load base to
+/// the largest `p_align`.
+pub fn raise_load_alignment(table: &mut [u8], class: ElfClass, alignment: u64) -> Result<(), PlanError> {
+    edit_program_headers(table, class, |header| {
+        if header.p_type == object::elf::PT_LOAD {
+            header.p_align = header.p_align.max(alignment);
+        }
+    })
 }
 
 /// A whole, aligned 2 MiB chunk of file-mapped text (see [`huge_page_text`]).

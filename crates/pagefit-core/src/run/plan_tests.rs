@@ -261,12 +261,45 @@ fn program_headers_are_rewritten_in_place() {
         header.p_memsz.set(LE, size);
     }
     let original = bytes.clone();
-    rewrite_program_headers(&mut bytes, Some(AddrRange::new(0x2c4000, 0x2c7000)), 0x7fff_0000).unwrap();
+    rewrite_program_headers(&mut bytes, ElfClass::Elf64, Some(AddrRange::new(0x2c4000, 0x2c7000)), 0x7fff_0000).unwrap();
     let rewritten: &[ProgramHeader64<LE>] = object::pod::slice_from_all_bytes(&bytes).unwrap();
     assert_eq!(rewritten[0].p_vaddr.get(LE), 0x7fff_0000);
     assert_eq!(bytes[56..112], original[56..112]);
     assert_eq!((rewritten[2].p_vaddr.get(LE), rewritten[2].p_offset.get(LE), rewritten[2].p_memsz.get(LE)), (0x2c4000, 0x2c4000, 0x3000));
-    assert!(rewrite_program_headers(&mut bytes[..57], None, 0).is_err());
+    assert!(rewrite_program_headers(&mut bytes[..57], ElfClass::Elf64, None, 0).is_err());
+}
+
+#[test]
+fn a_32_bit_header_table_is_rewritten_in_its_own_layout() {
+    use object::elf::{ProgramHeader32, PT_GNU_RELRO, PT_LOAD, PT_PHDR};
+    use object::LittleEndian as LE;
+    let mut bytes = vec![0u8; 3 * 32];
+    let headers: &mut [ProgramHeader32<LE>] = object::pod::slice_from_all_bytes_mut(&mut bytes).unwrap();
+    for (header, (p_type, vaddr, size)) in
+        headers.iter_mut().zip([(PT_PHDR, 0x34, 0x60), (PT_LOAD, 0, 0x1000), (PT_GNU_RELRO, 0x1fef4, 0x10c)])
+    {
+        header.p_type.set(LE, p_type);
+        header.p_vaddr.set(LE, vaddr);
+        header.p_offset.set(LE, vaddr);
+        header.p_filesz.set(LE, size);
+        header.p_memsz.set(LE, size);
+        header.p_align.set(LE, 0x1000);
+    }
+    let original = bytes.clone();
+    // A table copied below the load base: its p_vaddr wraps modulo 2^32.
+    let below_base = 0x7000_0000u64.wrapping_sub(0x7200_0000);
+    rewrite_program_headers(&mut bytes, ElfClass::Elf32, Some(AddrRange::new(0x20000, 0x20000)), below_base).unwrap();
+    let rewritten: &[ProgramHeader32<LE>] = object::pod::slice_from_all_bytes(&bytes).unwrap();
+    assert_eq!(rewritten[0].p_vaddr.get(LE), 0xfe00_0000);
+    assert_eq!(bytes[32..64], original[32..64]);
+    let relro = &rewritten[2];
+    assert_eq!((relro.p_vaddr.get(LE), relro.p_offset.get(LE), relro.p_filesz.get(LE), relro.p_memsz.get(LE)), (0x20000, 0x20000, 0, 0));
+    raise_load_alignment(&mut bytes, ElfClass::Elf32, 0x8000).unwrap();
+    let aligns: Vec<u32> =
+        object::pod::slice_from_all_bytes::<ProgramHeader32<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
+    assert_eq!(aligns, [0x1000, 0x8000, 0x1000]);
+    // 56-byte entries are not 32-byte ones.
+    assert!(rewrite_program_headers(&mut bytes[..56], ElfClass::Elf32, None, 0).is_err());
 }
 
 #[test]
@@ -281,11 +314,11 @@ fn emulation_raises_only_load_alignment_past_the_page_size() {
     }
     let alignment = emulation_alignment(PageSize::K64);
     assert!(alignment > PageSize::K64.bytes() && alignment % PageSize::K64.bytes() == 0);
-    raise_load_alignment(&mut bytes, alignment).unwrap();
+    raise_load_alignment(&mut bytes, ElfClass::Elf64, alignment).unwrap();
     let raised: Vec<u64> =
         object::pod::slice_from_all_bytes::<ProgramHeader64<LE>>(&bytes).unwrap().iter().map(|h| h.p_align.get(LE)).collect();
     assert_eq!(raised, [0x20000, 0x40000, 0x10]);
-    assert!(raise_load_alignment(&mut bytes[..57], alignment).is_err());
+    assert!(raise_load_alignment(&mut bytes[..57], ElfClass::Elf64, alignment).is_err());
 }
 
 #[test]

@@ -4,20 +4,23 @@
 //! [`build_stack`] is pure: it lays out the bytes for a stack whose top is at
 //! a given address, and [`parse_stack`] reads such bytes back (the tests use
 //! it, and so can the loader to check its own work). The layout is the one
-//! `fs/binfmt_elf.c` `create_elf_tables` makes for 64-bit little-endian
-//! programs (x86_64, aarch64, ppc64le): from the top down, an end marker, the
-//! strings, the 16 random bytes, padding to 16 bytes, then the auxv, envp,
-//! argv and argc, with the stack pointer pointing at argc, 16-byte aligned.
+//! `fs/binfmt_elf.c` `create_elf_tables` makes for little-endian programs,
+//! its words as wide as the program's addresses (8 bytes for ELF64 x86_64,
+//! aarch64 and ppc64le, 4 for ELF32 armhf): from the top down, an end
+//! marker of one word, the strings, the 16 random bytes, padding to 16
+//! bytes, then the auxv, envp, argv and argc, with the stack pointer
+//! pointing at argc, 16-byte aligned.
 //!
 //! ```
+//! use pagefit_core::elf::ElfClass;
 //! use pagefit_core::run::stack::{auxv, build_stack, parse_stack, StackRequest};
 //! let args = [b"prog".to_vec(), b"-v".to_vec()];
 //! let env = [b"HOME=/root".to_vec()];
-//! let request = StackRequest { args: &args, env: &env, execfn: b"/usr/bin/prog", platform: Some(b"x86_64"),
-//!     random: [7; 16], auxv: &[(auxv::AT_PAGESZ, 16384)] };
+//! let request = StackRequest { class: ElfClass::Elf64, args: &args, env: &env, execfn: b"/usr/bin/prog",
+//!     platform: Some(b"x86_64"), random: [7; 16], auxv: &[(auxv::AT_PAGESZ, 16384)] };
 //! let stack = build_stack(&request, 0x7fff_0000_0000).unwrap();
 //! assert_eq!(stack.sp % 16, 0);
-//! let parsed = parse_stack(&stack.bytes, stack.base, stack.sp).unwrap();
+//! let parsed = parse_stack(&stack.bytes, stack.base, stack.sp, ElfClass::Elf64).unwrap();
 //! assert_eq!(parsed.args, args);
 //! assert_eq!(parsed.aux(auxv::AT_PAGESZ), Some(16384));
 //! ```
@@ -72,13 +75,14 @@ pub mod auxv {
     pub const AT_MINSIGSTKSZ: u64 = 51;
 }
 
+use crate::elf::ElfClass;
 use crate::predict::memory::AddrRange;
-
-const WORD: u64 = 8;
 
 /// What goes on the stack.
 #[derive(Clone, Debug)]
 pub struct StackRequest<'a> {
+    /// The program's class, which sets the width of every word.
+    pub class: ElfClass,
     /// argv strings, without their NUL.
     pub args: &'a [Vec<u8>],
     /// Environment strings (`NAME=value`), without their NUL.
@@ -124,9 +128,10 @@ impl std::error::Error for StackError {}
 /// Lays out the initial stack for a stack whose highest byte is just below `top`.
 pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, StackError> {
     let overflow = || StackError("the arguments and environment do not fit below the stack top".into());
+    let word = request.class.word_bytes();
     // Strings and blobs, from the top down; each remembers its address.
     let mut blobs: Vec<(u64, &[u8])> = Vec::new();
-    let mut cursor = top.checked_sub(WORD).ok_or_else(overflow)?;
+    let mut cursor = top.checked_sub(word as u64).ok_or_else(overflow)?;
     let put = |bytes: &[u8], nul: bool, cursor: &mut u64| -> Result<u64, StackError> {
         let len = bytes.len() as u64 + u64::from(nul);
         *cursor = cursor.checked_sub(len).ok_or_else(overflow)?;
@@ -168,7 +173,7 @@ pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, S
     auxv.push((auxv::AT_EXECFN, execfn_at));
     auxv.push((auxv::AT_NULL, 0));
     let words = 1 + (request.args.len() as u64 + 1) + (request.env.len() as u64 + 1) + 2 * auxv.len() as u64;
-    let table_bytes = words.checked_mul(WORD).ok_or_else(overflow)?;
+    let table_bytes = words.checked_mul(word as u64).ok_or_else(overflow)?;
     let sp = cursor.checked_sub(table_bytes).ok_or_else(overflow)? & !15;
 
     let mut bytes = vec![0u8; usize::try_from(top - sp).map_err(|_| overflow())?];
@@ -185,9 +190,15 @@ pub fn build_stack(request: &StackRequest<'_>, top: u64) -> Result<StackImage, S
     for (tag, value) in &auxv {
         table.extend([*tag, *value]);
     }
-    for (i, word) in table.iter().enumerate() {
-        let at = i * WORD as usize;
-        bytes[at..at + WORD as usize].copy_from_slice(&word.to_le_bytes());
+    for (slot, value) in bytes.chunks_exact_mut(word).zip(&table) {
+        match request.class {
+            ElfClass::Elf32 => {
+                let value =
+                    u32::try_from(*value).map_err(|_| StackError(format!("{value:#x} does not fit a 32-bit program's stack word")))?;
+                slot.copy_from_slice(&value.to_le_bytes());
+            }
+            ElfClass::Elf64 => slot.copy_from_slice(&value.to_le_bytes()),
+        }
     }
     // Arguments lie just below the environment, which lies just below execfn.
     let arg_strings = AddrRange::new(arg_at.first().copied().unwrap_or(env_start), env_start);
@@ -214,14 +225,18 @@ impl ParsedStack {
 }
 
 /// Reads a stack laid out by [`build_stack`] (or by the kernel) from `bytes`
-/// at address `base`, with the stack pointer at `sp`.
-pub fn parse_stack(bytes: &[u8], base: u64, sp: u64) -> Result<ParsedStack, StackError> {
+/// at address `base`, with the stack pointer at `sp`, for a program of `class`.
+pub fn parse_stack(bytes: &[u8], base: u64, sp: u64, class: ElfClass) -> Result<ParsedStack, StackError> {
     let bad = |what: &str, at: u64| StackError(format!("{what} at {at:#x} is outside the stack"));
+    let width = class.word_bytes();
     let word = |address: u64| -> Result<u64, StackError> {
         let start = address.checked_sub(base).and_then(|o| usize::try_from(o).ok()).ok_or_else(|| bad("word", address))?;
-        let slice = bytes.get(start..start + WORD as usize).ok_or_else(|| bad("word", address))?;
-        Ok(u64::from_le_bytes(slice.try_into().map_err(|_| bad("word", address))?))
+        let slice = bytes.get(start..start.saturating_add(width)).ok_or_else(|| bad("word", address))?;
+        let mut little_endian = [0u8; 8];
+        little_endian[..width].copy_from_slice(slice);
+        Ok(u64::from_le_bytes(little_endian))
     };
+    let width = width as u64;
     let string = |address: u64| -> Result<Vec<u8>, StackError> {
         let start = address.checked_sub(base).and_then(|o| usize::try_from(o).ok()).ok_or_else(|| bad("string", address))?;
         let rest = bytes.get(start..).ok_or_else(|| bad("string", address))?;
@@ -229,20 +244,20 @@ pub fn parse_stack(bytes: &[u8], base: u64, sp: u64) -> Result<ParsedStack, Stac
         Ok(rest[..len].to_vec())
     };
     let argc = word(sp)?;
-    let mut at = sp + WORD;
+    let mut at = sp + width;
     let mut args = Vec::new();
     for _ in 0..argc {
         args.push(string(word(at)?)?);
-        at += WORD;
+        at += width;
     }
     if word(at)? != 0 {
         return Err(StackError(format!("argv[argc] at {at:#x} is not NULL")));
     }
-    at += WORD;
+    at += width;
     let mut env = Vec::new();
     loop {
         let pointer = word(at)?;
-        at += WORD;
+        at += width;
         if pointer == 0 {
             break;
         }
@@ -250,8 +265,8 @@ pub fn parse_stack(bytes: &[u8], base: u64, sp: u64) -> Result<ParsedStack, Stac
     }
     let mut auxv = Vec::new();
     loop {
-        let (tag, value) = (word(at)?, word(at + WORD)?);
-        at += 2 * WORD;
+        let (tag, value) = (word(at)?, word(at + width)?);
+        at += 2 * width;
         if tag == auxv::AT_NULL {
             break;
         }
@@ -288,14 +303,22 @@ mod tests {
             (auxv::AT_HWCAP2, 2),
         ];
         let random: [u8; 16] = std::array::from_fn(|i| i as u8 * 3 + 1);
-        let request = StackRequest { args: &args, env: &env, execfn: b"/bin/true", platform: Some(b"x86_64"), random, auxv: &plain };
+        let request = StackRequest {
+            class: ElfClass::Elf64,
+            args: &args,
+            env: &env,
+            execfn: b"/bin/true",
+            platform: Some(b"x86_64"),
+            random,
+            auxv: &plain,
+        };
         let top = 0x7fff_ffff_f000;
         let stack = build_stack(&request, top).unwrap();
         assert_eq!(stack.sp % 16, 0, "the ABI wants a 16-byte aligned stack at entry");
         assert_eq!(stack.base + stack.bytes.len() as u64, top);
         assert_eq!(stack.arg_strings.len(), b"/bin/true\0--version\0\0".len() as u64);
         assert_eq!(stack.env_strings.len(), b"PATH=/usr/bin\0LANG=C.UTF-8\0".len() as u64);
-        let parsed = parse_stack(&stack.bytes, stack.base, stack.sp).unwrap();
+        let parsed = parse_stack(&stack.bytes, stack.base, stack.sp, ElfClass::Elf64).unwrap();
         assert_eq!(parsed.args, args);
         assert_eq!(parsed.env, env);
         assert_eq!(&parsed.auxv[..plain.len()], &plain);
@@ -313,10 +336,76 @@ mod tests {
     }
 
     #[test]
+    fn a_32_bit_stack_has_4_byte_words_laid_out_as_the_kernel_does() {
+        let args = [b"a".to_vec(), b"bc".to_vec()];
+        let env = [b"E=1".to_vec()];
+        let request = StackRequest {
+            class: ElfClass::Elf32,
+            args: &args,
+            env: &env,
+            execfn: b"x",
+            platform: Some(b"v8l"),
+            random: [0x11; 16],
+            auxv: &[(auxv::AT_PAGESZ, 16384)],
+        };
+        let stack = build_stack(&request, 0x1000_0000).unwrap();
+        // From the top down: a 4-byte end marker, "x", "E=1", "bc", "a",
+        // "v8l", the random bytes at 0xfffffdd; 16 words of table below
+        // them end at 0xfffff9d, rounded down to 16: sp = 0xfffff90.
+        let table: [u32; 16] = [
+            2,
+            0x0fff_fff1,
+            0x0fff_fff3,
+            0, // argc, argv, NULL
+            0x0fff_fff6,
+            0, // envp, NULL
+            6,
+            16384, // AT_PAGESZ
+            15,
+            0x0fff_ffed, // AT_PLATFORM
+            25,
+            0x0fff_ffdd, // AT_RANDOM
+            31,
+            0x0fff_fffa, // AT_EXECFN
+            0,
+            0, // AT_NULL
+        ];
+        let mut expected: Vec<u8> = table.iter().flat_map(|word| word.to_le_bytes()).collect();
+        expected.extend([0; 13]);
+        expected.extend([0x11; 16]);
+        expected.extend(b"v8l\0a\0bc\0E=1\0x\0\0\0\0\0");
+        assert_eq!(stack.sp, 0x0fff_ff90);
+        assert_eq!(stack.base, stack.sp);
+        assert_eq!(stack.bytes, expected);
+        assert_eq!(stack.arg_strings, AddrRange::new(0x0fff_fff1, 0x0fff_fff6));
+        assert_eq!(stack.env_strings, AddrRange::new(0x0fff_fff6, 0x0fff_fffa));
+        let parsed = parse_stack(&stack.bytes, stack.base, stack.sp, ElfClass::Elf32).unwrap();
+        assert_eq!((&parsed.args[..], &parsed.env[..]), (&args[..], &env[..]));
+        assert_eq!(parsed.aux(auxv::AT_PAGESZ), Some(16384));
+    }
+
+    #[test]
+    fn a_32_bit_stack_refuses_values_wider_than_its_words() {
+        let request = StackRequest {
+            class: ElfClass::Elf32,
+            args: &[],
+            env: &[],
+            execfn: b"x",
+            platform: None,
+            random: [0; 16],
+            auxv: &[(auxv::AT_HWCAP, 1 << 32)],
+        };
+        assert!(build_stack(&request, 0x1000_0000).is_err());
+        let fitting = StackRequest { auxv: &[(auxv::AT_HWCAP, u64::from(u32::MAX))], ..request };
+        assert!(build_stack(&fitting, 0x1000_0000).is_ok());
+    }
+
+    #[test]
     fn an_empty_argv_and_no_platform_still_make_a_valid_stack() {
-        let request = StackRequest { args: &[], env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
+        let request =
+            StackRequest { class: ElfClass::Elf64, args: &[], env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
         let stack = build_stack(&request, 0x10000).unwrap();
-        let parsed = parse_stack(&stack.bytes, stack.base, stack.sp).unwrap();
+        let parsed = parse_stack(&stack.bytes, stack.base, stack.sp, ElfClass::Elf64).unwrap();
         assert!(parsed.args.is_empty() && parsed.env.is_empty());
         assert_eq!(parsed.aux(auxv::AT_PLATFORM), None);
         assert!(parsed.aux(auxv::AT_RANDOM).is_some());
@@ -325,8 +414,9 @@ mod tests {
     #[test]
     fn a_stack_that_does_not_fit_is_an_error() {
         let args = [vec![b'a'; 100]];
-        let request = StackRequest { args: &args, env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
+        let request =
+            StackRequest { class: ElfClass::Elf64, args: &args, env: &[], execfn: b"x", platform: None, random: [0; 16], auxv: &[] };
         assert!(build_stack(&request, 64).is_err());
-        assert!(parse_stack(&[0; 8], 0x1000, 0x1000).is_err());
+        assert!(parse_stack(&[0; 8], 0x1000, 0x1000, ElfClass::Elf64).is_err());
     }
 }
