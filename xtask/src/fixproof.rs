@@ -15,7 +15,7 @@ use pagefit_core::fix::report::{ClosureFixReport, FixReport};
 
 use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::corpus::{manifest_entries, Row};
-use crate::setup::run;
+use crate::setup::{self, run};
 use crate::Arch;
 
 /// Run names of the fixed corpus start with this.
@@ -74,7 +74,7 @@ fn fix_closure(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         .arg("--out")
         .arg(&destination)
         .arg("--sysroot")
-        .arg(arch.vm_sysroot())
+        .arg(setup::vm_sysroot(arch, arch.big_page()))
         .output()
         .with_context(|| format!("cannot run {}", pagefit.display()))?;
     let report: ClosureFixReport = serde_json::from_slice(&output.stdout)

@@ -4,6 +4,7 @@
 //! pagefit's predictions.
 
 pub mod agreement;
+pub mod artifacts;
 pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
@@ -71,16 +72,6 @@ impl Arch {
         std::path::PathBuf::from(format!("/usr/{}", self.triple()))
     }
 
-    /// The glibc the VM runs programs with, as a sysroot (`lib/`): Debian's
-    /// cross glibc, except armhf's, which is linked for 4K pages and which
-    /// the VM takes fixed by pagefit ([`setup::prepare_vm_sysroot`]).
-    pub fn vm_sysroot(self) -> std::path::PathBuf {
-        match self {
-            Arch::Armhf => setup::cache_dir().join(self.name()).join(format!("sysroot-{}", self.big_page())),
-            _ => self.sysroot(),
-        }
-    }
-
     /// Where PT_INTERP names the dynamic linker: its directory under the
     /// root and its file name.
     pub fn interpreter(self) -> (&'static str, &'static str) {
@@ -97,12 +88,6 @@ impl Arch {
             Arch::Armhf => Arch::Aarch64,
             other => other,
         }
-    }
-
-    /// Whether `pagefit run` runs this architecture's programs: its loader
-    /// has no armhf support yet.
-    pub fn has_loader(self) -> bool {
-        self != Arch::Armhf
     }
 
     /// The page size of this architecture's large-page kernel.

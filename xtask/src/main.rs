@@ -143,7 +143,7 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         eprintln!("realkernel: {} fixtures fixed for {}: {}", arch.name(), arch.big_page(), fixed.strategies());
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
-            None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch.kernel_arch())?, &out, timeout)?,
+            None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch)?, &out, timeout)?,
         };
         if let Some(record) = &record {
             fs_err::create_dir_all(record)?;
@@ -153,16 +153,12 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
         rows.extend(fixproof::compare(arch, &fixed, &boots)?);
-        if arch.has_loader() {
-            let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
-            rows.extend(run_rows);
-            rows.extend(runproof::compare_fix_deps(arch, &boots));
-            rows.extend(runproof::compare_fat(arch, &boots));
-            rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
-            eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
-        } else {
-            eprintln!("realkernel: {}: no `pagefit run` rows: pagefit's loader does not run {} programs yet", arch.name(), arch.name());
-        }
+        let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
+        rows.extend(run_rows);
+        rows.extend(runproof::compare_fix_deps(arch, &boots));
+        rows.extend(runproof::compare_fat(arch, &boots));
+        rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
+        eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
     let (agreed, total) = print_rows(&rows, "real-kernel");

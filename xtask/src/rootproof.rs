@@ -17,7 +17,7 @@ use pagefit_core::predict::effect::Outcome;
 
 use crate::agreement::{parse_runs, Run};
 use crate::corpus::Row;
-use crate::realworld::{fetch, manifest};
+use crate::artifacts::{fetch, manifest};
 use crate::setup::run;
 use crate::Arch;
 

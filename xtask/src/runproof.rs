@@ -19,6 +19,7 @@ use crate::agreement::{
     check_closure, describes_program_headers, healthy, line_differences, observed_summary, parse_runs, runs_at_4k, Probe, Run,
 };
 use crate::corpus::{manifest_entries, Row};
+use crate::setup;
 use crate::Arch;
 
 /// Run names of the programs started by `pagefit run` start with this.
@@ -251,7 +252,7 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
             // meets its libraries, and may refuse one the kernel never got to.
             let killed_at_exec = native.is_some_and(|n| n.rc == 139);
             let refused_library = match killed_at_exec {
-                true => library_refusal(pagefit, fixtures, command, page, &arch.vm_sysroot())?,
+                true => library_refusal(pagefit, fixtures, command, page, &setup::vm_sysroot(arch, page))?,
                 false => None,
             };
             let (predicted, problems) = match (under_pagefit, native.filter(|n| library_failure(n)), at_4k) {

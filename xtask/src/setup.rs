@@ -242,14 +242,27 @@ pub fn busybox(arch: Arch) -> Result<PathBuf> {
 /// Libraries of the cross glibc (and the C++ runtime) the VM's programs need.
 pub const GLIBC_LIBS: &[&str] = &["libc.so.6", "libm.so.6", "libgcc_s.so.1", "libstdc++.so.6", "libpthread.so.0", "libdl.so.2"];
 
-/// Fills [`Arch::vm_sysroot`] for armhf: Debian's armhf glibc, each file
-/// that is not ok at the big page fixed by `pagefit` (the dynamic linker by
-/// merge, since it relocates itself; the libraries by rebase or relayout).
+/// The glibc the VM runs `arch`'s programs with on the `page` kernel, as a
+/// sysroot (`lib/`): Debian's cross glibc, except armhf's on large pages:
+/// it is linked for 4K pages, so the VM takes it fixed by pagefit
+/// ([`prepare_vm_sysroot`]). (On 4K, the fixed copy would work too, but its
+/// rebased libraries ask ld.so for low addresses, where they take the place
+/// fixed-address programs started by `pagefit run` need.)
+pub fn vm_sysroot(arch: Arch, page: &str) -> PathBuf {
+    match arch {
+        Arch::Armhf if page != "4k" => cache_dir().join(arch.name()).join(format!("sysroot-{page}")),
+        _ => arch.sysroot(),
+    }
+}
+
+/// Fills [`vm_sysroot`] for armhf's large page: Debian's armhf glibc, each
+/// file that is not ok there fixed by `pagefit` (the dynamic linker by merge,
+/// since it relocates itself; the libraries by rebase or relayout).
 pub fn prepare_vm_sysroot(arch: Arch, pagefit: &Path) -> Result<()> {
-    if arch.vm_sysroot() == arch.sysroot() {
+    if vm_sysroot(arch, arch.big_page()) == arch.sysroot() {
         return Ok(());
     }
-    let lib = arch.vm_sysroot().join("lib");
+    let lib = vm_sysroot(arch, arch.big_page()).join("lib");
     let _ = fs_err::remove_dir_all(&lib);
     fs_err::create_dir_all(&lib)?;
     for name in GLIBC_LIBS.iter().copied().chain([arch.interpreter().1]) {

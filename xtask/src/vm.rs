@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup::{run, GLIBC_LIBS};
+use crate::setup::{self, run, GLIBC_LIBS};
 use crate::Arch;
 
 const BEGIN: &str = "@@REALKERNEL-BEGIN@@";
@@ -31,12 +31,17 @@ impl Initramfs {
         for applet in ["sh", "mount", "echo", "cat", "ls", "cp", "timeout"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
-        install_glibc(root, arch)?;
-        // The VM's own programs (pagefit) are the kernel's architecture.
+        install_glibc(root, arch, arch.big_page())?;
+        // The VM's busybox is the kernel's architecture.
         if arch.kernel_arch() != arch {
-            install_glibc(root, arch.kernel_arch())?;
+            install_glibc(root, arch.kernel_arch(), arch.big_page())?;
         }
         Ok(Initramfs { root: root.to_path_buf() })
+    }
+
+    /// Puts the glibc `arch`'s programs run with on the `page` kernel in place.
+    pub fn install_glibc_for(&self, arch: Arch, page: &str) -> Result<()> {
+        install_glibc(&self.root, arch, page)
     }
 
     /// Copies `src` (a file or a directory's contents) to `/t/<dest>`.
@@ -104,10 +109,11 @@ impl Initramfs {
     }
 }
 
-/// Copies the glibc the VM runs `arch`'s programs with into `root`'s `/lib`.
-fn install_glibc(root: &Path, arch: Arch) -> Result<()> {
+/// Copies the glibc the VM runs `arch`'s programs with on the `page` kernel
+/// into `root`'s `/lib`, over what is there.
+fn install_glibc(root: &Path, arch: Arch, page: &str) -> Result<()> {
     let triple = arch.triple();
-    let sysroot = arch.vm_sysroot().join("lib");
+    let sysroot = setup::vm_sysroot(arch, page).join("lib");
     let (interp_dir, interp) = arch.interpreter();
     let libdir = root.join("lib").join(triple);
     fs_err::create_dir_all(&libdir)?;
@@ -117,7 +123,9 @@ fn install_glibc(root: &Path, arch: Arch) -> Result<()> {
     fs_err::copy(sysroot.join(interp), libdir.join(interp))
         .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
     let from_interp_dir = if interp_dir == "lib" { PathBuf::from(triple) } else { Path::new("../lib").join(triple) };
-    std::os::unix::fs::symlink(from_interp_dir.join(interp), root.join(interp_dir).join(interp))?;
+    let link = root.join(interp_dir).join(interp);
+    let _ = fs_err::remove_file(&link);
+    std::os::unix::fs::symlink(from_interp_dir.join(interp), link)?;
     for lib in GLIBC_LIBS {
         if sysroot.join(lib).exists() {
             fs_err::copy(sysroot.join(lib), libdir.join(lib))?;

@@ -1,7 +1,7 @@
 //! What every mode of `pagefit fix` does last: keep a backup, print the reports.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,6 +10,13 @@ use pagefit_core::render::fix::write_fix_text;
 
 use crate::args::fix::FixArgs;
 use crate::args::format::Format;
+
+/// Where `--backup` keeps the original: `INPUT.bak`.
+pub fn backup_path(input_path: &Path) -> PathBuf {
+    let mut name = input_path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
 
 /// With `--backup`, links (or copies) the input to INPUT.bak before it is replaced.
 pub fn keep_backup(input_path: &Path, backup: Option<&Path>) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@
 //! wheel (`zip_members`), and each ELF file under a directory (`tree`).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -25,7 +25,7 @@ mod finish;
 mod tree;
 mod zip_members;
 
-use finish::{finish, keep_backup};
+use finish::{backup_path, finish, keep_backup};
 
 impl FixArgs {
     /// The engine's request.
@@ -45,7 +45,7 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     }
     let shown = input_path.display().to_string();
     let (source, metadata) = FileSource::open(input_path).with_context(|| format!("{shown}: cannot read"))?;
-    let backup = args.backup.then(|| with_suffix(input_path, ".bak"));
+    let backup = args.backup.then(|| backup_path(input_path));
     if let Some(backup) = backup.as_ref().filter(|b| b.symlink_metadata().is_ok()) {
         bail!("{shown}: the backup {} already exists", backup.display());
     }
@@ -79,12 +79,6 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     finish(args, &[report], false)
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 fn is_same_file(input: &std::fs::Metadata, output: &Path) -> bool {

@@ -18,8 +18,7 @@ use pagefit_core::fix::report::{FixReport, FixStatus};
 use pagefit_loader::source::FileSource;
 use rayon::prelude::*;
 
-use super::finish::{finish, keep_backup};
-use super::with_suffix;
+use super::finish::{backup_path, finish, keep_backup};
 use crate::args::fix::FixArgs;
 use crate::args::format::Format;
 use crate::engine::{fix_elf, ElfFix};
@@ -99,7 +98,7 @@ fn fix_one(args: &FixArgs, names: &[PathBuf]) -> anyhow::Result<Ending> {
     let destination = (!args.dry_run).then_some(path.as_path());
     let ElfFix { report, written } = fix_elf(source, &metadata, path, &shown, destination, &args.request())?;
     if let (FixStatus::Fixed, Some(written)) = (report.status, written) {
-        let backup = args.backup.then(|| with_suffix(path, ".bak"));
+        let backup = args.backup.then(|| backup_path(path));
         keep_backup(path, backup.as_deref())?;
         written.persist(path, true)?;
         for other in &names[1..] {
