@@ -90,6 +90,11 @@ impl Arch {
         }
     }
 
+    /// Whether fixtures/jemalloc/build.sh builds jemalloc programs for it.
+    pub fn has_jemalloc_fixtures(self) -> bool {
+        self != Arch::Armhf
+    }
+
     /// The page size of this architecture's large-page kernel.
     pub fn big_page(self) -> &'static str {
         match self {

@@ -157,7 +157,9 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         rows.extend(run_rows);
         rows.extend(runproof::compare_fix_deps(arch, &boots));
         rows.extend(runproof::compare_fat(arch, &boots));
-        rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
+        if arch.has_jemalloc_fixtures() {
+            rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
+        }
         eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
