@@ -37,7 +37,8 @@ for arch in "${architectures[@]}"; do
 done >"$debs/wanted"
 echo "survey: $(wc -l <"$debs/wanted") $suite/$section packages for ${architectures[*]}" >&2
 # apt-get download stops at the first failure: fetch in batches, keep going.
-(cd "$debs" && xargs -n 50 apt-get "${apt_options[@]}" download <wanted >/dev/null 2>"$debs/download-errors" || true)
+# Four at a time: one apt-get waits on the mirror for each file in turn.
+(cd "$debs" && xargs -P 4 -n 20 apt-get "${apt_options[@]}" download <wanted >/dev/null 2>"$debs/download-errors" || true)
 echo "survey: $(ls "$debs"/*.deb | wc -l) fetched, $(du -sh "$debs" | cut -f1)" >&2
 
 start=$(date +%s.%N)
