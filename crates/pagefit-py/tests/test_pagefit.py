@@ -83,31 +83,41 @@ class Dask(unittest.TestCase):
     """A LocalCluster of 2 workers over the fixtures and the real-world set
     gives exactly the output of one `pagefit check --format jsonl` run."""
 
-    def audit(self, output, *extra):
-        command = [sys.executable, "-m", "pagefit.dask", FIXTURES, REALWORLD, "--workers", "2", "--output", output, *extra]
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+        # An input that cannot be analysed: its error record comes last.
+        self.truncated = os.path.join(self.tmp, "truncated.so")
+        with open(BROKEN_AT_16K, "rb") as source, open(self.truncated, "wb") as out:
+            out.write(source.read(100))
+        self.paths = [FIXTURES, REALWORLD, self.truncated]
+
+    def audit(self, output):
+        command = [sys.executable, "-m", "pagefit.dask", *self.paths, "--workers", "2", "--output", output]
         return subprocess.run(command, capture_output=True, text=True)
 
     def test_two_workers_give_the_records_of_one_cli_run(self):
-        expected = cli("check", "--format", "jsonl", FIXTURES, REALWORLD).stdout
+        expected = cli("check", "--format", "jsonl", *self.paths).stdout
         self.assertIn("!/", expected, "the real-world archives are read")
-        with tempfile.TemporaryDirectory() as tmp:
-            output = os.path.join(tmp, "audit.jsonl")
-            audit = self.audit(output)
-            self.assertEqual(audit.returncode, 0, audit.stderr)
-            with open(output, encoding="utf-8") as file:
-                self.assertEqual(file.read(), expected)
+        self.assertTrue(expected.splitlines()[-1].startswith('{"error":'), expected.splitlines()[-1])
+        output = os.path.join(self.tmp, "audit.jsonl")
+        audit = self.audit(output)
+        self.assertEqual(audit.returncode, 2, audit.stderr)
+        with open(output, encoding="utf-8") as file:
+            self.assertEqual(file.read(), expected)
 
     def test_parquet_holds_the_same_records(self):
         import pyarrow.parquet as pq
 
-        expected = cli("check", "--format", "jsonl", FIXTURES, REALWORLD).stdout.splitlines()
-        with tempfile.TemporaryDirectory() as tmp:
-            output = os.path.join(tmp, "audit.parquet")
-            audit = self.audit(output)
-            self.assertEqual(audit.returncode, 0, audit.stderr)
-            table = pq.read_table(output).to_pydict()
-        self.assertEqual(table["record"], expected)
-        self.assertEqual(table["path"], [json.loads(line)["path"] for line in expected])
+        expected = [json.loads(line) for line in cli("check", "--format", "jsonl", *self.paths).stdout.splitlines()]
+        output = os.path.join(self.tmp, "audit.parquet")
+        audit = self.audit(output)
+        self.assertEqual(audit.returncode, 2, audit.stderr)
+        table = pq.read_table(output).to_pydict()
+        self.assertEqual([json.loads(record) for record in table["record"]], expected)
+        self.assertEqual(table["path"], [r["error"]["path"] if "error" in r else r["path"] for r in expected])
+        self.assertEqual(table["error"][-1], expected[-1]["error"]["message"])
 
 
 if __name__ == "__main__":

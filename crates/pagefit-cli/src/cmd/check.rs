@@ -108,7 +108,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         CheckFormat::Jsonl => {
             for error in &document.errors {
-                serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))?;
+                serde_json::to_writer(&mut out, &Record::Error { error: error.clone() })?;
                 writeln!(out)?;
             }
         }
