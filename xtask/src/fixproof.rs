@@ -74,7 +74,7 @@ fn fix_closure(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         .arg("--out")
         .arg(&destination)
         .arg("--sysroot")
-        .arg(arch.sysroot())
+        .arg(arch.vm_sysroot())
         .output()
         .with_context(|| format!("cannot run {}", pagefit.display()))?;
     let report: ClosureFixReport = serde_json::from_slice(&output.stdout)

@@ -1,35 +1,41 @@
 //! Project automation for pagefit. `cargo xtask realkernel` boots real 4K,
-//! 16K (aarch64) and 64K (ppc64le) Linux kernels, runs every fixture on them
-//! and compares what happened with pagefit's predictions.
+//! 16K (aarch64, which also runs armhf programs) and 64K (ppc64le) Linux
+//! kernels, runs every fixture on them and compares what happened with
+//! pagefit's predictions.
 
 pub mod agreement;
 pub mod corpus;
 pub mod fixproof;
 pub mod realkernel;
 pub mod realworld;
+pub mod rootproof;
 pub mod runproof;
 pub mod runtimeproof;
 pub mod setup;
 pub mod vm;
 
-/// A target architecture with a large-page Debian kernel.
+/// A target architecture, run on a large-page Debian kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     /// arm64, with a 16K kernel.
     Aarch64,
     /// ppc64el, with a 64K kernel.
     Ppc64le,
+    /// 32-bit armhf programs on the arm64 kernels (CONFIG_COMPAT; QEMU's
+    /// `-cpu max` runs AArch32 at EL0): the Raspberry Pi 5 case.
+    Armhf,
 }
 
 impl Arch {
-    /// Both, in the order they run.
-    pub const ALL: [Arch; 2] = [Arch::Aarch64, Arch::Ppc64le];
+    /// All, in the order they run.
+    pub const ALL: [Arch; 3] = [Arch::Aarch64, Arch::Ppc64le, Arch::Armhf];
 
     /// The name fixtures/build.sh and `uname -m` use.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Aarch64 => "aarch64",
             Arch::Ppc64le => "ppc64le",
+            Arch::Armhf => "armhf",
         }
     }
 
@@ -38,6 +44,7 @@ impl Arch {
         match self {
             Arch::Aarch64 => "arm64",
             Arch::Ppc64le => "ppc64el",
+            Arch::Armhf => "armhf",
         }
     }
 
@@ -46,6 +53,7 @@ impl Arch {
         match self {
             Arch::Aarch64 => "aarch64-linux-gnu",
             Arch::Ppc64le => "powerpc64le-linux-gnu",
+            Arch::Armhf => "arm-linux-gnueabihf",
         }
     }
 
@@ -54,6 +62,7 @@ impl Arch {
         match self {
             Arch::Aarch64 => "aarch64-unknown-linux-gnu",
             Arch::Ppc64le => "powerpc64le-unknown-linux-gnu",
+            Arch::Armhf => "armv7-unknown-linux-gnueabihf",
         }
     }
 
@@ -62,10 +71,44 @@ impl Arch {
         std::path::PathBuf::from(format!("/usr/{}", self.triple()))
     }
 
+    /// The glibc the VM runs programs with, as a sysroot (`lib/`): Debian's
+    /// cross glibc, except armhf's, which is linked for 4K pages and which
+    /// the VM takes fixed by pagefit ([`setup::prepare_vm_sysroot`]).
+    pub fn vm_sysroot(self) -> std::path::PathBuf {
+        match self {
+            Arch::Armhf => setup::cache_dir().join(self.name()).join(format!("sysroot-{}", self.big_page())),
+            _ => self.sysroot(),
+        }
+    }
+
+    /// Where PT_INTERP names the dynamic linker: its directory under the
+    /// root and its file name.
+    pub fn interpreter(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::Aarch64 => ("lib", "ld-linux-aarch64.so.1"),
+            Arch::Ppc64le => ("lib64", "ld64.so.2"),
+            Arch::Armhf => ("lib", "ld-linux-armhf.so.3"),
+        }
+    }
+
+    /// The architecture of the kernel (and of the VM's busybox and pagefit).
+    pub fn kernel_arch(self) -> Arch {
+        match self {
+            Arch::Armhf => Arch::Aarch64,
+            other => other,
+        }
+    }
+
+    /// Whether `pagefit run` runs this architecture's programs: its loader
+    /// has no armhf support yet.
+    pub fn has_loader(self) -> bool {
+        self != Arch::Armhf
+    }
+
     /// The page size of this architecture's large-page kernel.
     pub fn big_page(self) -> &'static str {
         match self {
-            Arch::Aarch64 => "16k",
+            Arch::Aarch64 | Arch::Armhf => "16k",
             Arch::Ppc64le => "64k",
         }
     }
@@ -75,7 +118,7 @@ impl Arch {
         ["4k", self.big_page()]
     }
 
-    /// Parses `aarch64` or `ppc64le`.
+    /// Parses `aarch64`, `ppc64le` or `armhf`.
     pub fn parse(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.name() == name)
     }

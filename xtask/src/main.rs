@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use xtask::realkernel::{
     boot_arch, build_fixtures, build_pagefit, build_pagefit_for, compare, prepare_fixtures, print_rows, read_recorded, target_dir,
 };
-use xtask::{fixproof, realworld, runproof, runtimeproof, setup, Arch};
+use xtask::{fixproof, realworld, rootproof, runproof, runtimeproof, setup, Arch};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "pagefit project automation")]
@@ -26,7 +26,7 @@ enum Task {
     /// builds the fixtures, boots each kernel once and runs every fixture.
     /// The last line is `real-kernel agreement: X/Y`; exit 0 only if X = Y.
     Realkernel {
-        /// Only this architecture (aarch64 or ppc64le).
+        /// Only this architecture (aarch64, ppc64le or armhf).
         #[arg(long, value_parser = parse_arch)]
         arch: Option<Arch>,
         /// Compare recorded boot outputs (DIR/<arch>-<page>.txt) instead of booting.
@@ -45,6 +45,9 @@ enum Task {
     /// and compares with pagefit's verdicts. The last line is `real-world
     /// agreement: X/Y`; exit 0 only if X = Y.
     Realworld {
+        /// Only this architecture (aarch64, ppc64le or armhf).
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
         /// Compare recorded boot outputs (DIR/<arch>-<page>.txt) instead of booting.
         #[arg(long, value_name = "DIR")]
         recorded: Option<PathBuf>,
@@ -58,7 +61,7 @@ enum Task {
 }
 
 fn parse_arch(name: &str) -> Result<Arch, String> {
-    Arch::parse(name).ok_or_else(|| format!("unknown arch {name} (aarch64 or ppc64le)"))
+    Arch::parse(name).ok_or_else(|| format!("unknown arch {name} (aarch64, ppc64le or armhf)"))
 }
 
 fn main() -> ExitCode {
@@ -66,7 +69,9 @@ fn main() -> ExitCode {
         Task::Realkernel { arch, recorded, record, timeout } => {
             ("realkernel", realkernel(arch, recorded, record, Duration::from_secs(timeout)))
         }
-        Task::Realworld { recorded, record, timeout } => ("realworld", realworld(recorded, record, Duration::from_secs(timeout))),
+        Task::Realworld { arch, recorded, record, timeout } => {
+            ("realworld", realworld(arch, recorded, record, Duration::from_secs(timeout)))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -78,19 +83,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn realworld(recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Duration) -> Result<bool> {
+fn realworld(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Duration) -> Result<bool> {
     if recorded.is_none() {
         setup::install_tools()?;
     }
     let pagefit = build_pagefit()?;
     let out = target_dir()?.join("realworld");
     let mut rows = Vec::new();
-    for arch in Arch::ALL {
+    for arch in Arch::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
         let out = out.join(arch.name());
+        setup::prepare_vm_sysroot(arch, &pagefit)?;
         let prepared = realworld::prepare(arch, &pagefit, &out)?;
+        let root = rootproof::prepare(arch, &pagefit, &out)?;
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
-            None => realworld::boot(arch, &out, &prepared, timeout)?,
+            None => realworld::boot(arch, &out, &prepared, root.as_ref(), timeout)?,
         };
         if let Some(record) = &record {
             fs_err::create_dir_all(record)?;
@@ -100,6 +107,10 @@ fn realworld(recorded: Option<PathBuf>, record: Option<PathBuf>, timeout: Durati
         }
         rows.extend(realworld::compare(arch, &prepared, &boots));
         print!("{}", realworld::fix_summary(&prepared));
+        if let Some(root) = &root {
+            rows.extend(rootproof::compare(arch, root, &boots));
+            print!("{} {}", arch.name(), root.summary());
+        }
         let (agreed, total, passed_but_fail, failed_but_map) = realworld::peer_rule(&prepared, &boots, arch.big_page());
         println!(
             "{} {}: the p_align rule other checkers use agrees on {agreed}/{total}: it passes {} that fail ({}) and fails {failed_but_map} that map",
@@ -126,12 +137,13 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
     for arch in Arch::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
         let dir = fixtures.join(arch.name());
         prepare_fixtures(arch, &dir)?;
+        setup::prepare_vm_sysroot(arch, &pagefit)?;
         let fixed = fixproof::prepare(arch, &dir, &pagefit, &out.join(format!("fixed/{}", arch.name())))?;
         runproof::prepare_fat(&dir, &pagefit, &fixed.dir)?;
         eprintln!("realkernel: {} fixtures fixed for {}: {}", arch.name(), arch.big_page(), fixed.strategies());
         let boots = match &recorded {
             Some(recorded) => read_recorded(recorded, arch)?,
-            None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch)?, &out, timeout)?,
+            None => boot_arch(arch, &dir, &fixed.dir, &build_pagefit_for(arch.kernel_arch())?, &out, timeout)?,
         };
         if let Some(record) = &record {
             fs_err::create_dir_all(record)?;
@@ -141,12 +153,16 @@ fn realkernel(only: Option<Arch>, recorded: Option<PathBuf>, record: Option<Path
         }
         rows.extend(compare(arch, &dir, &pagefit, &boots, true)?);
         rows.extend(fixproof::compare(arch, &fixed, &boots)?);
-        let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
-        rows.extend(run_rows);
-        rows.extend(runproof::compare_fix_deps(arch, &boots));
-        rows.extend(runproof::compare_fat(arch, &boots));
-        rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
-        eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
+        if arch.has_loader() {
+            let (run_rows, not_comparable) = runproof::compare(arch, &dir, &pagefit, &boots)?;
+            rows.extend(run_rows);
+            rows.extend(runproof::compare_fix_deps(arch, &boots));
+            rows.extend(runproof::compare_fat(arch, &boots));
+            rows.extend(runtimeproof::compare(arch, &dir, &boots)?);
+            eprintln!("realkernel: not compared under pagefit run (they read /proc/self/exe themselves): {}", not_comparable.join(" "));
+        } else {
+            eprintln!("realkernel: {}: no `pagefit run` rows: pagefit's loader does not run {} programs yet", arch.name(), arch.name());
+        }
     }
     eprintln!("realkernel: {:.0} s in all", started.elapsed().as_secs_f64());
     let (agreed, total) = print_rows(&rows, "real-kernel");

@@ -97,17 +97,16 @@ fn build_glibc231_programs(sysroot: &Path, fixtures: &Path) -> Result<()> {
 }
 
 /// The shell script the VM runs: every fixture, every fixed fixture, every
-/// fixture started by `pagefit run`, pagefit checking the fixtures itself,
-/// then the glibc 2.31 runs.
+/// fixture started by `pagefit run` (where its loader runs the
+/// architecture), pagefit checking the fixtures itself, then the glibc 2.31 runs.
 fn work_script(arch: Arch) -> String {
-    let mut script = format!(
-        "sh /t/run-manifest.sh /t/fx\nsh /t/run-manifest.sh /t/fixed {}\nsh /t/run-manifest.sh /t/fx {} /t/pagefit run\n",
-        fixproof::PREFIX,
-        runproof::PREFIX
-    );
-    script.push_str(&runproof::fix_deps_script());
-    script.push_str(&runproof::fat_script());
-    script.push_str(&runtimeproof::script());
+    let mut script = format!("sh /t/run-manifest.sh /t/fx\nsh /t/run-manifest.sh /t/fixed {}\n", fixproof::PREFIX);
+    if arch.has_loader() {
+        script.push_str(&format!("sh /t/run-manifest.sh /t/fx {} /t/pagefit run\n", runproof::PREFIX));
+        script.push_str(&runproof::fix_deps_script());
+        script.push_str(&runproof::fat_script());
+        script.push_str(&runtimeproof::script());
+    }
     script.push_str(&format!(
         "/t/pagefit check --format jsonl --page-size 4k,16k,64k /t/fx >/tmp/o 2>&1\necho \"@@ {SELF_CHECK} rc=$?\"\ncat /tmp/o\n"
     ));
@@ -217,14 +216,14 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
     let baseline_runs = runs_at_4k(boots);
     for (page, output) in boots {
         // The VM states which kernel it booted; a wrong one must not pass as proof.
-        let banner = format!("@@ kernel {} page size {} kB", arch.name(), page.trim_end_matches('k'));
+        let banner = format!("@@ kernel {} page size {} kB", arch.kernel_arch().name(), page.trim_end_matches('k'));
         anyhow::ensure!(output.starts_with(&banner), "the {page} {} boot ran another kernel: {:?}", arch.name(), output.lines().next());
         let runs = parse_runs(output);
         for name in &expected_runs {
             let run = runs.iter().find(|r: &&Run| &r.name == name);
             let baseline = baseline_runs.iter().find(|r| &r.name == name);
             if name.starts_with("closure/") {
-                let expected = predict_closure(pagefit, fixtures, name, page, &arch.sysroot())?;
+                let expected = predict_closure(pagefit, fixtures, name, page, &arch.vm_sysroot())?;
                 let (observed, problems) = match run {
                     Some(run) => (observed_summary(run), closure_disagreements(run, baseline, &expected)),
                     None => missing_run(),

@@ -11,8 +11,8 @@
 //!
 //! pagefit's verdict (read in process from `pagefit_core`) must match on
 //! every row, and every file that is not ok must load once fixed (or its
-//! refusal is reported). aarch64 (4K and 16K kernels) and ppc64le (4K and
-//! 64K kernels).
+//! refusal is reported). aarch64 and armhf (4K and 16K arm64 kernels) and
+//! ppc64le (4K and 64K kernels).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -31,13 +31,14 @@ use sha2::{Digest, Sha256};
 use crate::agreement::{parse_runs, Run};
 use crate::corpus::Row;
 use crate::realkernel::workspace;
+use crate::rootproof::{self, PreparedRoot};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
 use crate::Arch;
 
 /// One line of the manifest.
 pub struct Artifact {
-    /// pypi, npm or deb.
+    /// pypi, npm, deb (Debian 13) or deb12 (Debian 12).
     pub source: String,
     pub name: String,
     pub version: String,
@@ -113,7 +114,7 @@ fn wheel_options(file: &str) -> Result<Vec<String>> {
 }
 
 /// Fetches the artifact into the cache (once) and checks its sha256.
-fn fetch(artifact: &Artifact) -> Result<PathBuf> {
+pub fn fetch(artifact: &Artifact) -> Result<PathBuf> {
     let dir = cache().join("downloads");
     fs_err::create_dir_all(&dir)?;
     let path = dir.join(&artifact.file);
@@ -134,9 +135,14 @@ fn fetch(artifact: &Artifact) -> Result<PathBuf> {
                     .arg(format!("{}@{}", artifact.name, artifact.version))
                     .current_dir(&dir))?;
             }
-            "deb" => {
+            // Debian 13 through the machine's (pinned) sources; Debian 12 through a private configuration.
+            "deb" | "deb12" => {
                 let spec = format!("{}:{}={}", artifact.name, artifact.arch.debian(), artifact.version);
-                run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(&dir))?;
+                let options = match artifact.source.as_str() {
+                    "deb12" => setup::private_apt("bookworm", artifact.arch.debian())?,
+                    _ => Vec::new(),
+                };
+                run(Command::new("apt-get").args(&options).args(["download", "-q", &spec]).current_dir(&dir))?;
             }
             other => bail!("{}: unknown source {other}", artifact.file),
         }
@@ -184,15 +190,19 @@ fn elf_files(dir: &Path) -> Result<Vec<PathBuf>> {
     while let Some(d) = stack.pop() {
         for entry in fs_err::read_dir(&d)? {
             let path = entry?.path();
-            if path.is_dir() {
+            let kind = fs_err::symlink_metadata(&path)?.file_type();
+            if kind.is_dir() {
                 stack.push(path);
-            } else {
-                let mut magic = [0u8; 4];
-                if fs_err::File::open(&path)?.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF" {
-                    found.push(path);
-                } else {
-                    fs_err::remove_file(&path)?;
-                }
+                continue;
+            }
+            // A symbolic link stays when it leads to an ELF file (a soname's
+            // link, which ld.so looks for); it is not a file of its own.
+            let mut magic = [0u8; 4];
+            let elf = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF";
+            match (elf, kind.is_symlink()) {
+                (true, false) => found.push(path),
+                (true, true) => {}
+                (false, _) => fs_err::remove_file(&path)?,
             }
         }
     }
@@ -214,7 +224,8 @@ fn predict(path: &Path, pages: &[&str], big_page: &str) -> Result<(bool, BTreeMa
     }
     let big: PageSize = big_page.parse().map_err(|e| anyhow::anyhow!("{big_page}: {e}"))?;
     let aligned = elf.loads().all(|l| l.align >= big.bytes());
-    Ok((elf.role == Role::Executable, predicted, aligned))
+    // ld.so runs as a program too (`ld.so --version`), mapped by the kernel as pagefit judges it.
+    Ok((matches!(elf.role, Role::Executable | Role::Interpreter), predicted, aligned))
 }
 
 /// Fixes `file` in place for `page` with the host's pagefit; its report.
@@ -231,6 +242,9 @@ fn fix(pagefit: &Path, file: &Path, page: &str) -> Result<FixReport> {
 /// An artifact, unpacked twice (as shipped, and fixed), with its ELF files.
 pub struct Prepared {
     id: String,
+    /// A Debian package: its libraries serve the other packages of the
+    /// same boot, as on an installed system.
+    system: bool,
     members: Vec<ElfMember>,
     /// What it adds to the VM's initramfs.
     bytes: u64,
@@ -266,7 +280,8 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
             };
             members.push(ElfMember { relative, executable, predicted, aligned, fix });
         }
-        prepared.push(Prepared { id, members, bytes });
+        let system = artifact.source.starts_with("deb");
+        prepared.push(Prepared { id, system, members, bytes });
     }
     Ok(prepared)
 }
@@ -283,25 +298,39 @@ fn harness(arch: Arch, out: &Path) -> Result<PathBuf> {
            printf(\"loaded\\n\");\n  return 0;\n}\n",
     )?;
     let binary = out.join("dlopen-harness");
-    run(Command::new(format!("{}-gcc", arch.triple())).args(["-O1", "-o"]).arg(&binary).arg(&source).arg("-ldl"))?;
+    // Linked for 64K pages, so that the harness itself loads on every kernel
+    // (armhf's cross gcc links for 4K by default).
+    run(Command::new(format!("{}-gcc", arch.triple()))
+        .args(["-O1", "-Wl,-z,max-page-size=65536", "-Wl,-z,common-page-size=65536", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .arg("-ldl"))?;
     Ok(binary)
 }
 
 /// The VM's commands: each library alone and fixed, each executable as
-/// shipped and fixed.
+/// shipped and fixed. A Debian package's files find the fixed libraries of
+/// every Debian package of the boot; any other artifact's, its own.
 fn script(prepared: &[&Prepared]) -> String {
-    let mut script = String::new();
-    for artifact in prepared {
-        let id = &artifact.id;
-        let mut library_dirs: Vec<String> = artifact
+    let library_dirs = |artifact: &Prepared| -> Vec<String> {
+        artifact
             .members
             .iter()
             .filter(|m| !m.executable)
-            .filter_map(|m| Path::new(&m.relative).parent().map(|p| format!("/t/rw/{id}/fixed/{}", p.display())))
-            .collect();
-        library_dirs.sort();
-        library_dirs.dedup();
-        let path = library_dirs.join(":");
+            .filter_map(|m| Path::new(&m.relative).parent().map(|p| format!("/t/rw/{}/fixed/{}", artifact.id, p.display())))
+            .collect()
+    };
+    let system_dirs: Vec<String> = prepared.iter().filter(|a| a.system).flat_map(|a| library_dirs(a)).collect();
+    let mut script = String::new();
+    for artifact in prepared {
+        let id = &artifact.id;
+        let mut dirs = library_dirs(artifact);
+        if artifact.system {
+            dirs.extend(system_dirs.iter().cloned());
+        }
+        dirs.sort();
+        dirs.dedup();
+        let path = dirs.join(":");
         for (index, member) in artifact.members.iter().enumerate() {
             let name = Path::new(&member.relative).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             // A file that needed no fix is the same in the fixed tree.
@@ -327,8 +356,9 @@ fn script(prepared: &[&Prepared]) -> String {
 const BATCH_BYTES: u64 = 320 << 20;
 
 /// Boots the 4K and the large-page kernel of `arch` with the prepared
-/// artifacts, in as many boots as their size needs; the outputs by page size.
-pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) -> Result<Vec<(String, String)>> {
+/// artifacts (and `root`, the whole-root proof's two roots), in as many boots
+/// as their size needs; the outputs by page size.
+pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], root: Option<&PreparedRoot>, timeout: Duration) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
     let harness = harness(arch, out)?;
     let mut batches: Vec<Vec<&Prepared>> = vec![Vec::new()];
@@ -341,7 +371,7 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
         }
     }
     let mut outputs: Vec<(String, String)> = arch.page_sizes().iter().map(|p| (p.to_string(), String::new())).collect();
-    for batch in batches {
+    for (index, batch) in batches.into_iter().enumerate() {
         let initramfs = Initramfs::new(&out.join(format!("{}-root", arch.name())), arch, &busybox)?;
         for artifact in &batch {
             initramfs.add(&out.join("artifacts").join(&artifact.id), &format!("rw/{}", artifact.id))?;
@@ -349,9 +379,16 @@ pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], timeout: Duration) ->
         initramfs.add(&harness, "rw/dlopen-harness")?;
         // What the artifacts need from the system besides glibc.
         for lib in ["libgcc_s.so.1", "libstdc++.so.6"] {
-            initramfs.add(&arch.sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
+            initramfs.add(&arch.vm_sysroot().join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
         }
-        let script = script(&batch);
+        let mut script = script(&batch);
+        // The roots go with the first batch.
+        if let Some(root) = root.filter(|_| index == 0) {
+            for (dir, dest) in root.directories() {
+                initramfs.add(dir, dest)?;
+            }
+            script.push_str(&rootproof::script());
+        }
         for (page, output) in outputs.iter_mut() {
             let kernel = setup::kernel(arch, page)?;
             output.push_str(&initramfs.boot(arch, &kernel, &script, timeout)?);
@@ -407,11 +444,13 @@ fn describe(observed: Observed, run: &Run) -> String {
 }
 
 /// Whether a verdict and an observation agree: ok and degraded load;
-/// rejected is refused by ld.so; broken does not run as at 4K (for a library
-/// opened alone, any ending but a refusal).
+/// rejected is refused by ld.so (an executable, by the kernel); broken does
+/// not run as at 4K (for a library opened alone, any ending but a refusal).
 fn agrees(predicted: Outcome, observed: Observed, executable: bool) -> bool {
     match predicted {
         Outcome::Ok | Outcome::Degraded => observed == Observed::Loaded,
+        // The kernel refuses an executable by SIGSEGV at exec.
+        Outcome::Rejected if executable => observed != Observed::Loaded,
         Outcome::Rejected => observed == Observed::Rejected,
         Outcome::Broken if executable => observed != Observed::Loaded,
         Outcome::Broken => observed != Observed::Rejected,

@@ -251,7 +251,7 @@ pub fn compare(arch: Arch, fixtures: &Path, pagefit: &Path, boots: &[(String, St
             // meets its libraries, and may refuse one the kernel never got to.
             let killed_at_exec = native.is_some_and(|n| n.rc == 139);
             let refused_library = match killed_at_exec {
-                true => library_refusal(pagefit, fixtures, command, page, &arch.sysroot())?,
+                true => library_refusal(pagefit, fixtures, command, page, &arch.vm_sysroot())?,
                 false => None,
             };
             let (predicted, problems) = match (under_pagefit, native.filter(|n| library_failure(n)), at_4k) {

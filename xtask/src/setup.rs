@@ -130,6 +130,8 @@ pub fn install_tools() -> Result<()> {
         ("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu", false),
         ("powerpc64le-linux-gnu-gcc", "gcc-powerpc64le-linux-gnu", false),
         ("powerpc64le-linux-gnu-g++", "g++-powerpc64le-linux-gnu", false),
+        ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf", false),
+        ("arm-linux-gnueabihf-g++", "g++-arm-linux-gnueabihf", false),
         ("cpio", "cpio", false),
     ] {
         if !have(program) {
@@ -204,6 +206,7 @@ fn fetch_deb(package: &str, dir: &Path, apt_options: &[String]) -> Result<()> {
 
 /// The kernel image for `arch` at `page_size` ("4k", "16k" or "64k"), downloading it when missing.
 pub fn kernel(arch: Arch, page_size: &str) -> Result<PathBuf> {
+    let arch = arch.kernel_arch();
     let flavour = match (arch, page_size) {
         (Arch::Aarch64, "16k") => "arm64-16k-unsigned",
         (Arch::Aarch64, "4k") => "arm64-unsigned",
@@ -230,39 +233,75 @@ pub fn kernel(arch: Arch, page_size: &str) -> Result<PathBuf> {
 /// Debian 13's static busybox for `arch`, asked for by release: the pin
 /// would otherwise take bookworm's, which lives in /bin.
 pub fn busybox(arch: Arch) -> Result<PathBuf> {
+    let arch = arch.kernel_arch();
     let dir = cache_dir().join(arch.name()).join("busybox");
     fetch_deb(&format!("busybox-static:{}/trixie", arch.debian()), &dir, &[])?;
     Ok(dir.join("usr/bin/busybox"))
 }
 
-/// Debian 11's arm64 glibc 2.31 (libc6 and libc6-dev), unpacked, for the
-/// glibc <= 2.34 model. A private apt configuration keeps the bullseye suite
-/// out of the machine's sources.
-pub fn bullseye_glibc() -> Result<PathBuf> {
-    let dir = cache_dir().join("aarch64").join("glibc-2.31");
-    if dir.is_dir() {
-        return Ok(dir);
+/// Libraries of the cross glibc (and the C++ runtime) the VM's programs need.
+pub const GLIBC_LIBS: &[&str] = &["libc.so.6", "libm.so.6", "libgcc_s.so.1", "libstdc++.so.6", "libpthread.so.0", "libdl.so.2"];
+
+/// Fills [`Arch::vm_sysroot`] for armhf: Debian's armhf glibc, each file
+/// that is not ok at the big page fixed by `pagefit` (the dynamic linker by
+/// merge, since it relocates itself; the libraries by rebase or relayout).
+pub fn prepare_vm_sysroot(arch: Arch, pagefit: &Path) -> Result<()> {
+    if arch.vm_sysroot() == arch.sysroot() {
+        return Ok(());
     }
-    let apt = cache_dir().join("bullseye-apt");
+    let lib = arch.vm_sysroot().join("lib");
+    let _ = fs_err::remove_dir_all(&lib);
+    fs_err::create_dir_all(&lib)?;
+    for name in GLIBC_LIBS.iter().copied().chain([arch.interpreter().1]) {
+        let source = arch.sysroot().join("lib").join(name);
+        fs_err::copy(fs_err::canonicalize(&source)?, lib.join(name))?;
+        let checked = Command::new(pagefit).args(["check", "--page-size", arch.big_page()]).arg(lib.join(name)).output()?;
+        if checked.status.code() == Some(1) {
+            run(Command::new(pagefit).args(["fix", "--page-size", arch.big_page(), "--in-place"]).arg(lib.join(name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// apt options for a private configuration that reads one Debian `suite`
+/// for one architecture, so the suite stays out of the machine's sources and
+/// pins; its package lists are fetched once.
+pub fn private_apt(suite: &str, debian_arch: &str) -> Result<Vec<String>> {
+    let apt = cache_dir().join(format!("apt-{suite}-{debian_arch}"));
     for sub in ["lists/partial", "cache/archives/partial"] {
         fs_err::create_dir_all(apt.join(sub))?;
     }
     let sources = apt.join("sources.list");
     fs_err::write(
         &sources,
-        format!("deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} bullseye main\n", mirror_uri()?),
+        format!("deb [arch={debian_arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} {suite} main\n", mirror_uri()?),
     )?;
-    let options: Vec<String> = vec![
-        "-o".into(),
+    let options: Vec<String> = [
         format!("Dir::Etc::sourcelist={}", sources.display()),
-        "-o".into(),
         "Dir::Etc::sourceparts=-".into(),
-        "-o".into(),
         format!("Dir::State::Lists={}", apt.join("lists").display()),
-        "-o".into(),
         format!("Dir::Cache={}", apt.join("cache").display()),
-    ];
-    run(Command::new("apt-get").args(&options).args(["update", "-q"]))?;
+        // An architecture dpkg has not been told of (armhf) is still listed.
+        format!("APT::Architectures::={debian_arch}"),
+    ]
+    .into_iter()
+    .flat_map(|option| ["-o".to_string(), option])
+    .collect();
+    let listed = fs_err::read_dir(apt.join("lists"))?.flatten().any(|e| e.file_name().to_string_lossy().ends_with("_Packages"));
+    if !listed {
+        run(Command::new("apt-get").args(&options).args(["update", "-q"]))?;
+    }
+    Ok(options)
+}
+
+/// Debian 11's arm64 glibc 2.31 (libc6 and libc6-dev), unpacked, for the
+/// glibc <= 2.34 model.
+pub fn bullseye_glibc() -> Result<PathBuf> {
+    let dir = cache_dir().join("aarch64").join("glibc-2.31");
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let options = private_apt("bullseye", "arm64")?;
     let libc = cache_dir().join("aarch64").join("libc6-2.31");
     let dev = cache_dir().join("aarch64").join("libc6-dev-2.31");
     fetch_deb("libc6:arm64", &libc, &options)?;

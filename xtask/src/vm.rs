@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup::run;
+use crate::setup::{run, GLIBC_LIBS};
 use crate::Arch;
 
 const BEGIN: &str = "@@REALKERNEL-BEGIN@@";
 const END: &str = "@@REALKERNEL-END@@";
-
-/// Libraries of the cross glibc (and the C++ runtime) the fixtures need.
-const GLIBC_LIBS: &[&str] = &["libc.so.6", "libm.so.6", "libgcc_s.so.1", "libstdc++.so.6", "libpthread.so.0", "libdl.so.2"];
 
 /// A staged root filesystem, turned into an initramfs for each boot.
 pub struct Initramfs {
@@ -23,7 +20,8 @@ pub struct Initramfs {
 }
 
 impl Initramfs {
-    /// Stages busybox and the cross glibc for `arch` under `root` (emptied first).
+    /// Stages busybox and the cross glibc for `arch` (and for the kernel's
+    /// architecture, if another) under `root` (emptied first).
     pub fn new(root: &Path, arch: Arch, busybox: &Path) -> Result<Initramfs> {
         let _ = fs_err::remove_dir_all(root);
         for dir in ["bin", "lib", "lib64", "proc", "sys", "dev", "tmp", "t"] {
@@ -33,25 +31,10 @@ impl Initramfs {
         for applet in ["sh", "mount", "echo", "cat", "ls", "cp", "timeout"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
-        let triple = arch.triple();
-        let sysroot = arch.sysroot().join("lib");
-        let (interp_dir, interp) = match arch {
-            Arch::Aarch64 => ("lib", "ld-linux-aarch64.so.1"),
-            Arch::Ppc64le => ("lib64", "ld64.so.2"),
-        };
-        let libdir = root.join("lib").join(triple);
-        fs_err::create_dir_all(&libdir)?;
-        // As Debian lays it out: ld.so in the multiarch directory, where a
-        // new link namespace (an LD_AUDIT module's) finds it by soname, and
-        // the PT_INTERP path a symlink to that same file.
-        fs_err::copy(sysroot.join(interp), libdir.join(interp))
-            .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
-        let from_interp_dir = if interp_dir == "lib" { PathBuf::from(triple) } else { Path::new("../lib").join(triple) };
-        std::os::unix::fs::symlink(from_interp_dir.join(interp), root.join(interp_dir).join(interp))?;
-        for lib in GLIBC_LIBS {
-            if sysroot.join(lib).exists() {
-                fs_err::copy(sysroot.join(lib), libdir.join(lib))?;
-            }
+        install_glibc(root, arch)?;
+        // The VM's own programs (pagefit) are the kernel's architecture.
+        if arch.kernel_arch() != arch {
+            install_glibc(root, arch.kernel_arch())?;
         }
         Ok(Initramfs { root: root.to_path_buf() })
     }
@@ -88,8 +71,8 @@ impl Initramfs {
             self.root.display(),
             image.display()
         )))?;
-        let mut qemu = match arch {
-            Arch::Aarch64 => {
+        let mut qemu = match arch.kernel_arch() {
+            Arch::Aarch64 | Arch::Armhf => {
                 let mut c = Command::new("qemu-system-aarch64");
                 c.args(["-M", "virt", "-cpu", "max", "-smp", "2", "-append", "console=ttyAMA0 rdinit=/init quiet panic=-1"]);
                 c
@@ -119,6 +102,28 @@ impl Initramfs {
         let text: Vec<&str> = body[..end].lines().filter(|l| !is_kernel_message(l)).collect();
         Ok(text.join("\n").trim_start().to_string() + "\n")
     }
+}
+
+/// Copies the glibc the VM runs `arch`'s programs with into `root`'s `/lib`.
+fn install_glibc(root: &Path, arch: Arch) -> Result<()> {
+    let triple = arch.triple();
+    let sysroot = arch.vm_sysroot().join("lib");
+    let (interp_dir, interp) = arch.interpreter();
+    let libdir = root.join("lib").join(triple);
+    fs_err::create_dir_all(&libdir)?;
+    // As Debian lays it out: ld.so in the multiarch directory, where a
+    // new link namespace (an LD_AUDIT module's) finds it by soname, and
+    // the PT_INTERP path a symlink to that same file.
+    fs_err::copy(sysroot.join(interp), libdir.join(interp))
+        .with_context(|| format!("copy {interp} from {}: is the {triple} cross glibc installed?", sysroot.display()))?;
+    let from_interp_dir = if interp_dir == "lib" { PathBuf::from(triple) } else { Path::new("../lib").join(triple) };
+    std::os::unix::fs::symlink(from_interp_dir.join(interp), root.join(interp_dir).join(interp))?;
+    for lib in GLIBC_LIBS {
+        if sysroot.join(lib).exists() {
+            fs_err::copy(sysroot.join(lib), libdir.join(lib))?;
+        }
+    }
+    Ok(())
 }
 
 fn is_kernel_message(line: &str) -> bool {

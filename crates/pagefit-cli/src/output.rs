@@ -1,7 +1,7 @@
 //! Writing output files: the one way pagefit writes a file, all or nothing.
 
 use std::fs::{File, Permissions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -75,4 +75,16 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::
         write(&mut out).and_then(|()| out.flush()).with_context(|| format!("{}: cannot write", path.display()))?;
     }
     staged.persist(path, true)
+}
+
+/// A progress bar on stderr, shown on a terminal only and for `len` of 64 or more.
+pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || len < 64 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed}}")) {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -47,7 +47,7 @@ fn every_fixture_that_fails_at_16k_or_64k_is_fixed_and_proven() {
     let out = tempfile::tempdir().unwrap();
     let mut strategies: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    for arch in ["x86_64", "aarch64", "ppc64le", "android"] {
+    for arch in ["x86_64", "aarch64", "ppc64le", "armhf", "android"] {
         for name in fixture_files(arch) {
             let input = fixtures().join(arch).join(&name);
             for page in ["16k", "64k"] {
@@ -77,6 +77,74 @@ fn every_fixture_that_fails_at_16k_or_64k_is_fixed_and_proven() {
     eprintln!("strategies: {strategies:?}");
     assert!(strategies.values().sum::<usize>() >= 100, "{strategies:?}");
     assert!(["relayout", "rebase", "merge"].iter().all(|s| strategies.contains_key(*s)), "{strategies:?}");
+}
+
+/// Every shared object and PIE of the ppc64le and armhf corpora (REL with
+/// implicit addends on arm) that is not ok at P is fixed by rebase or
+/// relayout, never merged into a writable and executable segment.
+#[test]
+fn arm_and_ppc64le_position_independent_files_are_fixed_without_writable_code() {
+    let out = tempfile::tempdir().unwrap();
+    let mut rebased = 0;
+    for (arch, page) in [("armhf", "16k"), ("ppc64le", "64k")] {
+        for name in fixture_files(arch) {
+            let input = fixtures().join(arch).join(&name);
+            let static_or_exec = name.contains("static") || name.contains("nopie");
+            if static_or_exec || is_ok_at(&input, page) {
+                continue;
+            }
+            let fixed = out.path().join(format!("{arch}-{}", name.replace('/', "_")));
+            let output = pagefit(&["fix", "--page-size", page, input.to_str().unwrap(), "-o", fixed.to_str().unwrap(), "--format", "json"], Path::new("."));
+            let report = json(&output);
+            assert_eq!(report["status"], "fixed", "{arch}/{name}: {report}");
+            assert_eq!(report["writable_executable"], false, "{arch}/{name}: {report}");
+            rebased += usize::from(report["strategy"] == "rebase");
+        }
+    }
+    assert!(rebased >= 10, "only {rebased} files rebased");
+}
+
+/// `pagefit fix --in-place DIR`: every ELF file under the tree that is not
+/// ok is fixed once; hard links keep sharing the fixed inode, symbolic links
+/// and other files are untouched, and one summary line counts it all.
+#[test]
+fn a_directory_tree_is_fixed_in_place_with_one_summary() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let lib = root.path().join("usr/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let armhf = fixtures().join("armhf");
+    for name in ["liblib-4k.so", "liblib-64k.so", "c-pie-bfd-4k"] {
+        std::fs::copy(armhf.join(name), lib.join(name)).unwrap();
+    }
+    std::fs::hard_link(lib.join("liblib-4k.so"), lib.join("liblib-4k-again.so")).unwrap();
+    std::os::unix::fs::symlink("liblib-4k.so", lib.join("liblib.so")).unwrap();
+    std::fs::write(lib.join("README"), "not ELF").unwrap();
+    let untouched = std::fs::read(lib.join("liblib-64k.so")).unwrap();
+
+    let output = pagefit(&["fix", "--page-size", "16k", "--in-place", root.path().to_str().unwrap()], Path::new("."));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    let summary = text.lines().last().unwrap();
+    assert!(summary.contains(": 3 ELF files at 16K: 2 fixed ("), "{summary}");
+    assert!(summary.contains("1 already ok, 0 refused"), "{summary}");
+    for name in ["liblib-4k.so", "c-pie-bfd-4k"] {
+        assert!(is_ok_at(&lib.join(name), "16k"), "{name} was not fixed");
+    }
+    let (first, second) = (std::fs::metadata(lib.join("liblib-4k.so")).unwrap(), std::fs::metadata(lib.join("liblib-4k-again.so")).unwrap());
+    assert_eq!((first.ino(), first.nlink()), (second.ino(), 2), "the hard link no longer shares the fixed file");
+    assert!(std::fs::symlink_metadata(lib.join("liblib.so")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(lib.join("liblib-64k.so")).unwrap(), untouched);
+    assert_eq!(std::fs::read_to_string(lib.join("README")).unwrap(), "not ELF");
+
+    // --dry-run plans and writes nothing; -o is refused for a directory.
+    let before = std::fs::read(lib.join("liblib-4k.so")).unwrap();
+    let planned = pagefit(&["fix", "--page-size", "64k", "--dry-run", root.path().to_str().unwrap()], Path::new("."));
+    assert!(String::from_utf8_lossy(&planned.stdout).lines().last().unwrap().contains(" planned, "), "{planned:?}");
+    assert_eq!(std::fs::read(lib.join("liblib-4k.so")).unwrap(), before);
+    let output = pagefit(&["fix", "--page-size", "64k", "-o", "/tmp/x", root.path().to_str().unwrap()], Path::new("."));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("a directory is fixed in place"), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// How a fixed program and the library it loads were shifted, for [`observed`].
@@ -307,11 +375,16 @@ fn rebase_refuses_what_it_cannot_move_with_the_reason() {
     let no_sections = dir.path().join("no-sections.so");
     std::fs::copy(fixtures().join("x86_64/liblib-4k.so"), &no_sections).unwrap();
     without_section_headers(&no_sections);
+    // A machine whose relocation types rebase does not know: e_machine EM_RISCV.
+    let riscv = dir.path().join("riscv.so");
+    let mut bytes = std::fs::read(fixtures().join("x86_64/liblib-4k.so")).unwrap();
+    bytes[18..20].copy_from_slice(&243u16.to_le_bytes());
+    std::fs::write(&riscv, bytes).unwrap();
     for (input, reason) in [
         (fixtures().join("x86_64/c-nopie-bfd-4k"), "only ET_DYN objects"),
         (fixtures().join("x86_64/c-staticpie-bfd-4k"), "a static PIE relocates itself"),
         (no_sections.clone(), "without section headers"),
-        (fixtures().join("ppc64le/liblib-4k.so"), "x86_64 and aarch64 only"),
+        (riscv, "x86_64, aarch64, arm and ppc64 only, not riscv"),
     ] {
         let output = pagefit(&["fix", "--page-size", "64k", input.to_str().unwrap(), "--strategy", "rebase", "--dry-run"], Path::new("."));
         assert_eq!(output.status.code(), Some(1), "{}", input.display());
@@ -1088,6 +1161,11 @@ fn a_wheel_is_fixed_member_by_member_with_its_record_and_installs_with_pip() {
             ("demo/liblib-64k.so", healthy.clone(), true),
         ],
     );
+    // check names the members as it names APK members, with the wheel's platform tag.
+    let checked = pagefit(&["check", "--page-size", "16k", wheel.to_str().unwrap()], tmp.path());
+    let text = String::from_utf8_lossy(&checked.stdout);
+    let member = format!("{}!/demo.libs/liblib-4k.so: dyn aarch64 glibc: 16K rejected", wheel.display());
+    assert!(text.lines().any(|l| l.starts_with(&member) && l.ends_with("; wheel platform manylinux2014_aarch64")), "{text}");
     let out_dir = tmp.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let fixed = out_dir.join(wheel.file_name().unwrap());

@@ -1,7 +1,7 @@
 //! `pagefit check`: verdicts for many files and archive members, in parallel.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ use crate::args::shard::Shard;
 use crate::args::CheckArgs;
 use crate::closure;
 use crate::inputs::{collect, file_name, walk, Candidate};
+use crate::output::progress_bar;
 use pagefit_archive::image::{self, Container};
 use pagefit_archive::{self as archive, Member};
 use pagefit_loader::source::FileSource;
@@ -153,7 +154,7 @@ fn gather(
     let (mut candidates, missing) = collect(paths);
     candidates.retain(|candidate| owned(&candidate.path));
     let missing = missing.into_iter().filter(|(path, _)| owned(Path::new(path))).map(|(path, message)| InputError { path, message });
-    let progress = if show_progress { progress_bar(candidates.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    let progress = if show_progress { progress_bar(candidates.len() as u64, "files") } else { indicatif::ProgressBar::hidden() };
     let mut checked = check_all(&candidates, options, render, &progress);
     // Directories named on stdin are only recognised by the workers.
     let mut walked = Vec::new();
@@ -277,17 +278,6 @@ fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::
         }
     }
     Ok(())
-}
-
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() || len < 64 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}") {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// Checks `candidates` in parallel, in order; line formats are rendered by the workers.

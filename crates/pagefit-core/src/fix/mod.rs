@@ -10,3 +10,4 @@ pub mod proof;
 mod rebase;
 pub mod report;
 pub mod strategies;
+pub(crate) mod words;

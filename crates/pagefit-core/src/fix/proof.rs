@@ -15,11 +15,12 @@
 use std::collections::BTreeMap;
 
 use object::elf;
-use object::read::elf::{Dyn as _, FileHeader as _, Rela as _, SectionHeader as _, Sym as _};
-use object::{Endianness, ReadRef, I64, U64};
+use object::read::elf::{FileHeader, ProgramHeader as _, SectionHeader as _};
+use object::{Endianness, ReadRef};
 
 use serde::{Deserialize, Serialize};
 
+use super::words::{Words, PPC64_TOC_BIAS};
 use crate::elf::{ElfFile, Prot};
 use crate::page::PageSize;
 use crate::predict::input::LoadInput;
@@ -282,9 +283,9 @@ fn fill<F: ReadAt + ?Sized>(buf: &mut [u8], source: ByteSource, file: &F, change
 
 /// Tags whose value is an address, by the gABI's encoding rule: its table
 /// below DT_ENCODING, even tags from DT_ENCODING to DT_LOOS, GNU's address
-/// range (whose audit tags are string offsets), and the GNU version tables.
-/// DT_DEBUG is 0 in files (ld.so fills it in memory).
-fn tag_holds_address(tag: i64) -> bool {
+/// range (whose audit tags are string offsets), the GNU version tables, and
+/// ppc64's glink stub address. DT_DEBUG is 0 in files (ld.so fills it in memory).
+fn tag_holds_address(tag: u64, machine: elf::Machine) -> bool {
     const GABI_POINTERS: [elf::DynamicTag; 11] = [
         elf::DT_PLTGOT,
         elf::DT_HASH,
@@ -298,7 +299,7 @@ fn tag_holds_address(tag: i64) -> bool {
         elf::DT_INIT_ARRAY,
         elf::DT_FINI_ARRAY,
     ];
-    let tag = elf::DynamicTag(tag);
+    let tag = elf::DynamicTag(tag as i64);
     if tag.0 < elf::DT_ENCODING.0 {
         GABI_POINTERS.contains(&tag)
     } else if tag.0 < elf::DT_LOOS {
@@ -306,7 +307,7 @@ fn tag_holds_address(tag: i64) -> bool {
     } else if tag.is_address() {
         !matches!(tag, elf::DT_CONFIG | elf::DT_DEPAUDIT | elf::DT_AUDIT)
     } else {
-        matches!(tag, elf::DT_VERSYM | elf::DT_VERDEF | elf::DT_VERNEED)
+        matches!(tag, elf::DT_VERSYM | elf::DT_VERDEF | elf::DT_VERNEED) || (machine == elf::EM_PPC64 && tag == elf::DT_PPC64_GLINK)
     }
 }
 
@@ -316,118 +317,161 @@ fn machine_relocations(machine: elf::Machine) -> Option<([u32; 2], u32)> {
     match machine {
         elf::EM_X86_64 => Some(([elf::R_X86_64_RELATIVE.0, elf::R_X86_64_IRELATIVE.0], elf::R_X86_64_JUMP_SLOT.0)),
         elf::EM_AARCH64 => Some(([elf::R_AARCH64_RELATIVE.0, elf::R_AARCH64_IRELATIVE.0], elf::R_AARCH64_JUMP_SLOT.0)),
+        elf::EM_ARM => Some(([elf::R_ARM_RELATIVE.0, elf::R_ARM_IRELATIVE.0], elf::R_ARM_JUMP_SLOT.0)),
+        elf::EM_PPC64 => Some(([elf::R_PPC64_RELATIVE.0, elf::R_PPC64_IRELATIVE.0], elf::R_PPC64_JMP_SLOT.0)),
         _ => None,
     }
 }
 
 /// Predicts, from the input's section headers, every loaded byte a shift by
 /// `delta` changes: dynamic entries that hold addresses, relocation offsets
-/// and relative addends, RELR addresses and the words they relocate, PLT slot
-/// values, GOT[0] (`_DYNAMIC`), and `.dynsym` values. Sorted by address.
+/// and relative addends (in RELA entries, or for REL in the place), RELR
+/// addresses and the words they relocate, PLT slot values, GOT[0]
+/// (`_DYNAMIC`, or ppc64's TOC base), and `.dynsym` values. Sorted by address.
 pub fn rebase_expectations<'data, R: ReadRef<'data>>(data: R, delta: u64) -> Result<Vec<ExpectedChange>, String> {
-    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| format!("ELF header: {e}"))?;
+    let class = data.read_bytes_at(4, 1).map_err(|()| "no ELF class byte".to_string())?[0];
+    if class == elf::ELFCLASS64.0 {
+        expectations(elf::FileHeader64::<Endianness>::parse(data).map_err(|e| format!("ELF header: {e}"))?, data, delta, true)
+    } else {
+        expectations(elf::FileHeader32::<Endianness>::parse(data).map_err(|e| format!("ELF header: {e}"))?, data, delta, false)
+    }
+}
+
+/// Cuts `bytes` to whole entries of `size`.
+fn whole_entries(bytes: &mut Vec<u8>, size: u64) {
+    bytes.truncate(bytes.len() - bytes.len() % size as usize);
+}
+
+fn expectations<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
+    header: &Elf,
+    data: R,
+    delta: u64,
+    wide: bool,
+) -> Result<Vec<ExpectedChange>, String> {
     let e = header.endian().map_err(|e| e.to_string())?;
-    let (relative, jump_slot) = machine_relocations(header.e_machine(e)).ok_or("rebased files are proven for x86_64 and aarch64 only")?;
-    let loads: Vec<_> = header
+    let words = Words::new(wide, e);
+    let machine = header.e_machine(e);
+    let (relative, jump_slot) = machine_relocations(machine).ok_or("rebased files are proven for x86_64, aarch64, arm and ppc64 only")?;
+    let loads: Vec<(u64, u64, u64, u64)> = header
         .program_headers(e, data)
         .map_err(|e| e.to_string())?
         .iter()
-        .filter(|ph| ph.p_type.get(e) == elf::PT_LOAD && ph.p_memsz.get(e) > 0)
-        .map(|ph| (ph.p_vaddr.get(e), ph.p_offset.get(e), ph.p_filesz.get(e), ph.p_memsz.get(e)))
+        .filter(|ph| ph.p_type(e) == elf::PT_LOAD && ph.p_memsz(e).into() > 0)
+        .map(|ph| (ph.p_vaddr(e).into(), ph.p_offset(e).into(), ph.p_filesz(e).into(), ph.p_memsz(e).into()))
         .collect();
     let image = AddrRange::new(loads.iter().map(|l| l.0).min().unwrap_or(0), loads.iter().map(|l| l.0 + l.3).max().unwrap_or(0));
     let word_at = |address: u64| -> Option<u64> {
-        let &(vaddr, offset, ..) = loads.iter().find(|l| l.0 <= address && address + 8 <= l.0 + l.2)?;
-        data.read_at::<U64<Endianness>>(offset + (address - vaddr)).ok().map(|w| w.get(e))
+        let &(vaddr, offset, ..) = loads.iter().find(|l| l.0 <= address && address + words.size() <= l.0 + l.2)?;
+        words.get(data.read_bytes_at(offset + (address - vaddr), words.size()).ok()?, 0)
     };
+    let moved = |value: u64| value.wrapping_add(delta) & words.mask();
     let sections = header.sections(e, data).map_err(|e| e.to_string())?;
-    let dynamic_address = sections.iter().find(|s| s.sh_type(e) == elf::SHT_DYNAMIC).map(|s| s.sh_addr(e));
+    let dynamic_address: Option<u64> = sections.iter().find(|s| s.sh_type(e) == elf::SHT_DYNAMIC).map(|s| s.sh_addr(e).into());
+    let allocated = |flags: elf::SectionFlags| flags.0 & elf::SHF_ALLOC.0 != 0;
     let mut changes = Vec::new();
-    let mut words: BTreeMap<u64, u64> = BTreeMap::new();
-    for section in sections.iter().filter(|s| s.sh_flags(e).0 & elf::SHF_ALLOC.0 != 0) {
-        let range = AddrRange::new(section.sh_addr(e), section.sh_addr(e) + section.sh_size(e));
-        let bytes = match section.sh_type(e) {
+    let mut moved_words: BTreeMap<u64, u64> = BTreeMap::new();
+    for section in sections.iter().filter(|s| allocated(s.sh_flags(e))) {
+        let start: u64 = section.sh_addr(e).into();
+        let kind = section.sh_type(e);
+        if !matches!(kind, elf::SHT_DYNAMIC | elf::SHT_RELA | elf::SHT_REL | elf::SHT_RELR | elf::SHT_DYNSYM) {
+            continue;
+        }
+        let mut bytes = section.data(e, data).map_err(|error| format!("the section at {start:#x}: {error}"))?.to_vec();
+        match kind {
             elf::SHT_DYNAMIC => {
-                let entries = section.dynamic(e, data).map_err(|e| e.to_string())?.map_or(&[][..], |(entries, _)| entries);
-                let mut entries = entries.to_vec();
-                for entry in entries.iter_mut().filter(|d| tag_holds_address(d.d_tag(e).0) && d.d_val(e) != 0) {
-                    entry.d_val = U64::new(e, entry.d_val(e) + delta);
+                let size = words.dynamic_entry_size();
+                whole_entries(&mut bytes, size);
+                for at in (0..bytes.len() as u64).step_by(size as usize) {
+                    let (tag, value) = (words.get(&bytes, at).unwrap_or(0), words.get(&bytes, at + words.size()).unwrap_or(0));
+                    if tag == elf::DT_NULL.0 as u64 {
+                        break;
+                    }
+                    if tag_holds_address(tag, machine) && value != 0 {
+                        words.put(&mut bytes, at + words.size(), moved(value))?;
+                    }
                 }
-                object::bytes_of_slice(&entries).to_vec()
             }
-            elf::SHT_RELA => {
-                let entries = section.rela(e, data).map_err(|e| e.to_string())?.map_or(&[][..], |(entries, _)| entries);
-                let mut entries = entries.to_vec();
-                for rela in entries.iter_mut() {
-                    let place = rela.r_offset(e);
-                    rela.r_offset = U64::new(e, place + delta);
-                    let r_type = rela.r_type(e, false).0;
+            elf::SHT_RELA | elf::SHT_REL => {
+                let explicit_addend = kind == elf::SHT_RELA;
+                let size = words.relocation_size(explicit_addend);
+                whole_entries(&mut bytes, size);
+                for at in (0..bytes.len() as u64).step_by(size as usize) {
+                    let place = words.get(&bytes, at).unwrap_or(0);
+                    let (_, r_type) = words.symbol_and_type(words.get(&bytes, at + words.size()).unwrap_or(0));
+                    words.put(&mut bytes, at, moved(place))?;
                     if relative.contains(&r_type) {
-                        rela.r_addend = I64::new(e, rela.r_addend(e).wrapping_add(delta as i64));
+                        if explicit_addend {
+                            let addend_at = at + 2 * words.size();
+                            let addend = words.get(&bytes, addend_at).unwrap_or(0);
+                            words.put(&mut bytes, addend_at, moved(addend))?;
+                        } else {
+                            let value = word_at(place).ok_or(format!("a relative relocation names {place:#x}, which has no file bytes"))?;
+                            moved_words.insert(place, moved(value));
+                        }
                     }
                     if let Some(value) = word_at(place).filter(|&v| r_type == jump_slot && image.start <= v && v < image.end) {
-                        words.insert(place, value + delta);
+                        moved_words.insert(place, moved(value));
                     }
                 }
-                object::bytes_of_slice(&entries).to_vec()
             }
             elf::SHT_RELR => {
-                let entries: &[elf::Relr64<Endianness>] = section.data_as_array(e, data).map_err(|e| e.to_string())?;
+                whole_entries(&mut bytes, words.size());
                 let mut base = 0;
-                let mut entries = entries.to_vec();
-                for entry in entries.iter_mut() {
-                    let value = entry.0.get(e);
+                for at in (0..bytes.len() as u64).step_by(words.size() as usize) {
+                    let value = words.get(&bytes, at).unwrap_or(0);
                     let relocated: Vec<u64> = if value & 1 == 0 {
-                        entry.0 = U64::new(e, value + delta);
-                        base = value + 8;
+                        words.put(&mut bytes, at, moved(value))?;
+                        base = value + words.size();
                         vec![value]
                     } else {
                         let bitmap_base = base;
-                        base += 63 * 8;
-                        (1..64).filter(|bit| value >> bit & 1 == 1).map(|bit| bitmap_base + (bit - 1) * 8).collect()
+                        base += words.relr_bitmap_bits() * words.size();
+                        (1..=words.relr_bitmap_bits())
+                            .filter(|bit| value >> bit & 1 == 1)
+                            .map(|bit| bitmap_base + (bit - 1) * words.size())
+                            .collect()
                     };
                     for place in relocated {
-                        words.insert(place, word_at(place).ok_or(format!("RELR names {place:#x}, which has no file bytes"))? + delta);
+                        moved_words.insert(place, moved(word_at(place).ok_or(format!("RELR names {place:#x}, which has no file bytes"))?));
                     }
                 }
-                object::bytes_of_slice(&entries).to_vec()
             }
-            elf::SHT_DYNSYM => {
-                let entries: &[elf::Sym64<Endianness>] = section.data_as_array(e, data).map_err(|e| e.to_string())?;
-                let mut entries = entries.to_vec();
-                for symbol in entries.iter_mut() {
-                    let index = symbol.st_shndx(e).0;
-                    let allocated = index != 0
+            _ => {
+                let size = words.symbol_size();
+                whole_entries(&mut bytes, size);
+                for at in (0..bytes.len() as u64).step_by(size as usize) {
+                    let (index, tls) = words.symbol_section_and_tls(&bytes[at as usize..(at + size) as usize]).unwrap_or((0, false));
+                    let in_alloc = index != 0
                         && index < elf::SHN_LORESERVE
-                        && sections.section(object::SectionIndex(index.into())).is_ok_and(|s| s.sh_flags(e).0 & elf::SHF_ALLOC.0 != 0);
-                    if allocated && symbol.st_type() != elf::STT_TLS {
-                        symbol.st_value = U64::new(e, symbol.st_value(e) + delta);
+                        && sections.section(object::SectionIndex(index.into())).is_ok_and(|s| allocated(s.sh_flags(e)));
+                    if in_alloc && !tls {
+                        let value_at = at + words.symbol_value_at();
+                        let value = words.get(&bytes, value_at).unwrap_or(0);
+                        words.put(&mut bytes, value_at, moved(value))?;
                     }
                 }
-                object::bytes_of_slice(&entries).to_vec()
             }
-            elf::SHT_REL => return Err("REL relocations are not part of the rebase proof".into()),
-            _ => continue,
-        };
-        changes.push(ExpectedChange { range: AddrRange::new(range.start, range.start + bytes.len() as u64), bytes });
+        }
+        changes.push(ExpectedChange { range: AddrRange::new(start, start + bytes.len() as u64), bytes });
     }
     for name in [".got", ".got.plt"] {
         let Some((_, got)) = sections.section_by_name(e, name.as_bytes()) else { continue };
-        let slot = got.sh_addr(e);
-        if dynamic_address.is_some() && word_at(slot) == dynamic_address {
-            words.insert(slot, word_at(slot).unwrap_or(0) + delta);
+        let slot: u64 = got.sh_addr(e).into();
+        let toc_base = machine == elf::EM_PPC64 && name == ".got" && word_at(slot) == Some(slot + PPC64_TOC_BIAS);
+        if (dynamic_address.is_some() && word_at(slot) == dynamic_address) || toc_base {
+            moved_words.insert(slot, moved(word_at(slot).unwrap_or(0)));
         }
     }
     // Adjacent words (a GOT's PLT slots) become one change, so the image is cut less.
     let mut runs: Vec<ExpectedChange> = Vec::new();
-    for (address, value) in words {
-        let bytes = object::bytes_of(&U64::new(e, value)).to_vec();
+    for (address, value) in moved_words {
+        let bytes = words.encode(value)?;
         match runs.last_mut() {
             Some(run) if run.range.end == address => {
-                run.range.end += 8;
+                run.range.end += words.size();
                 run.bytes.extend_from_slice(&bytes);
             }
-            _ => runs.push(ExpectedChange { range: AddrRange::new(address, address + 8), bytes }),
+            _ => runs.push(ExpectedChange { range: AddrRange::new(address, address + words.size()), bytes }),
         }
     }
     changes.extend(runs);

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use object::elf;
-use object::read::elf::{Dyn as _, Rela as _, Sym as _};
-use object::{Endianness, ReadRef, I64, U64};
+use object::ReadRef;
 
 use super::headers::RawHeaders;
+use super::words::{Words, PPC64_TOC_BIAS};
 use crate::elf::ElfFile;
 
 /// New bytes for the input's bytes at `offset` (an input file offset).
@@ -24,7 +24,8 @@ pub(crate) struct Patch {
 
 /// How a machine's dynamic relocation types depend on the load address.
 struct RelocationTypes {
-    /// Base plus addend: the addend is a link-time address.
+    /// Base plus addend: the addend (in the entry, or for REL in the place)
+    /// is a link-time address.
     relative: &'static [u32],
     /// PLT slots whose in-place value (a PLT address) lazy binding adds the base to.
     jump_slot: u32,
@@ -62,6 +63,37 @@ fn relocation_types(machine: u16) -> Option<RelocationTypes> {
                 elf::R_AARCH64_TLS_DTPREL.0,
                 elf::R_AARCH64_TLS_TPREL.0,
                 elf::R_AARCH64_TLSDESC.0,
+            ],
+        }),
+        // glibc's arm elf_machine_rel: GLOB_DAT and JUMP_SLOT store the
+        // symbol's address over the place; TLS values are offsets; a lazy
+        // TLS_DESC takes its entry from DT_TLSDESC_PLT, a tag that moves.
+        elf::EM_ARM => Some(RelocationTypes {
+            relative: &[elf::R_ARM_RELATIVE.0, elf::R_ARM_IRELATIVE.0],
+            jump_slot: elf::R_ARM_JUMP_SLOT.0,
+            absolute: elf::R_ARM_ABS32.0,
+            independent: &[
+                elf::R_ARM_NONE.0,
+                elf::R_ARM_GLOB_DAT.0,
+                elf::R_ARM_COPY.0,
+                elf::R_ARM_TLS_DTPMOD32.0,
+                elf::R_ARM_TLS_DTPOFF32.0,
+                elf::R_ARM_TLS_TPOFF32.0,
+                elf::R_ARM_TLS_DESC.0,
+            ],
+        }),
+        // ELFv2: the PLT is NOBITS and ld.so fills it from DT_PPC64_GLINK.
+        elf::EM_PPC64 => Some(RelocationTypes {
+            relative: &[elf::R_PPC64_RELATIVE.0, elf::R_PPC64_IRELATIVE.0],
+            jump_slot: elf::R_PPC64_JMP_SLOT.0,
+            absolute: elf::R_PPC64_ADDR64.0,
+            independent: &[
+                elf::R_PPC64_NONE.0,
+                elf::R_PPC64_GLOB_DAT.0,
+                elf::R_PPC64_COPY.0,
+                elf::R_PPC64_DTPMOD64.0,
+                elf::R_PPC64_DTPREL64.0,
+                elf::R_PPC64_TPREL64.0,
             ],
         }),
         _ => None,
@@ -151,6 +183,11 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
             return Err("Android packed relocations (DT_ANDROID_REL/RELA/RELR) are not decoded".into())
         }
         elf::DT_AARCH64_BTI_PLT | elf::DT_AARCH64_PAC_PLT | elf::DT_AARCH64_VARIANT_PCS if machine == elf::EM_AARCH64.0 => Plain,
+        elf::DT_PPC64_GLINK if machine == elf::EM_PPC64.0 => Address,
+        elf::DT_PPC64_OPT if machine == elf::EM_PPC64.0 => Plain,
+        elf::DT_PPC64_OPD | elf::DT_PPC64_OPDSZ if machine == elf::EM_PPC64.0 => {
+            return Err("the file has ELFv1 function descriptors (.opd), whose entries hold absolute addresses".into())
+        }
         other => return Err(format!("dynamic tag {:#x} is not one rebase knows, so whether it holds an address is unknown", other.0)),
     })
 }
@@ -160,10 +197,11 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
 struct DynamicTables {
     rela: Option<u64>,
     rela_size: u64,
+    rel: Option<u64>,
+    rel_size: u64,
     jmprel: Option<u64>,
     plt_size: u64,
     plt_is_rel: bool,
-    rel: bool,
     relr: Option<u64>,
     relr_size: u64,
     symtab: Option<u64>,
@@ -171,13 +209,15 @@ struct DynamicTables {
 }
 
 /// Reads the input's bytes at a link-time address (file-backed bytes only).
-struct Image<'a> {
+struct Image<'a, R> {
+    data: R,
     headers: &'a RawHeaders,
+    words: Words,
     start: u64,
     end: u64,
 }
 
-impl Image<'_> {
+impl<'data, R: ReadRef<'data>> Image<'_, R> {
     fn offset_of(&self, address: u64, len: u64) -> Option<u64> {
         self.headers
             .program_headers
@@ -189,12 +229,21 @@ impl Image<'_> {
     fn contains(&self, address: u64) -> bool {
         self.start <= address && address < self.end
     }
-}
-
-fn read_word<'data, R: ReadRef<'data>>(data: R, image: &Image<'_>, address: u64, e: Endianness) -> Result<u64, String> {
-    let offset = image.offset_of(address, 8).ok_or_else(|| format!("the word at {address:#x} has no bytes in the file"))?;
-    let word: &U64<Endianness> = data.read_at(offset).map_err(|()| format!("the word at {address:#x} runs past the end of the file"))?;
-    Ok(word.get(e))
+    /// The file's bytes of a table at a link-time address.
+    fn table(&self, address: u64, size: u64, what: &str) -> Result<(u64, &'data [u8]), String> {
+        let offset = self.offset_of(address, size).ok_or_else(|| format!("{what} at {address:#x} has no bytes in the file"))?;
+        let bytes = self.data.read_bytes_at(offset, size).map_err(|()| format!("{what} at {address:#x} runs past the end of the file"))?;
+        Ok((offset, bytes))
+    }
+    /// The address-sized word at `address`, if the file holds it.
+    fn word(&self, address: u64) -> Option<u64> {
+        let offset = self.offset_of(address, self.words.size())?;
+        let bytes = self.data.read_bytes_at(offset, self.words.size()).ok()?;
+        self.words.get(bytes, 0)
+    }
+    fn word_or_error(&self, address: u64) -> Result<u64, String> {
+        self.word(address).ok_or_else(|| format!("the word at {address:#x} has no bytes in the file"))
+    }
 }
 
 /// Every patch a shift by `delta` needs, or why rebase cannot account for the file.
@@ -204,19 +253,25 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
     file: &ElfFile,
     delta: u64,
 ) -> Result<Vec<Patch>, String> {
-    let e = headers.endian;
+    let words = Words::new(headers.is_64(), headers.endian);
     let types = relocation_types(file.machine)
-        .filter(|_| headers.is_64())
-        .ok_or_else(|| format!("rebase knows the dynamic relocations of x86_64 and aarch64 only, not {}", file.machine_name()))?;
+        .ok_or_else(|| format!("rebase knows the dynamic relocations of x86_64, aarch64, arm and ppc64 only, not {}", file.machine_name()))?;
     let loads = || headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0);
     let image = Image {
+        data,
         headers,
+        words,
         start: loads().map(|ph| ph.p_vaddr).min().unwrap_or(0),
         end: loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap_or(0),
     };
-    let shifted = |value: u64| value.checked_add(delta).ok_or_else(|| format!("{value:#x} + Δ {delta:#x} overflows"));
+    let shifted = |value: u64| -> Result<u64, String> {
+        let moved = value.checked_add(delta).ok_or_else(|| format!("{value:#x} + Δ {delta:#x} overflows"))?;
+        words.encode(moved)?;
+        Ok(moved)
+    };
     let mut patches = Vec::new();
-    let mut words: BTreeMap<u64, u64> = BTreeMap::new();
+    // Words in the image that hold addresses, by address: each changes once.
+    let mut moved_words: BTreeMap<u64, u64> = BTreeMap::new();
 
     // The dynamic section: tags that hold addresses.
     let dynamic = headers
@@ -224,29 +279,36 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
         .iter()
         .find(|ph| ph.p_type == elf::PT_DYNAMIC.0)
         .ok_or("the file has no PT_DYNAMIC, so nothing says where its relocations are")?;
-    let count = usize::try_from(dynamic.p_filesz / size_of::<elf::Dyn64<Endianness>>() as u64).map_err(|_| "PT_DYNAMIC is too large")?;
-    let entries: &[elf::Dyn64<Endianness>] =
-        data.read_slice_at(dynamic.p_offset, count).map_err(|()| "PT_DYNAMIC runs past the end of the file")?;
-    let flags = entries.iter().find(|d| d.d_tag(e) == elf::DT_FLAGS).map_or(0, |d| d.d_val(e));
+    let entry_size = words.dynamic_entry_size();
+    let dynamic_size = dynamic.p_filesz - dynamic.p_filesz % entry_size;
+    let entries = data.read_bytes_at(dynamic.p_offset, dynamic_size).map_err(|()| "PT_DYNAMIC runs past the end of the file")?;
+    let entry = |index: u64| -> (u64, u64) {
+        let at = index * entry_size;
+        (words.get(entries, at).unwrap_or(0), words.get(entries, at + words.size()).unwrap_or(0))
+    };
+    let count = dynamic_size / entry_size;
+    let flags = (0..count).map(entry).find(|&(tag, _)| tag == elf::DT_FLAGS.0 as u64).map_or(0, |(_, value)| value);
     let mut tables = DynamicTables::default();
     let mut new_entries = entries.to_vec();
-    for entry in new_entries.iter_mut() {
-        let (tag, value) = (entry.d_tag(e), entry.d_val(e));
+    for index in 0..count {
+        let (tag, value) = entry(index);
+        let tag = elf::DynamicTag(tag as i64);
         if tag == elf::DT_NULL {
             break;
         }
         if let TagValue::Address = tag_value(tag, flags, file.machine)? {
             if value != 0 {
-                entry.d_val = U64::new(e, shifted(value)?);
+                words.put(&mut new_entries, index * entry_size + words.size(), shifted(value)?)?;
             }
         }
         match tag {
             elf::DT_RELA => tables.rela = Some(value),
             elf::DT_RELASZ => tables.rela_size = value,
+            elf::DT_REL => tables.rel = Some(value),
+            elf::DT_RELSZ => tables.rel_size = value,
             elf::DT_JMPREL => tables.jmprel = Some(value),
             elf::DT_PLTRELSZ => tables.plt_size = value,
             elf::DT_PLTREL => tables.plt_is_rel = value == elf::DT_REL.0 as u64,
-            elf::DT_REL => tables.rel = true,
             elf::DT_RELR => tables.relr = Some(value),
             elf::DT_RELRSZ => tables.relr_size = value,
             elf::DT_SYMTAB => tables.symtab = Some(value),
@@ -254,92 +316,101 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             _ => {}
         }
     }
-    patches.push(Patch { offset: dynamic.p_offset, bytes: object::bytes_of_slice(&new_entries).to_vec(), what: "dynamic section" });
-    if tables.rel || tables.plt_is_rel {
-        return Err(format!("REL relocations (implicit addends) are not handled on {}", file.machine_name()));
-    }
+    patches.push(Patch { offset: dynamic.p_offset, bytes: new_entries, what: "dynamic section" });
 
-    // RELA tables: DT_RELASZ may or may not cover DT_JMPREL; each entry is patched once.
-    let mut rela_tables: Vec<(u64, u64)> = [tables.rela.map(|a| (a, tables.rela_size)), tables.jmprel.map(|a| (a, tables.plt_size))]
-        .into_iter()
-        .flatten()
-        .filter(|&(_, size)| size > 0)
-        .collect();
-    rela_tables.sort_unstable();
-    rela_tables.dedup();
-    if let [(a, a_size), (b, b_size)] = rela_tables[..] {
+    // REL and RELA tables; DT_RELSZ/DT_RELASZ may or may not cover DT_JMPREL, and each entry is patched once.
+    let mut relocation_tables: Vec<(u64, u64, bool)> = [
+        tables.rela.map(|a| (a, tables.rela_size, true)),
+        tables.rel.map(|a| (a, tables.rel_size, false)),
+        tables.jmprel.map(|a| (a, tables.plt_size, !tables.plt_is_rel)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|&(_, size, _)| size > 0)
+    .collect();
+    relocation_tables.sort_unstable();
+    relocation_tables.dedup();
+    let mut index = 1;
+    while index < relocation_tables.len() {
+        let ((a, a_size, a_rela), (b, b_size, b_rela)) = (relocation_tables[index - 1], relocation_tables[index]);
         if b < a + a_size {
-            if b + b_size > a + a_size {
-                return Err(format!("DT_RELA {a:#x}+{a_size:#x} and DT_JMPREL {b:#x}+{b_size:#x} overlap in part"));
+            if b + b_size > a + a_size || a_rela != b_rela {
+                return Err(format!("the relocation tables at {a:#x}+{a_size:#x} and {b:#x}+{b_size:#x} overlap in part"));
             }
-            rela_tables.pop();
+            relocation_tables.remove(index);
+        } else {
+            index += 1;
         }
     }
-    for (address, size) in rela_tables {
-        let entry_size = size_of::<elf::Rela64<Endianness>>() as u64;
-        let offset = image.offset_of(address, size).ok_or_else(|| format!("the relocations at {address:#x} have no bytes in the file"))?;
-        let count = usize::try_from(size / entry_size).map_err(|_| "relocation table too large")?;
-        let table: &[elf::Rela64<Endianness>] =
-            data.read_slice_at(offset, count).map_err(|()| format!("the relocations at {address:#x} run past the end of the file"))?;
+    for (address, size, explicit_addend) in relocation_tables {
+        let entry_size = words.relocation_size(explicit_addend);
+        let (offset, table) = image.table(address, size - size % entry_size, "the relocations")?;
         let mut new_table = table.to_vec();
-        for rela in new_table.iter_mut() {
-            let (place, r_type, symbol) = (rela.r_offset(e), rela.r_type(e, false).0, rela.r_sym(e, false));
-            rela.r_offset = U64::new(e, shifted(place)?);
+        for at in (0..table.len() as u64).step_by(entry_size as usize) {
+            let field = |n: u64| words.get(table, at + n * words.size()).unwrap_or(0);
+            let (place, (symbol, r_type)) = (field(0), words.symbol_and_type(field(1)));
+            words.put(&mut new_table, at, shifted(place)?)?;
             if types.relative.contains(&r_type) {
-                rela.r_addend = I64::new(e, rela.r_addend(e).wrapping_add(delta as i64));
+                if explicit_addend {
+                    words.put(&mut new_table, at + 2 * words.size(), field(2).wrapping_add(delta) & words.mask())?;
+                } else {
+                    moved_words.insert(place, shifted(image.word_or_error(place)?)?);
+                }
             } else if r_type == types.jump_slot {
-                let value = read_word(data, &image, place, e)?;
-                if image.contains(value) {
-                    words.insert(place, shifted(value)?);
-                } else if value != 0 {
-                    return Err(format!("the PLT slot at {place:#x} holds {value:#x}, outside the image"));
+                match image.word(place) {
+                    Some(value) if image.contains(value) => {
+                        moved_words.insert(place, shifted(value)?);
+                    }
+                    Some(0) => {}
+                    Some(value) => return Err(format!("the PLT slot at {place:#x} holds {value:#x}, outside the image")),
+                    // A slot with no file bytes (ppc64's NOBITS .plt) is filled by ld.so.
+                    None if image.contains(place) => {}
+                    None => return Err(format!("the PLT slot at {place:#x} is outside the image")),
                 }
             } else if r_type == types.absolute && symbol == 0 {
+                let addend = if explicit_addend { field(2) } else { image.word_or_error(place)? };
                 return Err(format!(
-                    "the relocation at {place:#x} (type {r_type}) has no symbol: its addend {:#x} is an absolute address that does not follow the load base",
-                    rela.r_addend(e)
+                    "the relocation at {place:#x} (type {r_type}) has no symbol: its addend {addend:#x} is an absolute address that does not follow the load base"
                 ));
             } else if !types.independent.contains(&r_type) && r_type != types.absolute {
                 return Err(format!("relocation type {r_type} at {place:#x} is not one rebase handles on {}", file.machine_name()));
             }
         }
-        patches.push(Patch { offset, bytes: object::bytes_of_slice(&new_table).to_vec(), what: "relocations" });
+        patches.push(Patch { offset, bytes: new_table, what: "relocations" });
     }
 
     // RELR: address entries move, bitmaps stay; every word they name holds an address.
     if let Some((address, size)) = tables.relr.map(|a| (a, tables.relr_size)).filter(|&(_, size)| size > 0) {
-        let offset = image.offset_of(address, size).ok_or_else(|| format!("DT_RELR at {address:#x} has no bytes in the file"))?;
-        let count = usize::try_from(size / 8).map_err(|_| "DT_RELR too large")?;
-        let table: &[elf::Relr64<Endianness>] = data.read_slice_at(offset, count).map_err(|()| "DT_RELR runs past the end of the file")?;
+        let (offset, table) = image.table(address, size - size % words.size(), "DT_RELR")?;
         let mut new_table = table.to_vec();
         let mut next = 0u64;
-        for entry in new_table.iter_mut() {
-            let value = entry.0.get(e);
+        for at in (0..table.len() as u64).step_by(words.size() as usize) {
+            let value = words.get(table, at).unwrap_or(0);
             if value & 1 == 0 {
-                entry.0 = U64::new(e, shifted(value)?);
-                let word = read_word(data, &image, value, e)?;
-                words.insert(value, shifted(word)?);
-                next = value + 8;
+                words.put(&mut new_table, at, shifted(value)?)?;
+                moved_words.insert(value, shifted(image.word_or_error(value)?)?);
+                next = value + words.size();
             } else {
-                for bit in 1..64 {
+                for bit in 1..=words.relr_bitmap_bits() {
                     if value >> bit & 1 == 1 {
-                        let place = next + (bit - 1) * 8;
-                        let word = read_word(data, &image, place, e)?;
-                        words.insert(place, shifted(word)?);
+                        let place = next + (bit - 1) * words.size();
+                        moved_words.insert(place, shifted(image.word_or_error(place)?)?);
                     }
                 }
-                next += 63 * 8;
+                next += words.relr_bitmap_bits() * words.size();
             }
         }
-        patches.push(Patch { offset, bytes: object::bytes_of_slice(&new_table).to_vec(), what: "RELR relocations" });
+        patches.push(Patch { offset, bytes: new_table, what: "RELR relocations" });
     }
 
-    // GOT[0] holds _DYNAMIC's link-time address, read by some loaders without a relocation.
-    let got = headers.sections.iter().find(|s| s.name == ".got" && s.sh_size >= 8).map(|s| s.sh_addr);
+    // GOT[0] holds a link-time address no relocation names: _DYNAMIC's, or
+    // on ppc64 the TOC base (.got + 0x8000).
+    let got = headers.sections.iter().find(|s| s.name == ".got" && s.sh_size >= words.size()).map(|s| s.sh_addr);
     for slot in [tables.pltgot, got].into_iter().flatten() {
-        if let Ok(value) = read_word(data, &image, slot, e) {
-            if value == dynamic.p_vaddr {
-                words.insert(slot, shifted(value)?);
+        if let Some(value) = image.word(slot) {
+            let toc_base = file.machine == elf::EM_PPC64.0 && Some(slot) == got && value == slot + PPC64_TOC_BIAS;
+            if value == dynamic.p_vaddr || toc_base {
+                moved_words.insert(slot, shifted(value)?);
             }
         }
     }
@@ -354,37 +425,39 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
         _ => {}
     }
     for section in headers.sections.iter().filter(|s| s.sh_type == elf::SHT_DYNSYM.0 || s.sh_type == elf::SHT_SYMTAB.0) {
-        let count = usize::try_from(section.sh_size / size_of::<elf::Sym64<Endianness>>() as u64).map_err(|_| "symbol table too large")?;
-        let symbols: &[elf::Sym64<Endianness>] =
-            data.read_slice_at(section.sh_offset, count).map_err(|()| format!("{} runs past the end of the file", section.name))?;
+        let symbol_size = words.symbol_size();
+        let symbols = data
+            .read_bytes_at(section.sh_offset, section.sh_size - section.sh_size % symbol_size)
+            .map_err(|()| format!("{} runs past the end of the file", section.name))?;
         let mut new_symbols = symbols.to_vec();
-        for symbol in new_symbols.iter_mut() {
-            let index = symbol.st_shndx(e).0;
+        for at in (0..symbols.len() as u64).step_by(symbol_size as usize) {
+            let symbol = &symbols[at as usize..(at + symbol_size) as usize];
+            let (index, tls) = words.symbol_section_and_tls(symbol).unwrap_or((0, false));
             if index == elf::SHN_XINDEX.0 {
                 return Err(format!("{} uses extended section indices (SHN_XINDEX), which rebase does not read", section.name));
             }
             let in_alloc = index != elf::SHN_UNDEF.0
                 && index < elf::SHN_LORESERVE
                 && headers.sections.get(usize::from(index)).is_some_and(|s| s.is_alloc());
-            if in_alloc && symbol.st_type() != elf::STT_TLS {
-                symbol.st_value = U64::new(e, shifted(symbol.st_value(e))?);
+            if in_alloc && !tls {
+                let value_at = at + words.symbol_value_at();
+                words.put(&mut new_symbols, value_at, shifted(words.get(symbols, value_at).unwrap_or(0))?)?;
             }
         }
         let what = if section.sh_type == elf::SHT_DYNSYM.0 { "dynamic symbols" } else { "symbols" };
-        patches.push(Patch { offset: section.sh_offset, bytes: object::bytes_of_slice(&new_symbols).to_vec(), what });
+        patches.push(Patch { offset: section.sh_offset, bytes: new_symbols, what });
     }
 
     // In-place words, joined into runs.
     let mut run: Option<Patch> = None;
-    for (address, value) in words {
-        let offset = image.offset_of(address, 8).ok_or_else(|| format!("the word at {address:#x} has no bytes in the file"))?;
-        let word = U64::new(e, value);
-        let bytes = object::bytes_of(&word);
+    for (address, value) in moved_words {
+        let offset = image.offset_of(address, words.size()).ok_or_else(|| format!("the word at {address:#x} has no bytes in the file"))?;
+        let bytes = words.encode(value)?;
         match run.as_mut() {
-            Some(current) if current.offset + current.bytes.len() as u64 == offset => current.bytes.extend_from_slice(bytes),
+            Some(current) if current.offset + current.bytes.len() as u64 == offset => current.bytes.extend_from_slice(&bytes),
             _ => {
                 patches.extend(run.take());
-                run = Some(Patch { offset, bytes: bytes.to_vec(), what: "relocated words" });
+                run = Some(Patch { offset, bytes, what: "relocated words" });
             }
         }
     }

@@ -101,6 +101,10 @@ pub struct FileReport {
     /// that page size (`null` when it could not be read).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runtime: Vec<RuntimePageSize>,
+    /// For a member of a wheel, the wheel's platform tag
+    /// (`manylinux2014_aarch64`), as pip reads it from the wheel's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wheel_platform: Option<String>,
 }
 
 impl FileReport {
@@ -154,9 +158,21 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
         results,
         max_ok_page_size: max_ok,
         runtime: file.runtime.clone(),
+        wheel_platform: wheel_platform(path),
     };
     apply_runtime_page_size(&mut report, options.findings);
     report
+}
+
+/// The platform tag of the innermost wheel an archive member path
+/// (`outer!/inner`) lies in: the last dash-separated field of
+/// `NAME-VERSION[-BUILD]-PYTHON-ABI-PLATFORM.whl`.
+pub fn wheel_platform(member_path: &str) -> Option<String> {
+    let containers = member_path.rsplit_once("!/")?.0;
+    let wheel = containers.split("!/").filter(|c| c.ends_with(".whl")).last()?;
+    let stem = wheel.rsplit('/').next()?.strip_suffix(".whl")?;
+    let fields: Vec<&str> = stem.split('-').collect();
+    (fields.len() >= 5).then(|| fields[fields.len() - 1].to_string())
 }
 
 /// Applies what the runtimes linked in need: above a runtime's compiled page
@@ -255,5 +271,25 @@ pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64
     let cap = PageSize::new(aligned_to).filter(|c| *c >= BASELINE_PAGE);
     for size in report.max_ok_page_size.values_mut() {
         *size = size.zip(cap).map(|(s, c)| s.min(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wheel_platform;
+
+    #[test]
+    fn a_wheel_member_is_named_with_its_wheels_platform_tag() {
+        let member = "dl/numpy-1.19.0-cp38-cp38-manylinux2014_aarch64.whl!/numpy.libs/libz-558a5e64.so.1.2.7";
+        assert_eq!(wheel_platform(member).as_deref(), Some("manylinux2014_aarch64"));
+        // A build tag; a wheel inside a tarball; the innermost wheel wins.
+        assert_eq!(wheel_platform("a/pkg-1.0-1-py3-none-linux_armv7l.whl!/x.so").as_deref(), Some("linux_armv7l"));
+        assert_eq!(
+            wheel_platform("dist.tar!/w/o-2-cp311-cp311-manylinux_2_17_ppc64le.manylinux2014_ppc64le.whl!/o.so").as_deref(),
+            Some("manylinux_2_17_ppc64le.manylinux2014_ppc64le")
+        );
+        for not_a_wheel in ["lib/libz.so", "app.apk!/lib/arm64-v8a/libz.so", "bad.whl!/x.so", "w.whl"] {
+            assert_eq!(wheel_platform(not_a_wheel), None, "{not_a_wheel}");
+        }
     }
 }

@@ -53,9 +53,10 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
         .iter()
         .map(|r| format!("; {} built for {}", r.runtime.name(), r.page_size.map_or_else(|| "unknown".to_string(), |p| p.to_string())))
         .collect();
+    let wheel = report.wheel_platform.as_ref().map_or(String::new(), |tag| format!("; wheel platform {tag}"));
     writeln!(
         w,
-        "{}: {} {} {}{optional}: {}; largest ok page: {}{runtimes}",
+        "{}: {} {} {}{optional}: {}; largest ok page: {}{runtimes}{wheel}",
         report.path,
         serde_plain(&report.kind),
         report.machine,

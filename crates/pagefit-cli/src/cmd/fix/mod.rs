@@ -5,7 +5,7 @@
 //! serves with `copy_file_range`; only header tables are held in memory.
 //! [`fix_elf`] is that path for one ELF file; a FatELF file's records each
 //! take it too (`fat_records`), and so does each ELF member of a zip or
-//! wheel (`zip_members`).
+//! wheel (`zip_members`), and each ELF file under a directory (`tree`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use crate::engine::{fix_elf, ElfFix, FixRequest};
 mod closure;
 mod fat_records;
 mod finish;
+mod tree;
 mod zip_members;
 
 use finish::{finish, keep_backup};
@@ -39,6 +40,9 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         (Some(path), _, _) => path,
         _ => bail!("pagefit fix needs a file, or --closure BIN --out DIR"),
     };
+    if input_path.is_dir() {
+        return tree::run(args, input_path);
+    }
     let shown = input_path.display().to_string();
     let (source, metadata) = FileSource::open(input_path).with_context(|| format!("{shown}: cannot read"))?;
     let backup = args.backup.then(|| with_suffix(input_path, ".bak"));
