@@ -14,6 +14,7 @@ stops a worker that exceeds --memory-limit. The client keeps at most
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -67,8 +68,6 @@ class ParquetOutput:
         self.writer = pq.ParquetWriter(path, self.schema)
 
     def write(self, lines):
-        import json
-
         rows = {"path": [], "error": [], "record": []}
         for line in lines:
             record = json.loads(line)
