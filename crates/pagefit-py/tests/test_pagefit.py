@@ -107,6 +107,18 @@ class Dask(unittest.TestCase):
         with open(output, encoding="utf-8") as file:
             self.assertEqual(file.read(), expected)
 
+    def test_an_existing_cluster_through_scheduler(self):
+        from dask.distributed import LocalCluster
+
+        expected = cli("check", "--format", "jsonl", FIXTURES).stdout
+        output = os.path.join(self.tmp, "audit.jsonl")
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+            command = [sys.executable, "-m", "pagefit.dask", FIXTURES, "--scheduler", cluster.scheduler_address, "--output", output]
+            audit = subprocess.run(command, capture_output=True, text=True)
+        self.assertEqual(audit.returncode, 0, audit.stderr)
+        with open(output, encoding="utf-8") as file:
+            self.assertEqual(file.read(), expected)
+
     def test_parquet_holds_the_same_records(self):
         import pyarrow.parquet as pq
 
