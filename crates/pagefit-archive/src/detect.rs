@@ -41,7 +41,7 @@ const ANDROID_SUFFIXES: &[&str] = &[".apk", ".aab", ".aar", ".apex", ".apks", ".
 /// Zips followed when nested in another zip.
 const NESTED_ZIP_SUFFIXES: &[&str] = &[".apk", ".zip", ".jar", ".aar", ".apex", ".capex"];
 /// Every archive name `has_archive_name` recognises, beyond the Android ones.
-const OTHER_ARCHIVE_SUFFIXES: &[&str] = &[".jar", ".zip", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
+const OTHER_ARCHIVE_SUFFIXES: &[&str] = &[".jar", ".zip", ".whl", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
 
 fn ends_with_any(name: &str, suffixes: &[&str]) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -73,6 +73,8 @@ mod tests {
     fn names_and_magics_are_recognised() {
         assert!(has_archive_name(Path::new("/x/App.APK")));
         assert!(has_archive_name(Path::new("pkg.tar.zst")));
+        // A wheelhouse is a directory of wheels: a walk follows them.
+        assert!(has_archive_name(Path::new("numpy-1.26.0-cp311-cp311-manylinux2014_aarch64.whl")));
         assert!(!has_archive_name(Path::new("libfoo.so")));
         assert!(is_android_package("a.apks") && !is_android_package("a.jar"));
         assert!(is_nested_zip_name("splits/base.apk") && !is_nested_zip_name("base.apks"));

@@ -691,3 +691,23 @@ fn run_refuses_to_start_jemalloc_built_for_smaller_pages() {
     let native = pagefit(&["run", "./je-dynamic-4k"], &dir);
     assert_eq!(String::from_utf8_lossy(&native.stdout), "jemalloc fixture: allocated 1048576 bytes; arenas.page 4096\n");
 }
+
+/// `check --shard I/N`: the N shards of a tree hold every record of the
+/// whole check exactly once; a bad I/N is a usage error.
+#[test]
+fn shards_cover_every_input_exactly_once() {
+    let tree = fixtures().to_str().expect("UTF-8 fixture path");
+    let whole = pagefit(&["check", "--format", "jsonl", tree], fixtures());
+    let mut expected: Vec<&[u8]> = whole.stdout.split_inclusive(|&b| b == b'\n').collect();
+    assert!(expected.len() > 100, "the fixture corpus is checked whole");
+    let shards: Vec<Output> = (0..3).map(|i| pagefit(&["check", "--format", "jsonl", "--shard", &format!("{i}/3"), tree], fixtures())).collect();
+    let mut union: Vec<&[u8]> = shards.iter().flat_map(|shard| shard.stdout.split_inclusive(|&b| b == b'\n')).collect();
+    assert!(shards.iter().all(|shard| !shard.stdout.is_empty()), "every shard gets some files");
+    expected.sort();
+    union.sort();
+    assert_eq!(union, expected);
+    for bad in ["3/3", "1/0", "x"] {
+        let output = pagefit(&["check", "--shard", bad, tree], fixtures());
+        assert_eq!(output.status.code(), Some(2), "--shard {bad}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}

@@ -7,6 +7,7 @@ pub mod fix;
 pub mod fix_dep;
 pub mod format;
 pub mod run;
+pub mod shard;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -72,6 +73,7 @@ Examples:
   pagefit check --closure ./app --page-size 16k         # app, its ld.so and every library it loads
   pagefit check --closure rootfs/usr/bin/foo --sysroot rootfs
   find / -xdev -name '*.so*' | pagefit check -
+  pagefit check --shard 0/4 --format jsonl debs/ > part0.jsonl   # one of 4 workers
 
 Outcomes: ok (mapped exactly as at 4K), degraded (some bytes get weaker protections),
 broken (code loses execute, bytes clobbered or writes fault), rejected (the loader refuses).
@@ -138,6 +140,10 @@ pub struct CheckArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Check only shard I of N (0 <= I < N): the inputs whose path hashes to I
+    /// modulo N, so that N workers given the same paths check each input exactly once.
+    #[arg(long, value_name = "I/N", conflicts_with = "closure")]
+    pub shard: Option<shard::Shard>,
     /// Check a program and everything it loads: its interpreter and every
     /// DT_NEEDED, found as ld.so would (nothing is executed).
     #[arg(long, value_name = "BIN", conflicts_with = "paths")]

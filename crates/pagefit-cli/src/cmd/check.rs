@@ -14,8 +14,10 @@ use pagefit_core::predict::effect::Outcome;
 use pagefit_core::render::report::{write_check_text, CheckDocument, InputError};
 use pagefit_core::render::sarif::sarif_log;
 use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::args::format::CheckFormat;
+use crate::args::shard::Shard;
 use crate::args::CheckArgs;
 use crate::closure;
 use crate::inputs::{collect, file_name, walk, Candidate};
@@ -57,8 +59,8 @@ impl Tally {
     }
 }
 
-/// A file's identity, so that one reached twice is reported once.
-type FileId = (u64, u64);
+/// A file's identity (device, inode), so that one reached twice is reported once.
+pub type FileId = (u64, u64);
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(jobs) = args.jobs {
@@ -75,45 +77,25 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(program) = &args.closure {
         return closure::run(program, args, &options);
     }
-    let (candidates, missing) = collect(&args.paths);
-    let progress = progress_bar(candidates.len() as u64, "files");
-    let mut checked = check_all(&candidates, &options, args, &progress);
-    // Directories named on stdin are only recognised by the workers.
-    let mut walked = Vec::new();
-    for (candidate, (_, outcomes)) in candidates.iter().zip(&checked) {
-        if matches!(outcomes.as_slice(), [Checked::Directory]) {
-            walk(candidate.path.clone(), &mut walked);
-        }
-    }
-    if !walked.is_empty() {
-        progress.inc_length(walked.len() as u64);
-        checked.extend(check_all(&walked, &options, args, &progress));
-    }
-    progress.finish_and_clear();
+    let render = |outcome: Checked| render_in_worker(outcome, args);
+    let (checked, missing) = gather(&args.paths, &options, args.shard, &render, true);
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut document = CheckDocument::default();
-    document.errors.extend(missing.into_iter().map(|(path, message)| InputError { path, message }));
+    let mut document = CheckDocument { errors: missing, ..CheckDocument::default() };
     let mut tallies = Vec::new();
-    let mut seen: HashSet<FileId> = HashSet::new();
-    for (id, items) in checked {
-        if id.is_some_and(|id| !seen.insert(id)) {
-            continue;
-        }
-        for item in items {
-            match item {
-                Checked::Report(report) => {
-                    tallies.push(Tally::of(&report, args.allow_degraded));
-                    document.files.push(*report);
-                }
-                Checked::Line { text, tally } => {
-                    out.write_all(text.as_bytes())?;
-                    tallies.push(tally);
-                }
-                Checked::Error(error) => document.errors.push(error),
-                Checked::NotElf | Checked::Directory => {}
+    for item in checked {
+        match item {
+            Checked::Report(report) => {
+                tallies.push(Tally::of(&report, args.allow_degraded));
+                document.files.push(*report);
             }
+            Checked::Line { text, tally } => {
+                out.write_all(text.as_bytes())?;
+                tallies.push(tally);
+            }
+            Checked::Error(error) => document.errors.push(error),
+            Checked::NotElf | Checked::Directory => {}
         }
     }
     match args.format {
@@ -127,7 +109,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         }
         CheckFormat::Jsonl => {
             for error in &document.errors {
-                serde_json::to_writer(&mut out, &serde_json::json!({ "error": error }))?;
+                serde_json::to_writer(&mut out, &Record::Error { error: error.clone() })?;
                 writeln!(out)?;
             }
         }
@@ -155,6 +137,110 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Expands `paths` (as `check` does), keeps `shard`'s share, checks every
+/// file in parallel with `render` applied by the workers, and drops a file
+/// reached twice. Returns what was checked, in input order, and the named
+/// paths that do not exist.
+fn gather(
+    paths: &[String],
+    options: &CheckOptions,
+    shard: Option<Shard>,
+    render: &(dyn Fn(Checked) -> Checked + Sync),
+    show_progress: bool,
+) -> (Vec<Checked>, Vec<InputError>) {
+    let owned = |path: &Path| shard.is_none_or(|shard| shard.owns(path));
+    let (mut candidates, missing) = collect(paths);
+    candidates.retain(|candidate| owned(&candidate.path));
+    let missing = missing.into_iter().filter(|(path, _)| owned(Path::new(path))).map(|(path, message)| InputError { path, message });
+    let progress = if show_progress { progress_bar(candidates.len() as u64, "files") } else { indicatif::ProgressBar::hidden() };
+    let mut checked = check_all(&candidates, options, render, &progress);
+    // Directories named on stdin are only recognised by the workers.
+    let mut walked = Vec::new();
+    for (candidate, (_, outcomes)) in candidates.iter().zip(&checked) {
+        if matches!(outcomes.as_slice(), [Checked::Directory]) {
+            walk(candidate.path.clone(), &mut walked);
+        }
+    }
+    walked.retain(|candidate| owned(&candidate.path));
+    if !walked.is_empty() {
+        progress.inc_length(walked.len() as u64);
+        checked.extend(check_all(&walked, options, render, &progress));
+    }
+    progress.finish_and_clear();
+    let mut seen: HashSet<FileId> = HashSet::new();
+    let unique = checked.into_iter().filter(|(id, _)| id.is_none_or(|id| seen.insert(id))).flat_map(|(_, items)| items);
+    (unique.collect(), missing.collect())
+}
+
+/// One record of the JSON lines contract (`docs/json.md`): a file's report,
+/// or `{"error": {"path", "message"}}` for an input that could not be analysed.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    /// A file's verdicts.
+    Report(Box<FileReport>),
+    /// An input that could not be analysed; the message names the offset when known.
+    Error {
+        /// The path and the message.
+        error: InputError,
+    },
+}
+
+/// `pagefit check --format jsonl PATHS --shard ...` in process: the same
+/// records in the same order, reports first, then errors.
+pub fn check_paths(paths: &[String], options: &CheckOptions, shard: Option<Shard>) -> Vec<Record> {
+    let (checked, missing) = gather(paths, options, shard, &|outcome| outcome, false);
+    let mut reports = Vec::new();
+    let mut errors: Vec<Record> = missing.into_iter().map(|error| Record::Error { error }).collect();
+    for item in checked {
+        match item {
+            Checked::Report(report) => reports.push(Record::Report(report)),
+            Checked::Error(error) => errors.push(Record::Error { error }),
+            Checked::Line { .. } | Checked::NotElf | Checked::Directory => {}
+        }
+    }
+    reports.extend(errors);
+    reports
+}
+
+/// The inputs `check` would check for `paths`, in its order, and an error
+/// for each named path that does not exist. For callers that check the
+/// inputs one by one ([`check_input`]), on other threads or machines.
+pub fn expand(paths: &[String]) -> (Vec<Candidate>, Vec<InputError>) {
+    let (candidates, missing) = collect(paths);
+    (candidates, missing.into_iter().map(|(path, message)| InputError { path, message }).collect())
+}
+
+/// Checks one input of [`expand`]: its records in `check`'s order, and the
+/// file's identity, by which `check` reports a file reached twice only once.
+/// A directory is walked and checked here, one file after the other.
+pub fn check_input(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Record>) {
+    let (id, outcomes) = check_candidate(candidate, options);
+    let mut records = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Checked::Report(report) => records.push(Record::Report(report)),
+            Checked::Error(error) => records.push(Record::Error { error }),
+            Checked::Directory => {
+                let mut walked = Vec::new();
+                walk(candidate.path.clone(), &mut walked);
+                records.extend(walked.iter().flat_map(|file| check_input(file, options).1));
+            }
+            Checked::Line { .. } | Checked::NotElf => {}
+        }
+    }
+    (id, records)
+}
+
+/// Checks an ELF file held in memory, reported as `name`. Archives are read
+/// from files only ([`check_input`]): their readers seek.
+pub fn check_bytes(data: &[u8], name: &str, options: &CheckOptions) -> Record {
+    match parse(data, parse_options(options)) {
+        Ok(file) => Record::Report(Box::new(check_file(&file, name, &file_name(Path::new(name)), options))),
+        Err(e) => Record::Error { error: InputError { path: name.to_string(), message: e.to_string() } },
+    }
 }
 
 /// How many files the summary names as the worst offenders.
@@ -198,14 +284,14 @@ fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::
 fn check_all(
     candidates: &[Candidate],
     options: &CheckOptions,
-    args: &CheckArgs,
+    render: &(dyn Fn(Checked) -> Checked + Sync),
     progress: &indicatif::ProgressBar,
 ) -> Vec<(Option<FileId>, Vec<Checked>)> {
     candidates
         .par_iter()
         .map(|candidate| {
             let (id, outcomes) = check_candidate(candidate, options);
-            let outcomes = outcomes.into_iter().map(|outcome| render_in_worker(outcome, args)).collect();
+            let outcomes = outcomes.into_iter().map(render).collect();
             progress.inc(1);
             (id, outcomes)
         })

@@ -25,8 +25,8 @@ use crate::args::run::RunArgs;
 /// `pagefit PATH ARGV0 ARGS...`. Recognised when PATH is not a subcommand
 /// and names a file that starts with the FatELF magic; the result is the
 /// `run` it stands for.
-pub fn binfmt_invocation() -> Option<RunArgs> {
-    let mut argv = std::env::args_os().skip(1);
+pub fn binfmt_invocation(argv: &[OsString]) -> Option<RunArgs> {
+    let mut argv = argv.iter().skip(1).cloned();
     let path = argv.next()?;
     let name = path.to_str().unwrap_or_default();
     if name.starts_with('-') || name == "help" || <crate::args::Command as clap::Subcommand>::has_subcommand(name) {
@@ -46,13 +46,13 @@ pub fn binfmt_invocation() -> Option<RunArgs> {
 /// building every subcommand's arguments, as [`crate::args::Cli`] does, took
 /// more time than the rest of pagefit's startup. Anything but a clean parse
 /// (help, an error) gives `None`, so that the full parser handles it as always.
-pub fn run_invocation() -> Option<RunArgs> {
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+pub fn run_invocation(argv: &[OsString]) -> Option<RunArgs> {
+    let argv = argv.get(1..)?;
     let (subcommand, words) = argv.split_first()?;
     if subcommand != "run" {
         return None;
     }
-    plain_run_invocation(words).or_else(|| parse_run_args(argv).ok())
+    plain_run_invocation(words).or_else(|| parse_run_args(argv.iter().cloned()).ok())
 }
 
 /// `run ARGS...` through clap, with the `run` subcommand's parser alone.

@@ -1,0 +1,5 @@
+"""`python -m pagefit ...`: the `pagefit` command line."""
+
+from . import main
+
+main()
