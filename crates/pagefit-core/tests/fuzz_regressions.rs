@@ -2,8 +2,8 @@
 //! targets run them. `fuzz_regressions/fix/`: `pagefit fix` in memory must
 //! end refused or with an output its proof accepts. The `layout-*` inputs
 //! were fixed by refusals in `fix/layout.rs`: a section whose bytes are past
-//! the end of the file, a read-only segment with bss, header tables that
-//! would move over the ELF header.
+//! the end of the file, a read-only segment with bss (with file bytes or
+//! none), header tables that would move over the ELF header.
 //!
 //! The `rebase-*` inputs, mangled so that the dynamic section and the
 //! section headers name different tables, are refused by rebase before

@@ -374,13 +374,13 @@ pub(crate) fn plan_layout(
     if loads.is_empty() {
         return Err("the file has no PT_LOAD segment to lay out".into());
     }
-    // binfmt_elf zeroes a bss tail only in a writable segment: in another,
-    // the rest of the last file page keeps the file bytes that follow, and
-    // those move with the rewrite.
-    let unwritable_bss = loads.iter().find(|(_, ph)| ph.p_filesz > 0 && ph.p_memsz > ph.p_filesz && !Prot::from_p_flags(ph.p_flags).is_writable());
+    // binfmt_elf and bionic zero bss only in a writable segment: in another,
+    // the file pages they map keep the bytes that follow the segment's own
+    // (all of them when it has none), and those move with the rewrite.
+    let unwritable_bss = loads.iter().find(|(_, ph)| ph.p_memsz > ph.p_filesz && !Prot::from_p_flags(ph.p_flags).is_writable());
     if let Some((index, ph)) = unwritable_bss {
         return Err(format!(
-            "PT_LOAD[{index}] ({}) has bss but is not writable: the kernel leaves its last page's tail as file bytes, which a rewrite moves",
+            "PT_LOAD[{index}] ({}) has bss but is not writable: loaders leave the file's bytes there, and a rewrite moves them",
             flags_name(Prot::from_p_flags(ph.p_flags))
         ));
     }
