@@ -8,7 +8,8 @@
 //! The `rebase-*` inputs, mangled so that the dynamic section and the
 //! section headers name different tables, are refused by rebase before
 //! anything is written (`rebase::agree_with_sections`); before, their
-//! outputs failed the proof.
+//! outputs failed the proof. `rebase-symbols-over-elf-header` names a symbol
+//! table over the ELF header (`rebase::patches_clear_of_headers`).
 
 use std::path::Path;
 

@@ -485,6 +485,24 @@ pub(super) fn check_eh_frame_hdr<'data, R: ReadRef<'data>>(data: R, headers: &Ra
     Ok(())
 }
 
+/// The file's own header tables, which the rewrite writes anew: a patch
+/// that lands on one (a mangled section header pointing there) would be
+/// overwritten or would overwrite them, so rebase refuses it.
+pub(super) fn patches_clear_of_headers(headers: &RawHeaders, patches: &[Patch]) -> Result<(), String> {
+    let tables = [
+        ("the ELF header", 0, headers.file_header_size()),
+        ("the program header table", headers.phoff, headers.program_headers.len() as u64 * headers.program_header_size()),
+        ("the section header table", headers.shoff, headers.sections.len() as u64 * headers.section_header_size()),
+    ];
+    for patch in patches {
+        let end = patch.offset + patch.bytes.len() as u64;
+        if let Some((table, ..)) = tables.iter().find(|(_, start, len)| *len > 0 && patch.offset < start + len && *start < end) {
+            return Err(format!("the {} at offset {:#x} overlap {table}", patch.what, patch.offset));
+        }
+    }
+    Ok(())
+}
+
 /// Rebase finds what it moves through PT_DYNAMIC; the proof predicts the same
 /// bytes through the section headers ([`rebase_expectations`]). In a
 /// consistent file both name the same loaded bytes. Where they differ (a

@@ -119,6 +119,7 @@ fn plan_rebase<'data, R: ReadRef<'data>>(data: R, headers: &RawHeaders, file: &E
     let delta = choose_delta(headers, page)?;
     rebase::check_eh_frame_hdr(data, headers)?;
     let patches = rebase::address_patches(data, headers, file, delta)?;
+    rebase::patches_clear_of_headers(headers, &patches)?;
     rebase::agree_with_sections(data, headers, &patches, delta)?;
     let shifted_headers = headers.shifted(delta)?;
     let mut shifted_file = file.clone();
