@@ -73,7 +73,11 @@ index = {"manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json
 write("seed-oci.tar", tar_bytes([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", json.dumps(index).encode()), (image_path, image), (lower_path, lower), (upper_path, upper)]))
 PY
 find ~/.cache/pagefit-realworld/downloads -type f -size -256k 2>/dev/null | head -20 | xargs -r -I{} cp {} "$seeds/archive/"
-find "$fixtures" -name '*.fat' -size -1200k -exec cp {} "$seeds/fat_reader/" \; 2>/dev/null || true
+# FatELF files glued from fixtures: version 1 (three CPUs) and version 2 (page variants).
+cargo build --release -q -p pagefit-cli
+pagefit=${CARGO_TARGET_DIR:-target}/release/pagefit
+"$pagefit" fat glue --align 1k -o "$seeds/fat_reader/v1.fat" "$fixtures"/{x86_64,aarch64,ppc64le}/c-pie-bfd-4k >/dev/null
+"$pagefit" fat glue --align 1k --page-variants -o "$seeds/fat_reader/v2.fat" "$fixtures"/aarch64/c-pie-bfd-{4k,64k} >/dev/null
 
 printf '%-12s %12s %10s %8s\n' target executions seconds crashes
 failed=0

@@ -401,7 +401,7 @@ pub(crate) fn plan_layout(
 
     // The new program header table.
     let relro = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_GNU_RELRO.0 && ph.p_memsz > 0);
-    let relro_kept = relro.map(|r| trim_relro(AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz), &groups, page));
+    let relro_kept = relro.map(|r| trim_relro(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), &groups, page));
     // A RELRO that ends alone on its last page is extended to the page end;
     // its segment grows with it (zeros), so the range is mapped at every page size.
     let mut warnings = Vec::new();
@@ -471,7 +471,7 @@ pub(crate) fn plan_layout(
     }
 
     if let (Some(r), Some(kept)) = (relro, relro_kept) {
-        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr + r.p_memsz), kept, &groups, file, page));
+        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), kept, &groups, file, page));
     }
 
     // Section headers: allocated sections follow their segment, the others their bytes.
