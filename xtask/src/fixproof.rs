@@ -137,7 +137,14 @@ fn files_of(name: &str, command: &str) -> (String, Option<String>) {
 /// Every way the fixed run differs from the reference run beyond what the
 /// fix reported. `reference_moved`: the reference is itself a fixed run, whose
 /// addresses have already moved by Δ.
-fn differences(corpus: &FixedCorpus, program: &str, library: Option<&str>, fixed: &Run, reference: &Run, reference_moved: bool) -> Vec<String> {
+fn differences(
+    corpus: &FixedCorpus,
+    program: &str,
+    library: Option<&str>,
+    fixed: &Run,
+    reference: &Run,
+    reference_moved: bool,
+) -> Vec<String> {
     let normalize = |line: &str| {
         // The fixed corpus runs from its own directory.
         (!line.starts_with("auxv pagesz") && !describes_program_headers(line)).then(|| line.replace("/t/fixed/", "/t/fx/"))

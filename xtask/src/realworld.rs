@@ -241,7 +241,13 @@ const BATCH_BYTES: u64 = 320 << 20;
 /// Boots the 4K and the large-page kernel of `arch` with the prepared
 /// artifacts (and `root`, the whole-root proof's two roots), in as many boots
 /// as their size needs; the outputs by page size.
-pub fn boot(arch: Arch, out: &Path, prepared: &[Prepared], root: Option<&PreparedRoot>, timeout: Duration) -> Result<Vec<(String, String)>> {
+pub fn boot(
+    arch: Arch,
+    out: &Path,
+    prepared: &[Prepared],
+    root: Option<&PreparedRoot>,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>> {
     let busybox = setup::busybox(arch)?;
     let harness = harness(arch, out)?;
     let mut batches: Vec<Vec<&Prepared>> = vec![Vec::new()];

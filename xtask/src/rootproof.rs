@@ -16,8 +16,8 @@ use pagefit_core::predict::check::{check_file, CheckOptions};
 use pagefit_core::predict::effect::Outcome;
 
 use crate::agreement::{parse_runs, Run};
-use crate::corpus::Row;
 use crate::artifacts::{fetch, manifest};
+use crate::corpus::Row;
 use crate::setup::run;
 use crate::Arch;
 
@@ -78,18 +78,13 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Option<Prepared
             verdicts.push((format!("{page} {file}"), verdict(&original.join(&file), page)?));
         }
     }
-    Ok(Some(PreparedRoot {
-        writable_executable_before: count_writable_executable(&original)?,
-        original,
-        fixed,
-        reports,
-        verdicts,
-    }))
+    Ok(Some(PreparedRoot { writable_executable_before: count_writable_executable(&original)?, original, fixed, reports, verdicts }))
 }
 
 fn verdict(file: &Path, page: &str) -> Result<Outcome> {
     let data = fs_err::read(file)?;
-    let elf = parse(data.as_slice(), ParseOptions { runtime: true, ..ParseOptions::default() }).with_context(|| file.display().to_string())?;
+    let elf =
+        parse(data.as_slice(), ParseOptions { runtime: true, ..ParseOptions::default() }).with_context(|| file.display().to_string())?;
     let size: PageSize = page.parse().map_err(|e| anyhow::anyhow!("{page}: {e}"))?;
     let options = CheckOptions { page_sizes: vec![size], findings: false, ..CheckOptions::default() };
     Ok(check_file(&elf, "", "", &options).worst().unwrap_or(Outcome::Ok))
@@ -175,7 +170,9 @@ pub fn compare(arch: Arch, root: &PreparedRoot, boots: &[(String, String)]) -> V
                 let run = find(&runs, &format!("root/{which}/{index}"));
                 let same_as_4k = |run: &Run| original_4k.as_ref().is_some_and(|r| r.rc == 0 && r.rc == run.rc && r.output == run.output);
                 let (predicted, holds): (&str, bool) = match (which, fails) {
-                    ("original", true) => ("does not run (pagefit: program, ld.so or libc not ok)", run.as_ref().is_some_and(|r| r.rc != 0)),
+                    ("original", true) => {
+                        ("does not run (pagefit: program, ld.so or libc not ok)", run.as_ref().is_some_and(|r| r.rc != 0))
+                    }
                     ("original", false) => ("runs as on the 4K kernel", run.as_ref().is_some_and(same_as_4k)),
                     _ => ("fixed root: runs as the original on the 4K kernel", run.as_ref().is_some_and(same_as_4k)),
                 };
@@ -184,7 +181,13 @@ pub fn compare(arch: Arch, root: &PreparedRoot, boots: &[(String, String)]) -> V
                     None => "missing".into(),
                 };
                 let problems = if holds { Vec::new() } else { vec![format!("`{command}` did not do what was predicted")] };
-                rows.push(Row { run: format!("{}/root/{which}/{command}", arch.name()), page: page.clone(), observed, predicted: predicted.into(), problems });
+                rows.push(Row {
+                    run: format!("{}/root/{which}/{command}", arch.name()),
+                    page: page.clone(),
+                    observed,
+                    predicted: predicted.into(),
+                    problems,
+                });
             }
         }
     }

@@ -41,7 +41,8 @@ const ANDROID_SUFFIXES: &[&str] = &[".apk", ".aab", ".aar", ".apex", ".apks", ".
 /// Zips followed when nested in another zip.
 const NESTED_ZIP_SUFFIXES: &[&str] = &[".apk", ".zip", ".jar", ".aar", ".apex", ".capex"];
 /// Every archive name `has_archive_name` recognises, beyond the Android ones.
-const OTHER_ARCHIVE_SUFFIXES: &[&str] = &[".jar", ".zip", ".whl", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
+const OTHER_ARCHIVE_SUFFIXES: &[&str] =
+    &[".jar", ".zip", ".whl", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
 
 fn ends_with_any(name: &str, suffixes: &[&str]) -> bool {
     let lower = name.to_ascii_lowercase();

@@ -236,7 +236,10 @@ fn zips_inside_zips_are_followed_two_levels_deep() {
         ["outer.zip!/splits/base.apk!/lib/arm64-v8a/libinner.so", "outer.zip!/nested/level1.zip!/level2.jar!/lib/level2.so"]
     );
     let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
-    assert_eq!(message, "outer.zip!/nested/level1.zip!/level2.jar!/level3.zip: a zip nested deeper than 2 levels (local header at offset 0x0); not opened");
+    assert_eq!(
+        message,
+        "outer.zip!/nested/level1.zip!/level2.jar!/level3.zip: a zip nested deeper than 2 levels (local header at offset 0x0); not opened"
+    );
     assert_eq!(members[0].bytes, inner_lib);
     // The APK makes its members Android's; the data offset is within the inner zip.
     assert!(members[0].android && !members[1].android);

@@ -700,7 +700,8 @@ fn shards_cover_every_input_exactly_once() {
     let whole = pagefit(&["check", "--format", "jsonl", tree], fixtures());
     let mut expected: Vec<&[u8]> = whole.stdout.split_inclusive(|&b| b == b'\n').collect();
     assert!(expected.len() > 100, "the fixture corpus is checked whole");
-    let shards: Vec<Output> = (0..3).map(|i| pagefit(&["check", "--format", "jsonl", "--shard", &format!("{i}/3"), tree], fixtures())).collect();
+    let shards: Vec<Output> =
+        (0..3).map(|i| pagefit(&["check", "--format", "jsonl", "--shard", &format!("{i}/3"), tree], fixtures())).collect();
     let mut union: Vec<&[u8]> = shards.iter().flat_map(|shard| shard.stdout.split_inclusive(|&b| b == b'\n')).collect();
     assert!(shards.iter().all(|shard| !shard.stdout.is_empty()), "every shard gets some files");
     expected.sort();

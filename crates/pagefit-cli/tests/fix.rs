@@ -94,7 +94,10 @@ fn arm_and_ppc64le_position_independent_files_are_fixed_without_writable_code() 
                 continue;
             }
             let fixed = out.path().join(format!("{arch}-{}", name.replace('/', "_")));
-            let output = pagefit(&["fix", "--page-size", page, input.to_str().unwrap(), "-o", fixed.to_str().unwrap(), "--format", "json"], Path::new("."));
+            let output = pagefit(
+                &["fix", "--page-size", page, input.to_str().unwrap(), "-o", fixed.to_str().unwrap(), "--format", "json"],
+                Path::new("."),
+            );
             let report = json(&output);
             assert_eq!(report["status"], "fixed", "{arch}/{name}: {report}");
             assert_eq!(report["writable_executable"], false, "{arch}/{name}: {report}");
@@ -131,7 +134,8 @@ fn a_directory_tree_is_fixed_in_place_with_one_summary() {
     for name in ["liblib-4k.so", "c-pie-bfd-4k"] {
         assert!(is_ok_at(&lib.join(name), "16k"), "{name} was not fixed");
     }
-    let (first, second) = (std::fs::metadata(lib.join("liblib-4k.so")).unwrap(), std::fs::metadata(lib.join("liblib-4k-again.so")).unwrap());
+    let (first, second) =
+        (std::fs::metadata(lib.join("liblib-4k.so")).unwrap(), std::fs::metadata(lib.join("liblib-4k-again.so")).unwrap());
     assert_eq!((first.ino(), first.nlink()), (second.ino(), 2), "the hard link no longer shares the fixed file");
     assert!(std::fs::symlink_metadata(lib.join("liblib.so")).unwrap().file_type().is_symlink());
     assert_eq!(std::fs::read(lib.join("liblib-64k.so")).unwrap(), untouched);
@@ -144,7 +148,11 @@ fn a_directory_tree_is_fixed_in_place_with_one_summary() {
     assert_eq!(std::fs::read(lib.join("liblib-4k.so")).unwrap(), before);
     let output = pagefit(&["fix", "--page-size", "64k", "-o", "/tmp/x", root.path().to_str().unwrap()], Path::new("."));
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("a directory is fixed in place"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("a directory is fixed in place"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// How a fixed program and the library it loads were shifted, for [`observed`].

@@ -33,11 +33,21 @@ fn json_lines(records: &[Record]) -> Vec<String> {
     records.iter().map(|record| serde_json::to_string(record).unwrap_or_default()).collect()
 }
 
+/// A checked input: its file identity (device, inode), when it has one, and its records as JSON lines.
+type CheckedInput = (Option<(u64, u64)>, Vec<String>);
+
 /// Checks files, directory trees and archives (`pagefit check PATHS`),
 /// optionally only `shard` ("I/N"). Returns one JSON text per record.
 #[pyfunction]
 #[pyo3(signature = (paths, page_sizes, loaders=None, runtime=true, shard=None))]
-fn check_paths(py: Python<'_>, paths: Vec<String>, page_sizes: &str, loaders: Option<&str>, runtime: bool, shard: Option<&str>) -> PyResult<Vec<String>> {
+fn check_paths(
+    py: Python<'_>,
+    paths: Vec<String>,
+    page_sizes: &str,
+    loaders: Option<&str>,
+    runtime: bool,
+    shard: Option<&str>,
+) -> PyResult<Vec<String>> {
     let options = check_options(page_sizes, loaders, runtime)?;
     let shard = shard.map(str::parse::<Shard>).transpose().map_err(|e| PyValueError::new_err(format!("shard: {e}")))?;
     Ok(py.detach(|| json_lines(&pagefit_cli::check_paths(&paths, &options, shard))))
@@ -73,7 +83,7 @@ fn check_input(
     page_sizes: &str,
     loaders: Option<&str>,
     runtime: bool,
-) -> PyResult<(Option<(u64, u64)>, Vec<String>)> {
+) -> PyResult<CheckedInput> {
     let options = check_options(page_sizes, loaders, runtime)?;
     Ok(py.detach(|| {
         let (id, records) = pagefit_cli::check_input(&Candidate { path, named }, &options);

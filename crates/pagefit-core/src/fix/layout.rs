@@ -362,7 +362,11 @@ pub(crate) fn plan_layout(
     let p = page.bytes();
     // A section is moved with its bytes; one whose bytes are not in the file
     // has mangled headers, and no new offset would keep it consistent.
-    let outside = headers.sections.iter().skip(1).find(|s| s.has_file_bytes() && s.sh_offset.checked_add(s.sh_size).is_none_or(|end| end > file.file_len));
+    let outside = headers
+        .sections
+        .iter()
+        .skip(1)
+        .find(|s| s.has_file_bytes() && s.sh_offset.checked_add(s.sh_size).is_none_or(|end| end > file.file_len));
     if let Some(section) = outside {
         return Err(format!(
             "section {:?} claims {:#x} bytes at offset {:#x}, past the end of the {}-byte file",

@@ -256,8 +256,9 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
     delta: u64,
 ) -> Result<Vec<Patch>, String> {
     let words = Words::new(headers.is_64(), headers.endian);
-    let types = relocation_types(file.machine)
-        .ok_or_else(|| format!("rebase knows the dynamic relocations of x86_64, aarch64, arm and ppc64 only, not {}", file.machine_name()))?;
+    let types = relocation_types(file.machine).ok_or_else(|| {
+        format!("rebase knows the dynamic relocations of x86_64, aarch64, arm and ppc64 only, not {}", file.machine_name())
+    })?;
     let loads = || headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0);
     let image = Image {
         data,

@@ -26,7 +26,7 @@ use crate::output::{progress_bar, StagedFile};
 
 /// One file's ending: its report, or why it was not fixed.
 enum Ending {
-    Report(FixReport),
+    Report(Box<FixReport>),
     /// Relocatable objects, core files: no loader maps them.
     NotLoadable,
     Error(String),
@@ -62,7 +62,7 @@ pub fn run(args: &FixArgs, root: &Path) -> anyhow::Result<ExitCode> {
     let mut errors = Vec::new();
     for (path, ending) in endings {
         match ending {
-            Ending::Report(report) => reports.push(report),
+            Ending::Report(report) => reports.push(*report),
             Ending::NotLoadable => not_loadable += 1,
             Ending::Error(error) => errors.push(format!("{path}: {error}")),
         }
@@ -105,7 +105,7 @@ fn fix_one(args: &FixArgs, names: &[PathBuf]) -> anyhow::Result<Ending> {
             relink(path, other)?;
         }
     }
-    Ok(Ending::Report(report))
+    Ok(Ending::Report(Box::new(report)))
 }
 
 /// Points `other` at `fixed`'s inode, atomically (a link beside it, renamed over it).
