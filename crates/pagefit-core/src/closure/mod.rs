@@ -395,7 +395,8 @@ impl Resolver<'_> {
         TargetPath { path: expanded, in_sysroot }
     }
 
-    /// The directories listed in `/etc/ld.so.conf` and the files it includes (read once).
+    /// The directories listed in `/etc/ld.so.conf` and the files it includes
+    /// (read once, at most [`MAX_LD_SO_CONF_FILES`] of them).
     fn ld_so_conf_dirs(&mut self) -> Vec<String> {
         if self.ld_so_conf.is_none() {
             let mut dirs = Vec::new();
@@ -407,7 +408,7 @@ impl Resolver<'_> {
     }
 
     fn read_ld_so_conf(&mut self, path: &str, dirs: &mut Vec<String>, seen: &mut Vec<String>) {
-        if seen.iter().any(|s| s == path) {
+        if seen.len() >= MAX_LD_SO_CONF_FILES || seen.iter().any(|s| s == path) {
             return;
         }
         seen.push(path.to_string());
@@ -446,6 +447,13 @@ impl Resolver<'_> {
         names.into_iter().map(|name| format!("{dir}/{name}")).collect()
     }
 }
+
+/// The most ld.so.conf files a closure reads. Includes relative to the
+/// including file's directory, through a directory link to itself
+/// (`conf.d/loop -> .`, two `*.conf` files each including `loop/*.conf`),
+/// name new files at every level and double at each: ldconfig stops only at
+/// PATH_MAX. A real system reads a few dozen.
+const MAX_LD_SO_CONF_FILES: usize = 256;
 
 fn join(dir: &TargetPath, name: &str) -> TargetPath {
     let separator = if dir.path.ends_with('/') || dir.path.is_empty() { "" } else { "/" };
