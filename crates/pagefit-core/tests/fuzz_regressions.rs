@@ -13,11 +13,14 @@
 
 use std::path::Path;
 
-use pagefit_core::closure::{resolve, Opened, SearchOptions, TargetFiles, TargetPath};
-use pagefit_core::elf::{parse, ParseOptions};
+use pagefit_core::elf::parse;
 use pagefit_core::fix::plan::Strategy;
 use pagefit_core::fix::steps::{fix_in_memory, parse_options, InMemoryFix};
 use pagefit_core::page::PageSize;
+
+mod fuzz_input {
+    pub mod closure;
+}
 
 /// Every rejection of `data`, at 16K and 64K with each strategy.
 fn rejections(data: &[u8]) -> Vec<String> {
@@ -47,29 +50,6 @@ fn fix_regressions_end_refused_or_proven() {
     assert!(replayed >= 20, "{dir:?} holds {replayed} inputs");
 }
 
-/// The closure target's files: one ELF file (the program, at every path, 16
-/// identities by path length) and one ld.so.conf text that every include
-/// reads, in directories that each list two `.conf` files.
-struct FuzzFiles<'a> {
-    program: &'a [u8],
-    conf: String,
-}
-
-impl TargetFiles for FuzzFiles<'_> {
-    fn open_elf(&mut self, path: &TargetPath) -> Opened {
-        match parse(self.program, ParseOptions::everything()) {
-            Ok(file) => Opened::Elf { file: Box::new(file), identity: (0, path.path.len() as u64 % 16), host_path: path.path.clone() },
-            Err(_) => Opened::NotFound,
-        }
-    }
-    fn read_text(&mut self, _path: &str) -> Option<String> {
-        Some(self.conf.clone())
-    }
-    fn list_dir(&mut self, _dir: &str) -> Vec<String> {
-        vec!["a.conf".into(), "b.conf".into()]
-    }
-}
-
 /// `fuzz_regressions/closure/`: inputs the closure target ran out of memory
 /// on. `ld-so-conf-includes-doubling` includes `*.conf` relative to each
 /// file's directory, so every level names two new files; the resolver reads
@@ -80,12 +60,7 @@ fn closure_regressions_resolve() {
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        let mut parts = data.rsplitn(3, |&b| b == 0xff);
-        let library_path = String::from_utf8_lossy(parts.next().unwrap_or_default()).split(':').map(str::to_string).collect();
-        let conf = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-        let mut files = FuzzFiles { program: parts.next().unwrap_or_default(), conf };
-        let root = TargetPath { path: "/usr/bin/program".into(), in_sysroot: true };
-        let closure = resolve(root, &mut files, &SearchOptions { library_path });
+        let closure = fuzz_input::closure::resolve_input(&data);
         assert!(closure.is_ok_and(|c| !c.objects.is_empty()));
         replayed += 1;
     }
