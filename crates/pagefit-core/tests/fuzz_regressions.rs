@@ -18,9 +18,8 @@ use pagefit_core::fix::plan::Strategy;
 use pagefit_core::fix::steps::{fix_in_memory, parse_options, InMemoryFix};
 use pagefit_core::page::PageSize;
 
-mod fuzz_input {
-    pub mod closure;
-}
+#[path = "fuzz_input/closure.rs"]
+mod closure_input;
 
 /// Every rejection of `data`, at 16K and 64K with each strategy.
 fn rejections(data: &[u8]) -> Vec<String> {
@@ -60,7 +59,7 @@ fn closure_regressions_resolve() {
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        let closure = fuzz_input::closure::resolve_input(&data);
+        let closure = closure_input::resolve_input(&data);
         assert!(closure.is_ok_and(|c| !c.objects.is_empty()));
         replayed += 1;
     }
