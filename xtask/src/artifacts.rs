@@ -19,7 +19,10 @@ pub struct Artifact {
     pub source: String,
     pub name: String,
     pub version: String,
-    pub arch: Arch,
+    /// The Linux architecture its ELF files are for; `None` for Android
+    /// packages (`android` in the manifest), whose libraries no kernel here
+    /// can load (they need bionic): `cargo xtask android` proves those.
+    pub arch: Option<Arch>,
     /// The file the source serves.
     pub file: String,
     pub sha256: String,
@@ -45,7 +48,10 @@ pub fn manifest() -> Result<Vec<Artifact>> {
                 source: f[0].into(),
                 name: f[1].into(),
                 version: f[2].into(),
-                arch: Arch::parse(f[3]).with_context(|| format!("{}: unknown arch in {l:?}", path.display()))?,
+                arch: match f[3] {
+                    "android" => None,
+                    name => Some(Arch::parse(name).with_context(|| format!("{}: unknown arch in {l:?}", path.display()))?),
+                },
                 file: f[4].into(),
                 sha256: f[5].into(),
             })
@@ -114,9 +120,10 @@ pub fn fetch(artifact: &Artifact) -> Result<PathBuf> {
             }
             // Debian 13 through the machine's (pinned) sources; Debian 12 through a private configuration.
             "deb" | "deb12" => {
-                let spec = format!("{}:{}={}", artifact.name, artifact.arch.debian(), artifact.version);
+                let debian = artifact.arch.with_context(|| format!("{}: a Debian package needs an arch", artifact.file))?.debian();
+                let spec = format!("{}:{debian}={}", artifact.name, artifact.version);
                 let options = match artifact.source.as_str() {
-                    "deb12" => setup::private_apt("bookworm", artifact.arch.debian())?,
+                    "deb12" => setup::private_apt("bookworm", debian)?,
                     _ => Vec::new(),
                 };
                 run(Command::new("apt-get").args(&options).args(["download", "-q", &spec]).current_dir(&dir))?;

@@ -4,6 +4,7 @@
 //! pagefit's predictions.
 
 pub mod agreement;
+pub mod android;
 pub mod artifacts;
 pub mod corpus;
 pub mod fixproof;

@@ -141,7 +141,7 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
     let mut prepared = Vec::new();
     let out = &out.join("artifacts");
     let _ = fs_err::remove_dir_all(out);
-    for artifact in manifest()?.into_iter().filter(|a| a.arch == arch) {
+    for artifact in manifest()?.into_iter().filter(|a| a.arch == Some(arch)) {
         let archive = fetch(&artifact)?;
         let id = artifact.id();
         let fixed = out.join(&id).join("fixed");

@@ -48,7 +48,7 @@ pub struct PreparedRoot {
 /// Unpacks `arch`'s Debian 12 packages (when they include libc6, so that the
 /// root runs programs) and fixes a copy; `None` when there are none.
 pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Option<PreparedRoot>> {
-    let packages: Vec<_> = manifest()?.into_iter().filter(|a| a.arch == arch && a.source == "deb12").collect();
+    let packages: Vec<_> = manifest()?.into_iter().filter(|a| a.arch == Some(arch) && a.source == "deb12").collect();
     if !packages.iter().any(|a| a.name == "libc6") {
         return Ok(None);
     }

@@ -14,12 +14,12 @@ pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::var_os("PAGEFIT_FIXTURES").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/fixtures"));
-        if ["x86_64", "aarch64", "ppc64le", "armhf", "android"].iter().any(|arch| !dir.join(arch).join("MANIFEST").exists()) {
+        if ["x86_64", "aarch64", "ppc64le", "armhf", "i386", "android"].iter().any(|arch| !dir.join(arch).join("MANIFEST").exists()) {
             let status =
                 Command::new("bash").arg(workspace().join("fixtures/build.sh")).arg(&dir).status().expect("bash fixtures/build.sh");
             assert!(
                 status.success(),
-                "fixtures/build.sh failed: install gcc, clang, lld and the aarch64, ppc64le and armhf cross compilers (see .ci/run)"
+                "fixtures/build.sh failed: install gcc, clang, lld and the aarch64, ppc64le, armhf and i686 cross compilers (see .ci/run)"
             );
         }
         dir

@@ -318,6 +318,7 @@ fn machine_relocations(machine: elf::Machine) -> Option<([u32; 2], u32)> {
         elf::EM_X86_64 => Some(([elf::R_X86_64_RELATIVE.0, elf::R_X86_64_IRELATIVE.0], elf::R_X86_64_JUMP_SLOT.0)),
         elf::EM_AARCH64 => Some(([elf::R_AARCH64_RELATIVE.0, elf::R_AARCH64_IRELATIVE.0], elf::R_AARCH64_JUMP_SLOT.0)),
         elf::EM_ARM => Some(([elf::R_ARM_RELATIVE.0, elf::R_ARM_IRELATIVE.0], elf::R_ARM_JUMP_SLOT.0)),
+        elf::EM_386 => Some(([elf::R_386_RELATIVE.0, elf::R_386_IRELATIVE.0], elf::R_386_JMP_SLOT.0)),
         elf::EM_PPC64 => Some(([elf::R_PPC64_RELATIVE.0, elf::R_PPC64_IRELATIVE.0], elf::R_PPC64_JMP_SLOT.0)),
         _ => None,
     }
@@ -351,7 +352,8 @@ fn expectations<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
     let e = header.endian().map_err(|e| e.to_string())?;
     let words = Words::new(wide, e);
     let machine = header.e_machine(e);
-    let (relative, jump_slot) = machine_relocations(machine).ok_or("rebased files are proven for x86_64, aarch64, arm and ppc64 only")?;
+    let (relative, jump_slot) =
+        machine_relocations(machine).ok_or("rebased files are proven for x86_64, aarch64, arm, i386 and ppc64 only")?;
     let loads: Vec<(u64, u64, u64, u64)> = header
         .program_headers(e, data)
         .map_err(|e| e.to_string())?

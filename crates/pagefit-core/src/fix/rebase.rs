@@ -84,6 +84,23 @@ fn relocation_types(machine: u16) -> Option<RelocationTypes> {
                 elf::R_ARM_TLS_DESC.0,
             ],
         }),
+        // glibc's i386 elf_machine_rel, as arm's: REL with addends in place;
+        // GLOB_DAT and JMP_SLOT store the symbol's address, TLS values are offsets.
+        elf::EM_386 => Some(RelocationTypes {
+            relative: &[elf::R_386_RELATIVE.0, elf::R_386_IRELATIVE.0],
+            jump_slot: elf::R_386_JMP_SLOT.0,
+            absolute: elf::R_386_32.0,
+            independent: &[
+                elf::R_386_NONE.0,
+                elf::R_386_GLOB_DAT.0,
+                elf::R_386_COPY.0,
+                elf::R_386_TLS_TPOFF.0,
+                elf::R_386_TLS_DTPMOD32.0,
+                elf::R_386_TLS_DTPOFF32.0,
+                elf::R_386_TLS_TPOFF32.0,
+                elf::R_386_TLS_DESC.0,
+            ],
+        }),
         // ELFv2: the PLT is NOBITS and ld.so fills it from DT_PPC64_GLINK.
         elf::EM_PPC64 => Some(RelocationTypes {
             relative: &[elf::R_PPC64_RELATIVE.0, elf::R_PPC64_IRELATIVE.0],
@@ -257,7 +274,7 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
 ) -> Result<Vec<Patch>, String> {
     let words = Words::new(headers.is_64(), headers.endian);
     let types = relocation_types(file.machine).ok_or_else(|| {
-        format!("rebase knows the dynamic relocations of x86_64, aarch64, arm and ppc64 only, not {}", file.machine_name())
+        format!("rebase knows the dynamic relocations of x86_64, aarch64, arm, i386 and ppc64 only, not {}", file.machine_name())
     })?;
     let loads = || headers.program_headers.iter().filter(|ph| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0);
     let image = Image {
