@@ -488,13 +488,25 @@ pub(super) fn check_eh_frame_hdr<'data, R: ReadRef<'data>>(data: R, headers: &Ra
 
 /// The file's own header tables, which the rewrite writes anew: a patch
 /// that lands on one (a mangled section header pointing there) would be
-/// overwritten or would overwrite them, so rebase refuses it.
+/// overwritten or would overwrite them, so rebase refuses it. The new
+/// program header table goes where PT_PHDR's address is loaded from, which
+/// in a mangled file is not e_phoff.
 pub(super) fn patches_clear_of_headers(headers: &RawHeaders, patches: &[Patch]) -> Result<(), String> {
-    let tables = [
+    let program_headers_len = headers.program_headers.len() as u64 * headers.program_header_size();
+    let phdr_offset = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_PHDR.0).and_then(|phdr| {
+        headers
+            .program_headers
+            .iter()
+            .filter(|ph| ph.p_type == elf::PT_LOAD.0)
+            .find(|ph| ph.p_vaddr <= phdr.p_vaddr && phdr.p_vaddr - ph.p_vaddr < ph.p_filesz)
+            .map(|ph| ph.p_offset + (phdr.p_vaddr - ph.p_vaddr))
+    });
+    let mut tables = vec![
         ("the ELF header", 0, headers.file_header_size()),
-        ("the program header table", headers.phoff, headers.program_headers.len() as u64 * headers.program_header_size()),
+        ("the program header table", headers.phoff, program_headers_len),
         ("the section header table", headers.shoff, headers.sections.len() as u64 * headers.section_header_size()),
     ];
+    tables.extend(phdr_offset.map(|offset| ("the program header table PT_PHDR places", offset, program_headers_len)));
     for patch in patches {
         let end = patch.offset + patch.bytes.len() as u64;
         if let Some((table, ..)) = tables.iter().find(|(_, start, len)| *len > 0 && patch.offset < start + len && *start < end) {
