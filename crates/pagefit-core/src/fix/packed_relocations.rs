@@ -5,7 +5,7 @@
 //! share what its flags say they share is an error.
 
 use crate::elf::android_relocations::{
-    PackedRelocation, PackedRelocations, APS2_MAGIC, GROUPED_BY_ADDEND, GROUPED_BY_INFO, GROUPED_BY_OFFSET_DELTA, GROUP_HAS_ADDEND,
+    PackedGroup, PackedRelocation, PackedRelocations, APS2_MAGIC, GROUPED_BY_ADDEND, GROUPED_BY_INFO, GROUPED_BY_OFFSET_DELTA, GROUP_HAS_ADDEND,
 };
 
 /// Appends `value`, a word of the class, as SLEB128 of its signed reading.
@@ -75,10 +75,93 @@ pub fn encode(table: &PackedRelocations, wide: bool) -> Result<Vec<u8>, String> 
     Ok(out)
 }
 
+/// How many packed relocations an image of `span` bytes can need: one per
+/// word, at most 2^22 (96 MiB decoded), so a mangled group size is an error.
+pub fn max_packed_relocations(span: u64, word_size: u64) -> usize {
+    usize::try_from(span.checked_div(word_size).unwrap_or(0)).unwrap_or(usize::MAX).min(1 << 22)
+}
+
+/// The relocations of `table` encoded into `len` bytes: in the table's own
+/// shape, or when that no longer fits (a shift makes offsets and addends
+/// longer numbers), regrouped by [`regroup`]. bionic reads only as many
+/// relocations as the count says (`for_all_packed_relocs` in
+/// linker/linker_reloc_iterators.h stops there), so the zeros after them are never read.
+pub fn encode_within(table: &PackedRelocations, wide: bool, len: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = encode(table, wide)?;
+    if bytes.len() > len {
+        let relocations: Vec<PackedRelocation> = table.relocations().copied().collect();
+        let regrouped = encode(&regroup(&relocations), wide)?;
+        if regrouped.len() > len {
+            return Err(format!(
+                "the packed relocations grow from {len} to {} bytes after the shift ({} regrouped) and no longer fit their table",
+                bytes.len(),
+                regrouped.len()
+            ));
+        }
+        bytes = regrouped;
+    }
+    bytes.resize(len, 0);
+    Ok(bytes)
+}
+
+/// The same relocations in the same order (the order bionic applies them
+/// in), grouped greedily: runs of two or more with one `r_info` and one
+/// offset step share both; the relocations between runs form one group,
+/// sharing `r_info` if they all have one. A group's addends are shared when
+/// equal and left out when all 0.
+pub fn regroup(relocations: &[PackedRelocation]) -> PackedRelocations {
+    let mut groups: Vec<PackedGroup> = Vec::new();
+    let mut loose: Vec<PackedRelocation> = Vec::new();
+    let mut previous_offset = 0u64;
+    let mut start = 0;
+    while start < relocations.len() {
+        let first = relocations[start];
+        let step = first.offset.wrapping_sub(previous_offset);
+        let run = relocations[start..]
+            .iter()
+            .zip(std::iter::once(previous_offset).chain(relocations[start..].iter().map(|r| r.offset)))
+            .take_while(|(r, before)| r.info == first.info && r.offset.wrapping_sub(*before) == step)
+            .count();
+        let taken = if run >= 2 { run } else { 1 };
+        if run >= 2 {
+            groups.extend(flush(&mut loose));
+            let run = relocations[start..start + run].to_vec();
+            groups.push(PackedGroup { flags: GROUPED_BY_INFO | GROUPED_BY_OFFSET_DELTA | addend_flags(&run), relocations: run });
+        } else {
+            loose.push(first);
+        }
+        previous_offset = relocations[start + taken - 1].offset;
+        start += taken;
+    }
+    groups.extend(flush(&mut loose));
+    PackedRelocations { initial_offset: 0, groups }
+}
+
+/// The relocations collected between runs, as one group.
+fn flush(loose: &mut Vec<PackedRelocation>) -> Option<PackedGroup> {
+    let relocations = std::mem::take(loose);
+    let first = *relocations.first()?;
+    let info = if relocations.iter().all(|r| r.info == first.info) { GROUPED_BY_INFO } else { 0 };
+    Some(PackedGroup { flags: info | addend_flags(&relocations), relocations })
+}
+
+fn addend_flags(relocations: &[PackedRelocation]) -> u64 {
+    match relocations.first() {
+        Some(first) if relocations.iter().all(|r| r.addend == first.addend) => {
+            if first.addend == 0 {
+                0
+            } else {
+                GROUP_HAS_ADDEND | GROUPED_BY_ADDEND
+            }
+        }
+        _ => GROUP_HAS_ADDEND,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::android_relocations::{decode, PackedGroup};
+    use crate::elf::android_relocations::decode;
 
     fn relocation(offset: u64, info: u64, addend: u64) -> PackedRelocation {
         PackedRelocation { offset, info, addend }
