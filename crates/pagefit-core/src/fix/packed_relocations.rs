@@ -23,12 +23,21 @@ fn put(out: &mut Vec<u8>, value: u64, wide: bool) {
 }
 
 /// The bytes of `table`, magic included. `wide` is ELFCLASS64.
+/// `table.initial_offset` is kept where the relocations leave it free.
 pub fn encode(table: &PackedRelocations, wide: bool) -> Result<Vec<u8>, String> {
     let mask = if wide { u64::MAX } else { u64::from(u32::MAX) };
     let mut out = APS2_MAGIC.to_vec();
+    // The initial offset is free unless a first group of two or more steps
+    // by one delta from it; a shift then moves it with the relocations.
+    let initial_offset = match table.groups.first().map(|g| (g.flags, g.relocations.as_slice())) {
+        Some((flags, [first, second, ..])) if flags & GROUPED_BY_OFFSET_DELTA != 0 => {
+            first.offset.wrapping_sub(second.offset.wrapping_sub(first.offset)) & mask
+        }
+        _ => table.initial_offset,
+    };
     put(&mut out, table.relocations().count() as u64, wide);
-    put(&mut out, table.initial_offset, wide);
-    let mut previous = PackedRelocation { offset: table.initial_offset, info: 0, addend: 0 };
+    put(&mut out, initial_offset, wide);
+    let mut previous = PackedRelocation { offset: initial_offset, info: 0, addend: 0 };
     for (index, group) in table.groups.iter().enumerate() {
         let first = *group.relocations.first().ok_or_else(|| format!("group {index} is empty"))?;
         let flags = group.flags;

@@ -399,7 +399,6 @@ fn expectations<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
                 let explicit_addend = kind == elf::SHT_ANDROID_RELA;
                 let limit = max_packed_relocations(image.len(), words.size());
                 let mut table = decode(&bytes, wide, explicit_addend, limit).map_err(|error| error.to_string())?;
-                table.initial_offset = moved(table.initial_offset);
                 for relocation in table.groups.iter_mut().flat_map(|g| g.relocations.iter_mut()) {
                     let (_, r_type) = words.symbol_and_type(relocation.info);
                     let addend = shift_relocation(relocation.offset, r_type, explicit_addend.then_some(relocation.addend))?;

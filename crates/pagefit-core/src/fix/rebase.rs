@@ -413,7 +413,6 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
         let (offset, table) = image.table(address, tables.packed_size, "the packed relocations")?;
         let limit = max_packed_relocations(image.end - image.start, words.size());
         let mut packed = decode(table, headers.is_64(), explicit_addend, limit).map_err(|e| e.to_string())?;
-        packed.initial_offset = packed.initial_offset.wrapping_add(delta) & words.mask();
         for relocation in packed.groups.iter_mut().flat_map(|g| g.relocations.iter_mut()) {
             let addend = shift_relocation(relocation.offset, relocation.info, explicit_addend.then_some(relocation.addend))?;
             relocation.offset = shifted(relocation.offset)?;
