@@ -178,9 +178,7 @@ mod tests {
     fn a_grouped_run_of_relative_relocations_and_a_symbolic_one() {
         // count 3, initial 0x1000; group: 2 relocations, by offset delta 8,
         // by info 0x403, by addend +0x2000; group: 1, info per relocation, addends per relocation.
-        let bytes = [
-            b'A', b'P', b'S', b'2', 3, 0x80, 0x20, 2, 0x0f, 8, 0x83, 0x08, 0x80, 0xc0, 0x00, 1, 0x08, 0x10, 0x81, 0x08, 0x7f,
-        ];
+        let bytes = [b'A', b'P', b'S', b'2', 3, 0x80, 0x20, 2, 0x0f, 8, 0x83, 0x08, 0x80, 0xc0, 0x00, 1, 0x08, 0x10, 0x81, 0x08, 0x7f];
         let table = decode(&bytes, true, true, 16).unwrap();
         let all: Vec<_> = table.relocations().copied().collect();
         assert_eq!(

@@ -5,7 +5,8 @@
 //! share what its flags say they share is an error.
 
 use crate::elf::android_relocations::{
-    PackedGroup, PackedRelocation, PackedRelocations, APS2_MAGIC, GROUPED_BY_ADDEND, GROUPED_BY_INFO, GROUPED_BY_OFFSET_DELTA, GROUP_HAS_ADDEND,
+    PackedGroup, PackedRelocation, PackedRelocations, APS2_MAGIC, GROUPED_BY_ADDEND, GROUPED_BY_INFO, GROUPED_BY_OFFSET_DELTA,
+    GROUP_HAS_ADDEND,
 };
 
 /// Appends `value`, a word of the class, as SLEB128 of its signed reading.
@@ -68,7 +69,10 @@ pub fn encode(table: &PackedRelocations, wide: bool) -> Result<Vec<u8>, String> 
             if flags & GROUPED_BY_INFO == 0 {
                 put(&mut out, relocation.info, wide);
             } else if relocation.info != first.info {
-                return Err(format!("group {index} shares r_info {:#x}, but the relocation at {:#x} has {:#x}", first.info, relocation.offset, relocation.info));
+                return Err(format!(
+                    "group {index} shares r_info {:#x}, but the relocation at {:#x} has {:#x}",
+                    first.info, relocation.offset, relocation.info
+                ));
             }
             if addend_per_relocation {
                 put(&mut out, relocation.addend.wrapping_sub(previous.addend) & mask, wide);
@@ -184,7 +188,10 @@ mod tests {
                 initial_offset: 0x1000,
                 groups: vec![
                     PackedGroup { flags: 0x0f, relocations: vec![relocation(0x1008, 0x17, 0x2000), relocation(0x1010, 0x17, 0x2000)] },
-                    PackedGroup { flags: GROUP_HAS_ADDEND, relocations: vec![relocation(0x1000, 0x401, 4), relocation(0x2000, 0x17, mask)] },
+                    PackedGroup {
+                        flags: GROUP_HAS_ADDEND,
+                        relocations: vec![relocation(0x1000, 0x401, 4), relocation(0x2000, 0x17, mask)],
+                    },
                     PackedGroup { flags: GROUPED_BY_INFO, relocations: vec![relocation(0x1ff0, 0x16, 0)] },
                     PackedGroup { flags: 0x30, relocations: vec![relocation(0x10, 0x2, 0)] },
                 ],

@@ -13,8 +13,8 @@ use object::elf;
 use object::ReadRef;
 
 use super::headers::RawHeaders;
-use super::proof::rebase_expectations;
 use super::packed_relocations::{encode_within, max_packed_relocations};
+use super::proof::rebase_expectations;
 use super::words::{Words, PPC64_TOC_BIAS};
 use crate::elf::android_relocations::decode;
 use crate::elf::ElfFile;
@@ -418,7 +418,8 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             relocation.offset = shifted(relocation.offset)?;
             relocation.addend = addend.unwrap_or(relocation.addend);
         }
-        let bytes = encode_within(&packed, headers.is_64(), table.len()).map_err(|e| format!("the packed relocations cannot be rewritten: {e}"))?;
+        let bytes =
+            encode_within(&packed, headers.is_64(), table.len()).map_err(|e| format!("the packed relocations cannot be rewritten: {e}"))?;
         patches.push(Patch { offset, bytes, what: "packed relocations" });
     }
 
