@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(elf fix archive closure fat_reader)
+[ ${#targets[@]} -gt 0 ] || targets=(elf fix archive closure fat_reader aps2)
 seeds=target/fuzz-seeds
 fixtures="${PAGEFIT_FIXTURES:-target/fixtures}"
 [ -f "$fixtures/aarch64/MANIFEST" ] || bash fixtures/build.sh "$fixtures" >/dev/null
@@ -21,7 +21,9 @@ fixtures="${PAGEFIT_FIXTURES:-target/fixtures}"
 # Seeds: every fixture ELF file (small ones whole), for elf, fix and closure;
 # small archives of every kind made from them, and real-world artifacts under
 # 256 KB, for archive.
-rm -rf "$seeds" && mkdir -p "$seeds"/{elf,fix,archive,closure,fat_reader}
+rm -rf "$seeds" && mkdir -p "$seeds"/{elf,fix,archive,closure,fat_reader,aps2}
+# aps2: lld's packed tables, a selector byte (class, addends) before each.
+cp fuzz/seeds/aps2/* "$seeds/aps2/"
 find "$fixtures" target/jemalloc-fixtures -type f -size -1200k 2>/dev/null | while read -r f; do
   if [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ]; then
     cp "$f" "$seeds/elf/$(echo "$f" | tr / _)"
@@ -91,7 +93,7 @@ for target in "${targets[@]}"; do
   # (an archive's ELF members are the elf target's): decompressing mutated
   # streams is most of archive's time, and at 2 MB it ran at 220/s. FatELF
   # files hold whole programs.
-  case "$target" in fat_reader) max_len=2100000 ;; archive) max_len=131072 ;; *) max_len=262144 ;; esac
+  case "$target" in fat_reader) max_len=2100000 ;; aps2) max_len=4096 ;; archive) max_len=131072 ;; *) max_len=262144 ;; esac
   keep_going=()
   [ "${FUZZ_KEEP_GOING:-0}" = 1 ] && keep_going=(-fork=1 -ignore_crashes=1)
   # Without AddressSanitizer: pagefit's crates are safe Rust (the core is

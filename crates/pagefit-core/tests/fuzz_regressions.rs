@@ -9,7 +9,9 @@
 //! section headers name different tables, are refused by rebase before
 //! anything is written (`rebase::agree_with_sections`); before, their
 //! outputs failed the proof. `rebase-symbols-over-elf-header` names a symbol
-//! table over the ELF header (`rebase::patches_clear_of_headers`).
+//! table over the ELF header (`rebase::patches_clear_of_headers`);
+//! `rebase-phdr-table-under-relocations` has a PT_PHDR whose address holds
+//! the relocations, where the rewrite writes the new program header table.
 
 use std::path::Path;
 

@@ -6,6 +6,8 @@
 //! without section headers are all accepted. Every count is bounded by the
 //! file length before anything is allocated.
 
+pub mod android_relocations;
+
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::OnceLock;

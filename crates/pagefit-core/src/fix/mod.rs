@@ -6,6 +6,7 @@
 
 pub mod headers;
 pub mod layout;
+pub mod packed_relocations;
 pub mod plan;
 pub mod proof;
 mod rebase;

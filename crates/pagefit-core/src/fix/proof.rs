@@ -20,7 +20,9 @@ use object::{Endianness, ReadRef};
 
 use serde::{Deserialize, Serialize};
 
+use super::packed_relocations::{encode_within, max_packed_relocations};
 use super::words::{Words, PPC64_TOC_BIAS};
+use crate::elf::android_relocations::decode;
 use crate::elf::{ElfFile, Prot};
 use crate::page::PageSize;
 use crate::predict::input::LoadInput;
@@ -304,6 +306,8 @@ fn tag_holds_address(tag: u64, machine: elf::Machine) -> bool {
         GABI_POINTERS.contains(&tag)
     } else if tag.0 < elf::DT_LOOS {
         tag.0 % 2 == 0
+    } else if matches!(tag, elf::DT_ANDROID_REL | elf::DT_ANDROID_RELA | elf::DT_ANDROID_RELR) {
+        true
     } else if tag.is_address() {
         !matches!(tag, elf::DT_CONFIG | elf::DT_DEPAUDIT | elf::DT_AUDIT)
     } else {
@@ -375,11 +379,36 @@ fn expectations<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
     for section in sections.iter().filter(|s| allocated(s.sh_flags(e))) {
         let start: u64 = section.sh_addr(e).into();
         let kind = section.sh_type(e);
-        if !matches!(kind, elf::SHT_DYNAMIC | elf::SHT_RELA | elf::SHT_REL | elf::SHT_RELR | elf::SHT_DYNSYM) {
+        let packed = matches!(kind, elf::SHT_ANDROID_REL | elf::SHT_ANDROID_RELA);
+        let relr = matches!(kind, elf::SHT_RELR | elf::SHT_ANDROID_RELR);
+        if !(packed || relr || matches!(kind, elf::SHT_DYNAMIC | elf::SHT_RELA | elf::SHT_REL | elf::SHT_DYNSYM)) {
             continue;
         }
         let mut bytes = section.data(e, data).map_err(|error| format!("the section at {start:#x}: {error}"))?.to_vec();
+        // What a shift does to one relocation: the words it moves, and its new addend.
+        let mut shift_relocation = |place: u64, r_type: u32, addend: Option<u64>| -> Result<Option<u64>, String> {
+            if relative.contains(&r_type) && addend.is_none() {
+                let value = word_at(place).ok_or(format!("a relative relocation names {place:#x}, which has no file bytes"))?;
+                moved_words.insert(place, moved(value));
+            }
+            if let Some(value) = word_at(place).filter(|&v| r_type == jump_slot && image.start <= v && v < image.end) {
+                moved_words.insert(place, moved(value));
+            }
+            Ok(addend.map(|addend| if relative.contains(&r_type) { moved(addend) } else { addend }))
+        };
         match kind {
+            _ if packed => {
+                let explicit_addend = kind == elf::SHT_ANDROID_RELA;
+                let limit = max_packed_relocations(image.len(), words.size());
+                let mut table = decode(&bytes, wide, explicit_addend, limit).map_err(|error| error.to_string())?;
+                for relocation in table.groups.iter_mut().flat_map(|g| g.relocations.iter_mut()) {
+                    let (_, r_type) = words.symbol_and_type(relocation.info);
+                    let addend = shift_relocation(relocation.offset, r_type, explicit_addend.then_some(relocation.addend))?;
+                    relocation.addend = addend.unwrap_or(relocation.addend);
+                    relocation.offset = moved(relocation.offset);
+                }
+                bytes = encode_within(&table, wide, bytes.len())?;
+            }
             elf::SHT_DYNAMIC => {
                 let size = words.dynamic_entry_size();
                 whole_entries(&mut bytes, size);
@@ -401,22 +430,14 @@ fn expectations<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
                     let place = words.get(&bytes, at).unwrap_or(0);
                     let (_, r_type) = words.symbol_and_type(words.get(&bytes, at + words.size()).unwrap_or(0));
                     words.put(&mut bytes, at, moved(place))?;
-                    if relative.contains(&r_type) {
-                        if explicit_addend {
-                            let addend_at = at + 2 * words.size();
-                            let addend = words.get(&bytes, addend_at).unwrap_or(0);
-                            words.put(&mut bytes, addend_at, moved(addend))?;
-                        } else {
-                            let value = word_at(place).ok_or(format!("a relative relocation names {place:#x}, which has no file bytes"))?;
-                            moved_words.insert(place, moved(value));
-                        }
-                    }
-                    if let Some(value) = word_at(place).filter(|&v| r_type == jump_slot && image.start <= v && v < image.end) {
-                        moved_words.insert(place, moved(value));
+                    let addend_at = at + 2 * words.size();
+                    let addend = explicit_addend.then(|| words.get(&bytes, addend_at).unwrap_or(0));
+                    if let Some(addend) = shift_relocation(place, r_type, addend)? {
+                        words.put(&mut bytes, addend_at, addend)?;
                     }
                 }
             }
-            elf::SHT_RELR => {
+            _ if relr => {
                 whole_entries(&mut bytes, words.size());
                 let mut base = 0;
                 for at in (0..bytes.len() as u64).step_by(words.size() as usize) {

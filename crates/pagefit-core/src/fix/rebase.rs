@@ -13,8 +13,10 @@ use object::elf;
 use object::ReadRef;
 
 use super::headers::RawHeaders;
+use super::packed_relocations::{encode_within, max_packed_relocations};
 use super::proof::rebase_expectations;
 use super::words::{Words, PPC64_TOC_BIAS};
+use crate::elf::android_relocations::decode;
 use crate::elf::ElfFile;
 
 /// New bytes for the input's bytes at `offset` (an input file offset).
@@ -142,6 +144,9 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
         | elf::DT_PREINIT_ARRAY
         | elf::DT_SYMTAB_SHNDX
         | elf::DT_RELR
+        | elf::DT_ANDROID_REL
+        | elf::DT_ANDROID_RELA
+        | elf::DT_ANDROID_RELR
         | elf::DT_GNU_HASH
         | elf::DT_TLSDESC_PLT
         | elf::DT_TLSDESC_GOT
@@ -173,6 +178,10 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
         | elf::DT_PREINIT_ARRAYSZ
         | elf::DT_RELRSZ
         | elf::DT_RELRENT
+        | elf::DT_ANDROID_RELSZ
+        | elf::DT_ANDROID_RELASZ
+        | elf::DT_ANDROID_RELRSZ
+        | elf::DT_ANDROID_RELRENT
         | elf::DT_RELACOUNT
         | elf::DT_RELCOUNT
         | elf::DT_FLAGS_1
@@ -198,9 +207,6 @@ fn tag_value(tag: elf::DynamicTag, flags: u64, machine: u16) -> Result<TagValue,
         elf::DT_GNU_PRELINKED | elf::DT_GNU_CONFLICT | elf::DT_GNU_CONFLICTSZ | elf::DT_GNU_LIBLIST | elf::DT_GNU_LIBLISTSZ => {
             return Err("the file is prelinked: its prelink conflict and library lists hold absolute addresses".into())
         }
-        elf::DT_ANDROID_REL | elf::DT_ANDROID_RELA | elf::DT_ANDROID_RELR => {
-            return Err("Android packed relocations (DT_ANDROID_REL/RELA/RELR) are not decoded".into())
-        }
         elf::DT_AARCH64_BTI_PLT | elf::DT_AARCH64_PAC_PLT | elf::DT_AARCH64_VARIANT_PCS if machine == elf::EM_AARCH64.0 => Plain,
         elf::DT_PPC64_GLINK if machine == elf::EM_PPC64.0 => Address,
         elf::DT_PPC64_OPT if machine == elf::EM_PPC64.0 => Plain,
@@ -223,6 +229,9 @@ struct DynamicTables {
     plt_is_rel: bool,
     relr: Option<u64>,
     relr_size: u64,
+    /// DT_ANDROID_REL or DT_ANDROID_RELA (bionic keeps one packed table), and whether it is RELA.
+    packed: Option<(u64, bool)>,
+    packed_size: u64,
     symtab: Option<u64>,
     pltgot: Option<u64>,
 }
@@ -329,8 +338,11 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             elf::DT_JMPREL => tables.jmprel = Some(value),
             elf::DT_PLTRELSZ => tables.plt_size = value,
             elf::DT_PLTREL => tables.plt_is_rel = value == elf::DT_REL.0 as u64,
-            elf::DT_RELR => tables.relr = Some(value),
-            elf::DT_RELRSZ => tables.relr_size = value,
+            // bionic reads DT_ANDROID_RELR as DT_RELR.
+            elf::DT_RELR | elf::DT_ANDROID_RELR => tables.relr = Some(value),
+            elf::DT_RELRSZ | elf::DT_ANDROID_RELRSZ => tables.relr_size = value,
+            elf::DT_ANDROID_REL | elf::DT_ANDROID_RELA => tables.packed = Some((value, tag == elf::DT_ANDROID_RELA)),
+            elf::DT_ANDROID_RELSZ | elf::DT_ANDROID_RELASZ => tables.packed_size = value,
             elf::DT_SYMTAB => tables.symtab = Some(value),
             elf::DT_PLTGOT => tables.pltgot = Some(value),
             _ => {}
@@ -362,41 +374,70 @@ pub(super) fn address_patches<'data, R: ReadRef<'data>>(
             index += 1;
         }
     }
+    // One relocation at `place`: records the words in the image it moves and
+    // returns its new addend (RELA's `addend`, moved if relative).
+    let mut shift_relocation = |place: u64, info: u64, addend: Option<u64>| -> Result<Option<u64>, String> {
+        let (symbol, r_type) = words.symbol_and_type(info);
+        if types.relative.contains(&r_type) {
+            match addend {
+                Some(addend) => return Ok(Some(addend.wrapping_add(delta) & words.mask())),
+                None => {
+                    moved_words.insert(place, shifted(image.word_or_error(place)?)?);
+                }
+            }
+        } else if r_type == types.jump_slot {
+            match image.word(place) {
+                Some(value) if image.contains(value) => {
+                    moved_words.insert(place, shifted(value)?);
+                }
+                Some(0) => {}
+                Some(value) => return Err(format!("the PLT slot at {place:#x} holds {value:#x}, outside the image")),
+                // A slot with no file bytes (ppc64's NOBITS .plt) is filled by ld.so.
+                None if image.contains(place) => {}
+                None => return Err(format!("the PLT slot at {place:#x} is outside the image")),
+            }
+        } else if r_type == types.absolute && symbol == 0 {
+            let addend = match addend {
+                Some(addend) => addend,
+                None => image.word_or_error(place)?,
+            };
+            return Err(format!(
+                "the relocation at {place:#x} (type {r_type}) has no symbol: its addend {addend:#x} is an absolute address that does not follow the load base"
+            ));
+        } else if !types.independent.contains(&r_type) && r_type != types.absolute {
+            return Err(format!("relocation type {r_type} at {place:#x} is not one rebase handles on {}", file.machine_name()));
+        }
+        Ok(addend)
+    };
     for (address, size, explicit_addend) in relocation_tables {
         let entry_size = words.relocation_size(explicit_addend);
         let (offset, table) = image.table(address, size - size % entry_size, "the relocations")?;
         let mut new_table = table.to_vec();
         for at in (0..table.len() as u64).step_by(entry_size as usize) {
             let field = |n: u64| words.get(table, at + n * words.size()).unwrap_or(0);
-            let (place, (symbol, r_type)) = (field(0), words.symbol_and_type(field(1)));
+            let place = field(0);
             words.put(&mut new_table, at, shifted(place)?)?;
-            if types.relative.contains(&r_type) {
-                if explicit_addend {
-                    words.put(&mut new_table, at + 2 * words.size(), field(2).wrapping_add(delta) & words.mask())?;
-                } else {
-                    moved_words.insert(place, shifted(image.word_or_error(place)?)?);
-                }
-            } else if r_type == types.jump_slot {
-                match image.word(place) {
-                    Some(value) if image.contains(value) => {
-                        moved_words.insert(place, shifted(value)?);
-                    }
-                    Some(0) => {}
-                    Some(value) => return Err(format!("the PLT slot at {place:#x} holds {value:#x}, outside the image")),
-                    // A slot with no file bytes (ppc64's NOBITS .plt) is filled by ld.so.
-                    None if image.contains(place) => {}
-                    None => return Err(format!("the PLT slot at {place:#x} is outside the image")),
-                }
-            } else if r_type == types.absolute && symbol == 0 {
-                let addend = if explicit_addend { field(2) } else { image.word_or_error(place)? };
-                return Err(format!(
-                    "the relocation at {place:#x} (type {r_type}) has no symbol: its addend {addend:#x} is an absolute address that does not follow the load base"
-                ));
-            } else if !types.independent.contains(&r_type) && r_type != types.absolute {
-                return Err(format!("relocation type {r_type} at {place:#x} is not one rebase handles on {}", file.machine_name()));
+            if let Some(addend) = shift_relocation(place, field(1), explicit_addend.then(|| field(2)))? {
+                words.put(&mut new_table, at + 2 * words.size(), addend)?;
             }
         }
         patches.push(Patch { offset, bytes: new_table, what: "relocations" });
+    }
+
+    // Android's packed table: decoded, every relocation shifted, re-encoded in
+    // the same shape into the same bytes.
+    if let Some((address, explicit_addend)) = tables.packed.filter(|_| tables.packed_size > 0) {
+        let (offset, table) = image.table(address, tables.packed_size, "the packed relocations")?;
+        let limit = max_packed_relocations(image.end - image.start, words.size());
+        let mut packed = decode(table, headers.is_64(), explicit_addend, limit).map_err(|e| e.to_string())?;
+        for relocation in packed.groups.iter_mut().flat_map(|g| g.relocations.iter_mut()) {
+            let addend = shift_relocation(relocation.offset, relocation.info, explicit_addend.then_some(relocation.addend))?;
+            relocation.offset = shifted(relocation.offset)?;
+            relocation.addend = addend.unwrap_or(relocation.addend);
+        }
+        let bytes =
+            encode_within(&packed, headers.is_64(), table.len()).map_err(|e| format!("the packed relocations cannot be rewritten: {e}"))?;
+        patches.push(Patch { offset, bytes, what: "packed relocations" });
     }
 
     // RELR: address entries move, bitmaps stay; every word they name holds an address.
@@ -505,13 +546,25 @@ pub(super) fn check_eh_frame_hdr<'data, R: ReadRef<'data>>(data: R, headers: &Ra
 
 /// The file's own header tables, which the rewrite writes anew: a patch
 /// that lands on one (a mangled section header pointing there) would be
-/// overwritten or would overwrite them, so rebase refuses it.
+/// overwritten or would overwrite them, so rebase refuses it. The new
+/// program header table goes where PT_PHDR's address is loaded from, which
+/// in a mangled file is not e_phoff.
 pub(super) fn patches_clear_of_headers(headers: &RawHeaders, patches: &[Patch]) -> Result<(), String> {
-    let tables = [
+    let program_headers_len = headers.program_headers.len() as u64 * headers.program_header_size();
+    let phdr_offset = headers.program_headers.iter().find(|ph| ph.p_type == elf::PT_PHDR.0).and_then(|phdr| {
+        headers
+            .program_headers
+            .iter()
+            .filter(|ph| ph.p_type == elf::PT_LOAD.0)
+            .find(|ph| ph.p_vaddr <= phdr.p_vaddr && phdr.p_vaddr - ph.p_vaddr < ph.p_filesz)
+            .map(|ph| ph.p_offset + (phdr.p_vaddr - ph.p_vaddr))
+    });
+    let mut tables = vec![
         ("the ELF header", 0, headers.file_header_size()),
-        ("the program header table", headers.phoff, headers.program_headers.len() as u64 * headers.program_header_size()),
+        ("the program header table", headers.phoff, program_headers_len),
         ("the section header table", headers.shoff, headers.sections.len() as u64 * headers.section_header_size()),
     ];
+    tables.extend(phdr_offset.map(|offset| ("the program header table PT_PHDR places", offset, program_headers_len)));
     for patch in patches {
         let end = patch.offset + patch.bytes.len() as u64;
         if let Some((table, ..)) = tables.iter().find(|(_, start, len)| *len > 0 && patch.offset < start + len && *start < end) {
