@@ -19,18 +19,20 @@ use pagefit_loader::source::FileSource;
 use crate::args::fix::FixArgs;
 use crate::engine::{fix_elf, ElfFix, FixRequest};
 
+mod android_package;
 mod closure;
 mod fat_records;
 mod finish;
 mod tree;
 mod zip_members;
+mod zip_rewrite;
 
 use finish::{backup_path, finish, keep_backup};
 
 impl FixArgs {
     /// The engine's request.
     pub fn request(&self) -> FixRequest {
-        FixRequest { page_size: self.page_size, strategy: self.strategy, no_wx: self.no_wx }
+        FixRequest { page_size: self.page_size, strategy: self.strategy, no_wx: self.no_wx, platform: None }
     }
 }
 
