@@ -104,7 +104,13 @@ struct EntrySpan {
 }
 
 /// Writes `archive` (the zip in `input`, shown as `shown`) to `output` under `rules`.
-pub fn rewrite_zip(input: &File, archive: &mut ZipArchive<File>, shown: &str, rules: &RewriteRules<'_>, output: &File) -> anyhow::Result<()> {
+pub fn rewrite_zip(
+    input: &File,
+    archive: &mut ZipArchive<File>,
+    shown: &str,
+    rules: &RewriteRules<'_>,
+    output: &File,
+) -> anyhow::Result<()> {
     if archive.offset() != 0 {
         bail!("{shown}: {} bytes precede the zip, which an Android package does not have", archive.offset());
     }
@@ -127,10 +133,11 @@ pub fn rewrite_zip(input: &File, archive: &mut ZipArchive<File>, shown: &str, ru
         if [20, 24, 42].iter().any(|&field| read_u32(&record, field) == u32::MAX) {
             bail!("{}", at("zip64 sizes or offsets, which are not supported"));
         }
-        let local =
-            read_record(input, span.header_start, LOCAL_HEADER_LEN, LOCAL_HEADER_SIGNATURE, [26, 28, 28]).with_context(|| at("its local header cannot be read"))?;
+        let local = read_record(input, span.header_start, LOCAL_HEADER_LEN, LOCAL_HEADER_SIGNATURE, [26, 28, 28])
+            .with_context(|| at("its local header cannot be read"))?;
         let name_len = usize::from(read_u16(&local, 26));
-        let (mut header, name, extra) = (local[..LOCAL_HEADER_LEN].to_vec(), &local[LOCAL_HEADER_LEN..][..name_len], &local[LOCAL_HEADER_LEN + name_len..]);
+        let (mut header, name, extra) =
+            (local[..LOCAL_HEADER_LEN].to_vec(), &local[LOCAL_HEADER_LEN..][..name_len], &local[LOCAL_HEADER_LEN + name_len..]);
         let flags = read_u16(&header, 6);
         let method = read_u16(&header, 8);
         let data_start = span.header_start + local.len() as u64;
@@ -152,7 +159,11 @@ pub fn rewrite_zip(input: &File, archive: &mut ZipArchive<File>, shown: &str, ru
                 record[8..10].copy_from_slice(&cleared.to_le_bytes());
                 u64::from(new.compressed_size)
             }
-            None => compressed_size + descriptor_len(input, flags, data_start + compressed_size).with_context(|| at("its data descriptor cannot be read"))?,
+            None => {
+                compressed_size
+                    + descriptor_len(input, flags, data_start + compressed_size)
+                        .with_context(|| at("its data descriptor cannot be read"))?
+            }
         };
 
         let mut extra = if method == METHOD_STORED { without_alignment_padding(extra) } else { extra.to_vec() };
@@ -166,7 +177,10 @@ pub fn rewrite_zip(input: &File, archive: &mut ZipArchive<File>, shown: &str, ru
         }
         let extra_len = u16::try_from(extra.len()).map_err(|_| anyhow::anyhow!("{}", at("an extra field over 64 KiB once padded")))?;
         header[28..30].copy_from_slice(&extra_len.to_le_bytes());
-        let offset = u32::try_from(out.written).ok().filter(|&o| o != u32::MAX).context("the output passes 4 GiB (zip64), which is not supported")?;
+        let offset = u32::try_from(out.written)
+            .ok()
+            .filter(|&o| o != u32::MAX)
+            .context("the output passes 4 GiB (zip64), which is not supported")?;
         record[42..46].copy_from_slice(&offset.to_le_bytes());
 
         out.write_all(&header)?;
@@ -181,7 +195,8 @@ pub fn rewrite_zip(input: &File, archive: &mut ZipArchive<File>, shown: &str, ru
         }
         central.extend_from_slice(&record);
     }
-    let central_start = u32::try_from(out.written).ok().filter(|&o| o != u32::MAX).context("the output passes 4 GiB (zip64), which is not supported")?;
+    let central_start =
+        u32::try_from(out.written).ok().filter(|&o| o != u32::MAX).context("the output passes 4 GiB (zip64), which is not supported")?;
     let central_len = u32::try_from(central.len()).context("a central directory over 4 GiB")?;
     out.write_all(&central)?;
     let comment = archive.comment();
