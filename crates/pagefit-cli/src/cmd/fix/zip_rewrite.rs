@@ -257,6 +257,8 @@ fn compress(path: &Path, method: u16) -> anyhow::Result<Compressed> {
     let mut data = tempfile::tempfile().context("cannot create a temporary file")?;
     let mut crc = Crc::new();
     let mut buffer = vec![0; 1 << 16];
+    // Counted here: the CRC's own count wraps at 4 GiB.
+    let mut size: u64 = 0;
     let mut sink: Box<dyn Write + '_> = match method {
         METHOD_STORED => Box::new(BufWriter::new(&mut data)),
         METHOD_DEFLATED => Box::new(DeflateEncoder::new(BufWriter::new(&mut data), Compression::default())),
@@ -268,12 +270,13 @@ fn compress(path: &Path, method: u16) -> anyhow::Result<Compressed> {
             break;
         }
         crc.update(&buffer[..got]);
+        size += got as u64;
         sink.write_all(&buffer[..got])?;
     }
     sink.flush()?;
     drop(sink);
     let too_large = || anyhow::anyhow!("over 4 GiB (zip64), which is not supported");
-    let size = u32::try_from(crc.amount()).map_err(|_| too_large())?;
+    let size = u32::try_from(size).map_err(|_| too_large())?;
     let compressed_size = u32::try_from(data.stream_position()?).map_err(|_| too_large())?;
     Ok(Compressed { data, crc: crc.sum(), size, compressed_size })
 }
