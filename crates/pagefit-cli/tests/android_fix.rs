@@ -166,7 +166,8 @@ fn an_aar_is_fixed_without_a_signing_warning_and_dry_run_and_in_place_behave() {
     write_zip(&input, &members);
     let original = std::fs::read(&input).unwrap();
 
-    let (code, stdout, stderr) = run(&["fix", "--page-size", "16k", "lib.aar", "--dry-run"], tmp.path());
+    // Android packages default to 16K pages.
+    let (code, stdout, stderr) = run(&["fix", "lib.aar", "--dry-run"], tmp.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("lib.aar!/jni/arm64-v8a/libjni.so: plan for 16K"), "{stdout}");
     assert_eq!(std::fs::read(&input).unwrap(), original);
@@ -258,4 +259,8 @@ fn a_broken_package_is_an_error_naming_it() {
     let (code, _, stderr) = run(&["fix", "--page-size", "16k", "bad.apk", "-o", "out.apk"], tmp.path());
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("bad.apk"), "{stderr}");
+    std::fs::write(tmp.path().join("lib.so"), rejected_android()).unwrap();
+    let (code, _, stderr) = run(&["fix", "lib.so", "-o", "out.so"], tmp.path());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--page-size is required"), "{stderr}");
 }

@@ -93,15 +93,15 @@ pub fn run(
     let input = File::open(input_path).with_context(|| format!("{shown}: cannot read"))?;
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut fixes = fix_package(&mut archive, &shown, kind, &request, args.dry_run, work.path())?;
-    let changed = !fixes.fixed.is_empty() || misaligned_libraries(&mut archive, args.page_size)? > 0;
+    let changed = !fixes.fixed.is_empty() || misaligned_libraries(&mut archive, args.page())? > 0;
     let signed = is_signed(&input, &mut archive)?;
-    let alignment = stored_alignment(args.page_size);
+    let alignment = stored_alignment(args.page());
     let rules = RewriteRules { replaced: &fixes.fixed, stored_alignment: &alignment };
     let written = write_archive(args, input_path, destination, backup, &mut fixes.reports, changed, |output| {
         rewrite_zip(&input, &mut archive, &shown, &rules, output)
     })?;
     if let (true, Some(destination)) = (written, destination) {
-        warn_signature(kind, signed, destination, args.page_size)?;
+        warn_signature(kind, signed, destination, args.page())?;
     }
     finish(args, &fixes.reports, true)
 }

@@ -42,6 +42,7 @@ pub fn run(args: &FixArgs, input_path: &Path, file: File, destination: Option<&P
     if is_android_package(&shown, &archive) {
         return android_package::run(args, input_path, archive, destination, backup);
     }
+    super::require_page_size(args)?;
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let MemberFixes { mut reports, fixed } =
         fix_elf_members(&mut archive, &shown, &args.request(), args.dry_run, work.path(), &|_, _| Ok(()))?;
