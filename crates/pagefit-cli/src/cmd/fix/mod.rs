@@ -28,7 +28,9 @@ mod tree;
 mod zip_members;
 mod zip_rewrite;
 
+use android_package::is_android_package;
 use finish::{backup_path, finish, keep_backup};
+use zip::ZipArchive;
 
 /// The page size Android packages are fixed for unless told: Android's 16 KB pages.
 const ANDROID_PAGE: PageSize = PageSize::K16;
@@ -80,7 +82,15 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     }
     let destination = (!args.dry_run).then(|| args.output.clone().unwrap_or_else(|| input_path.clone()));
     if source.prefix().starts_with(b"PK\x03\x04") {
-        return zip_members::run(args, input_path, source.into_file(), destination.as_deref(), backup.as_deref());
+        if !args.record.is_empty() || args.align.is_some() {
+            bail!("{shown}: --record and --align are for FatELF files, and this is a zip");
+        }
+        let archive = ZipArchive::new(source.into_file()).with_context(|| format!("{shown}: not a readable zip"))?;
+        if is_android_package(&shown, &archive) {
+            return android_package::run(args, input_path, archive, destination.as_deref(), backup.as_deref());
+        }
+        require_page_size(args)?;
+        return zip_members::run(args, input_path, archive, destination.as_deref(), backup.as_deref());
     }
     require_page_size(args)?;
     if is_fat(source.prefix()) {

@@ -12,14 +12,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use base64::Engine;
 use pagefit_core::fix::report::{FixReport, FixStatus};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use super::android_package::{self, is_android_package};
 use super::finish::{finish, keep_backup};
 use crate::args::fix::FixArgs;
 use crate::engine::{fix_file, FixRequest};
@@ -33,16 +32,14 @@ pub(super) struct MemberFixes {
     pub fixed: BTreeMap<usize, PathBuf>,
 }
 
-pub fn run(args: &FixArgs, input_path: &Path, file: File, destination: Option<&Path>, backup: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: &FixArgs,
+    input_path: &Path,
+    mut archive: ZipArchive<File>,
+    destination: Option<&Path>,
+    backup: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let shown = input_path.display().to_string();
-    if !args.record.is_empty() || args.align.is_some() {
-        bail!("{shown}: --record and --align are for FatELF files, and this is a zip");
-    }
-    let mut archive = ZipArchive::new(file).with_context(|| format!("{shown}: not a readable zip"))?;
-    if is_android_package(&shown, &archive) {
-        return android_package::run(args, input_path, archive, destination, backup);
-    }
-    super::require_page_size(args)?;
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
     let MemberFixes { mut reports, fixed } =
         fix_elf_members(&mut archive, &shown, &args.request(), args.dry_run, work.path(), &|_, _| Ok(()))?;
