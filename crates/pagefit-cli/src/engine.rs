@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile};
+use pagefit_core::elf::{parse, ElfFile, Platform};
 use pagefit_core::fat::is_fat;
 use pagefit_core::fix::plan::{RewritePlan, Strategy};
 use pagefit_core::fix::proof::{ComparedBytes, ReadAt};
@@ -38,12 +38,15 @@ pub struct FixRequest {
     pub strategy: Strategy,
     /// Refuse any result with a segment that is both writable and executable.
     pub no_wx: bool,
+    /// The platform the file is built for whatever its notes say (a library
+    /// inside an Android package is Android's); `None` reads it from the file.
+    pub platform: Option<Platform>,
 }
 
 impl FixRequest {
     /// `auto`, W+X allowed where the target loaders accept it.
     pub fn at(page_size: PageSize) -> FixRequest {
-        FixRequest { page_size, strategy: Strategy::Auto, no_wx: false }
+        FixRequest { page_size, strategy: Strategy::Auto, no_wx: false, platform: None }
     }
 }
 
@@ -94,7 +97,10 @@ pub fn fix_elf(
         bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
     }
     let cache = ReadCache::new(source);
-    let file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
+    let mut file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
+    if let Some(platform) = request.platform {
+        file.platform = platform;
+    }
     let (mut report, plan, loaders) =
         match decide(&cache, &file, shown, page, request.strategy, request.no_wx).map_err(anyhow::Error::msg)? {
             Decision::Done(report) => return Ok(ElfFix { report, written: None }),

@@ -98,7 +98,7 @@ fn check_input(
 fn fix(py: Python<'_>, input: PathBuf, output: PathBuf, page_size: &str, strategy: &str, no_wx: bool) -> PyResult<String> {
     let page_size: PageSize = page_size.parse().map_err(|e| PyValueError::new_err(format!("page_size: {e}")))?;
     let strategy: Strategy = strategy.parse().map_err(|e| PyValueError::new_err(format!("strategy: {e}")))?;
-    let request = FixRequest { page_size, strategy, no_wx };
+    let request = FixRequest { page_size, strategy, no_wx, platform: None };
     let report = py.detach(|| pagefit_cli::fix_file(&input, &output, &request)).map_err(|e| PagefitError::new_err(format!("{e:#}")))?;
     serde_json::to_string(&report).map_err(|e| PyValueError::new_err(e.to_string()))
 }

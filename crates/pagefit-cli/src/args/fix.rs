@@ -39,8 +39,9 @@ pub struct FixArgs {
     #[arg(required_unless_present = "closure")]
     pub input: Option<PathBuf>,
     /// The page size the result must load at: 16k, 64k, 2m or a number of bytes.
+    /// Required, except for Android packages (AAR, APK, AAB, .apks), where it defaults to 16k.
     #[arg(long)]
-    pub page_size: PageSize,
+    pub page_size: Option<PageSize>,
     /// Where to write the fixed file.
     #[arg(short, long, conflicts_with = "in_place", required_unless_present_any = ["in_place", "dry_run", "closure"])]
     pub output: Option<PathBuf>,

@@ -33,7 +33,7 @@ use crate::engine::fix_file;
 use crate::output::write_atomically;
 
 pub fn run(program: &Path, out: &Path, args: &FixArgs) -> anyhow::Result<ExitCode> {
-    let page = args.page_size;
+    let page = args.page();
     let search = Search { sysroot: args.sysroot.as_deref(), library_path: Some("") };
     let closure = resolve_program(program, &search, false)?;
     if let Some(missing) = closure.unresolved.first() {

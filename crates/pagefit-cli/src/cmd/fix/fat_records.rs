@@ -36,11 +36,11 @@ pub(super) fn run(
     let shown = input_path.display().to_string();
     // A record is mapped straight from the file only if it starts on a page
     // boundary: a record fixed for P must start on a P boundary.
-    let page = args.page_size.bytes();
+    let page = args.page().bytes();
     let align = args.align.unwrap_or(DEFAULT_ALIGN.max(page));
     if align < page {
         let shown_align = PageSize::new(align).map_or(align.to_string(), |a| a.to_string());
-        bail!("--align {shown_align} is below --page-size {}: records fixed for it could not be mapped from the file", args.page_size);
+        bail!("--align {shown_align} is below --page-size {}: records fixed for it could not be mapped from the file", args.page());
     }
     let mut bytes = Vec::new();
     input.read_to_end(&mut bytes).with_context(|| format!("{shown}: cannot read"))?;
@@ -65,7 +65,7 @@ pub(super) fn run(
         let (mut report, fixed) = if selected.contains(&record.index) {
             fix_record(args, work.path(), record, body_of(record), &name, destination.is_some())?
         } else {
-            let mut report = FixReport::new(&name, args.page_size);
+            let mut report = FixReport::new(&name, args.page());
             report.status = FixStatus::NotSelected;
             (report, None)
         };
@@ -106,7 +106,7 @@ pub(super) fn run(
         }
         return finish(args, &reports, true);
     }
-    check_distinct_targets(&shown, &fat, &targets, &fixed_bodies, args.page_size)?;
+    check_distinct_targets(&shown, &fat, &targets, &fixed_bodies, args.page())?;
 
     let bodies: Vec<&[u8]> =
         fat.records.iter().zip(&fixed_bodies).map(|(record, fixed)| fixed.as_deref().unwrap_or_else(|| body_of(record))).collect();

@@ -14,33 +14,59 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use pagefit_core::fat::is_fat;
 use pagefit_core::fix::report::FixStatus;
+use pagefit_core::page::PageSize;
 use pagefit_loader::source::FileSource;
 
 use crate::args::fix::FixArgs;
 use crate::engine::{fix_elf, ElfFix, FixRequest};
 
+mod android_package;
 mod closure;
 mod fat_records;
 mod finish;
 mod tree;
 mod zip_members;
+mod zip_rewrite;
 
+use android_package::is_android_package;
 use finish::{backup_path, finish, keep_backup};
+use zip::ZipArchive;
+
+/// The page size Android packages are fixed for unless told: Android's 16 KB pages.
+const ANDROID_PAGE: PageSize = PageSize::K16;
 
 impl FixArgs {
+    /// The page size asked for, or Android's (only Android packages reach
+    /// here without one: [`require_page_size`] stops the others).
+    pub fn page(&self) -> PageSize {
+        self.page_size.unwrap_or(ANDROID_PAGE)
+    }
+
     /// The engine's request.
     pub fn request(&self) -> FixRequest {
-        FixRequest { page_size: self.page_size, strategy: self.strategy, no_wx: self.no_wx }
+        FixRequest { page_size: self.page(), strategy: self.strategy, no_wx: self.no_wx, platform: None }
     }
+}
+
+/// Stops anything but an Android package without --page-size.
+fn require_page_size(args: &FixArgs) -> anyhow::Result<()> {
+    if args.page_size.is_none() {
+        bail!("--page-size is required (it defaults to 16k only for Android packages: AAR, APK, AAB, .apks)");
+    }
+    Ok(())
 }
 
 pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
     let input_path = match (&args.input, &args.closure, &args.out) {
-        (_, Some(program), Some(out)) => return closure::run(program, out, args),
+        (_, Some(program), Some(out)) => {
+            require_page_size(args)?;
+            return closure::run(program, out, args);
+        }
         (Some(path), _, _) => path,
         _ => bail!("pagefit fix needs a file, or --closure BIN --out DIR"),
     };
     if input_path.is_dir() {
+        require_page_size(args)?;
         return tree::run(args, input_path);
     }
     let shown = input_path.display().to_string();
@@ -55,11 +81,20 @@ pub fn run(args: &FixArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let destination = (!args.dry_run).then(|| args.output.clone().unwrap_or_else(|| input_path.clone()));
+    if source.prefix().starts_with(b"PK\x03\x04") {
+        if !args.record.is_empty() || args.align.is_some() {
+            bail!("{shown}: --record and --align are for FatELF files, and this is a zip");
+        }
+        let archive = ZipArchive::new(source.into_file()).with_context(|| format!("{shown}: not a readable zip"))?;
+        if is_android_package(&shown, &archive) {
+            return android_package::run(args, input_path, archive, destination.as_deref(), backup.as_deref());
+        }
+        require_page_size(args)?;
+        return zip_members::run(args, input_path, archive, destination.as_deref(), backup.as_deref());
+    }
+    require_page_size(args)?;
     if is_fat(source.prefix()) {
         return fat_records::run(args, input_path, source.into_file(), &metadata, destination.as_deref(), backup.as_deref());
-    }
-    if source.prefix().starts_with(b"PK\x03\x04") {
-        return zip_members::run(args, input_path, source.into_file(), destination.as_deref(), backup.as_deref());
     }
     if !args.record.is_empty() || args.align.is_some() {
         bail!("{shown}: --record and --align are for FatELF files, and this is not one");
