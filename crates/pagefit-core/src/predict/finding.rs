@@ -495,10 +495,9 @@ fn play_rules(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
     // 16 KB, Android Studio when not a multiple of 16 KB.
     if let Some(smallest) = cx.input.loads.iter().min_by_key(|s| s.align).filter(|s| s.align < required || !PLAY_PAGE.divides(s.align)) {
         let message = format!(
-            "{} LOAD section alignment, but 16 KB is required: {} {}; {PLAY_RELINK}, or run `pagefit fix --page-size 16k`",
+            "{} LOAD section alignment, but 16 KB is required: {}; {PLAY_RELINK}, or run `pagefit fix --page-size 16k`",
             human_size(smallest.align),
-            label(smallest),
-            play_header("PT_LOAD", segment_range(smallest), smallest.align)
+            play_header(&label(smallest), segment_range(smallest), smallest.align)
         );
         reject(FindingKind::AlignBelowPage, vec![smallest.index], AddrRange::new(smallest.vaddr, smallest.vaddr), message);
     }
@@ -547,9 +546,10 @@ fn play_rules(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// A program header as Play Console and Android Studio print it.
-fn play_header(kind: &str, range: AddrRange, align: u64) -> String {
-    format!("{kind} start: {:#010x} end: {:#010x} align: {align:#010x}", range.start, range.end)
+/// A program header as Play Console and Android Studio print it
+/// (`PT_GNU_RELRO start: 0x001ecc20 end: 0x00203000 align: 0x00000001`).
+fn play_header(name: &str, range: AddrRange, align: u64) -> String {
+    format!("{name} start: {:#010x} end: {:#010x} align: {align:#010x}", range.start, range.end)
 }
 
 /// Android Studio's sizes: `4 KB`, or bytes when not a whole number of KB.

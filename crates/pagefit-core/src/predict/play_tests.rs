@@ -71,7 +71,7 @@ fn the_smallest_p_align_below_16k_is_rejected() {
     assert_eq!((kind, segments), (FindingKind::AlignBelowPage, vec![2]));
     assert!(
         message.starts_with(
-            "4 KB LOAD section alignment, but 16 KB is required: PT_LOAD[2] (RW) PT_LOAD start: 0x00010000 end: 0x00014800 align: 0x00001000; relink with -Wl,-z,max-page-size=16384"
+            "4 KB LOAD section alignment, but 16 KB is required: PT_LOAD[2] (RW) start: 0x00010000 end: 0x00014800 align: 0x00001000; relink with -Wl,-z,max-page-size=16384"
         ),
         "{message}"
     );
