@@ -261,17 +261,18 @@ fn offset_alignment(offset: u64) -> u64 {
 /// install, have no data offset and are not judged.
 pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64, findings: bool) {
     let aligned_to = offset_alignment(data_offset);
-    let play_rejects = play_checks(report.bits) && aligned_to < PLAY_PAGE.bytes();
-    for result in report.results.iter_mut().filter(|r| r.loader == LoaderModel::Play && play_rejects) {
+    if play_checks(report.bits) && aligned_to < PLAY_PAGE.bytes() {
         let message = format!(
             "{} zip alignment, but 16 KB is required: the library's data starts at offset {data_offset:#010x} of the package; align it with `zipalign -P 16` (Android Gradle Plugin 8.5.1 and later do) or store it compressed",
             human_size(aligned_to)
         );
-        result.outcome = Outcome::Rejected;
-        if findings {
-            result.findings.push(zip_finding(data_offset, message.clone()));
+        for result in report.results.iter_mut().filter(|r| r.loader == LoaderModel::Play) {
+            result.outcome = Outcome::Rejected;
+            if findings {
+                result.findings.push(zip_finding(data_offset, message.clone()));
+            }
+            result.message.get_or_insert_with(|| message.clone());
         }
-        result.message.get_or_insert(message);
     }
     for result in report.results.iter_mut().filter(|r| r.loader != LoaderModel::Play && r.page_size.bytes() > aligned_to) {
         result.outcome = Outcome::Rejected;
