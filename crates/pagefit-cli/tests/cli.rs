@@ -237,7 +237,10 @@ fn nested_apks_debs_and_tarballs_are_scanned_without_extracting() {
     }
     let output = pagefit(&["check", "--page-size", "16k", "bundle.apks"], dir.path());
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("bundle.apks!/splits/base.apk!/lib/arm64-v8a/libaligned.so: dyn aarch64 bionic: 16K ok"), "{text}");
+    assert!(
+        text.contains("bundle.apks!/splits/base.apk!/lib/arm64-v8a/libaligned.so: dyn aarch64 bionic+play: 16K bionic ok, 16K play ok"),
+        "{text}"
+    );
 
     // A real .deb built by dpkg-deb (xz data), and tarballs made by tar.
     let root = dir.path().join("pkg");

@@ -111,8 +111,8 @@ pub struct CheckArgs {
     #[arg(long, default_value = "16k,64k", value_parser = page_sizes)]
     pub page_size: PageSizes,
     /// Loader model(s) to use instead of each file's default (kernel for executables,
-    /// glibc or musl for shared objects, bionic on Android):
-    /// kernel, glibc, glibc-2.34, musl, bionic, bionic-compat.
+    /// glibc or musl for shared objects, bionic and play on Android):
+    /// kernel, glibc, glibc-2.34, musl, bionic, bionic-compat, play (Google Play's 16 KB verdict).
     #[arg(long, value_parser = loaders)]
     pub loader: Option<Loaders>,
     /// Count degraded results as acceptable for the exit status.

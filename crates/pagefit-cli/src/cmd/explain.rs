@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use object::read::ReadCache;
 use pagefit_core::elf::{parse, ElfFile, ParseOptions};
-use pagefit_core::predict::check::{apply_runtime_at, default_loaders};
+use pagefit_core::predict::check::{apply_runtime_at, default_loaders, play_checks};
 use pagefit_core::predict::effect::Outcome;
 use pagefit_core::predict::input::LoadInput;
+use pagefit_core::predict::model::LoaderModel;
 use pagefit_core::predict::plan::{plan, LoadPlan, BASELINE_PAGE};
 use pagefit_core::render::report::write_explain_text;
 use serde::Serialize;
@@ -47,6 +48,12 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     for &page in &args.page_size.0 {
         for &loader in &loaders {
             let mut planned = plan(&input, page, loader);
+            if loader == LoaderModel::Play && !play_checks(file.bits) {
+                // Play does not check 32-bit ABIs.
+                planned.outcome = Outcome::Ok;
+                planned.message = None;
+                planned.findings.clear();
+            }
             apply_runtime_at(&file.runtime, page, &mut planned.outcome, &mut planned.message, Some(&mut planned.findings));
             plans.push(planned);
         }

@@ -8,10 +8,10 @@ use serde::Serialize;
 use crate::elf::{ElfFile, ElfKind, Platform, Role};
 use crate::page::PageSize;
 use crate::predict::effect::{Outcome, Severity};
-use crate::predict::finding::{Finding, FindingKind};
+use crate::predict::finding::{human_size, Finding, FindingKind};
 use crate::predict::input::LoadInput;
 use crate::predict::memory::AddrRange;
-use crate::predict::model::LoaderModel;
+use crate::predict::model::{LoaderModel, PLAY_PAGE};
 use crate::predict::plan::{baseline, max_ok_page_size_against, plan, plan_against, verdict_against, BASELINE_PAGE};
 use crate::runtime::{RuntimePageSize, JEMALLOC_MESSAGE};
 
@@ -49,11 +49,12 @@ impl Default for CheckOptions {
 }
 
 /// The loaders that map this file on its platform: the kernel for
-/// executables and interpreters, glibc (or musl) for shared objects, bionic on Android.
+/// executables and interpreters, glibc (or musl) for shared objects, bionic on
+/// Android, where Google Play's verdict on an upload (`play`) comes too.
 pub fn default_loaders(file: &ElfFile) -> Vec<LoaderModel> {
     match (file.platform, file.role) {
         (_, Role::NotLoadable) => Vec::new(),
-        (Platform::Android, _) => vec![LoaderModel::Bionic],
+        (Platform::Android, _) => vec![LoaderModel::Bionic, LoaderModel::Play],
         (_, Role::Executable | Role::Interpreter) => vec![LoaderModel::Kernel],
         (Platform::Musl, Role::SharedObject) => vec![LoaderModel::Musl],
         (Platform::Glibc, Role::SharedObject) => vec![LoaderModel::Glibc],
@@ -129,7 +130,9 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     for &page in &options.page_sizes {
         for (&loader, base) in loaders.iter().zip(&baselines) {
             // Below 4K the baseline is the load at that page size itself (see `plan`).
-            let (outcome, message, findings) = if page < BASELINE_PAGE {
+            let (outcome, message, findings) = if loader == LoaderModel::Play && !play_checks(file.bits) {
+                (Outcome::Ok, None, Vec::new())
+            } else if page < BASELINE_PAGE {
                 let planned = plan(&input, page, loader);
                 (planned.outcome, planned.message, planned.findings)
             } else if options.findings {
@@ -142,9 +145,11 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
             results.push(CheckResult { page_size: page, loader, outcome, message, findings });
         }
     }
+    // Play's verdict does not depend on the page size, so it has no largest one.
     let max_ok = loaders
         .iter()
         .zip(&baselines)
+        .filter(|(&loader, _)| loader != LoaderModel::Play)
         .map(|(&l, base)| (l.name().to_string(), max_ok_page_size_against(&input, l, options.max_ok_limit, base)))
         .collect();
     let mut report = FileReport {
@@ -162,6 +167,13 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
     };
     apply_runtime_page_size(&mut report, options.findings);
     report
+}
+
+/// Whether Play checks a file of this ELF class: only 64-bit ABIs (arm64-v8a,
+/// x86_64) must support 16 KB pages, and both AOSP's `elfpolicy` and Android
+/// Studio pass ELFCLASS32 files without looking, so `play` says ok to them.
+pub fn play_checks(bits: u8) -> bool {
+    bits == 64
 }
 
 /// The platform tag of the innermost wheel an archive member path
@@ -243,34 +255,55 @@ fn offset_alignment(offset: u64) -> u64 {
 /// Applies zipalign's rule to a library stored uncompressed in a zip (an APK)
 /// at `data_offset`: bionic maps it straight from the package, so at every
 /// page size the offset is not a multiple of, the library is rejected with
-/// bionic's message, and the largest ok page size is capped.
+/// bionic's message, and the largest ok page size is capped. Play rejects a
+/// 64-bit one not 16 KB aligned whatever the page size (`zipalign -P 16`;
+/// Android Studio's `ZipEntryNotAligned`); compressed members, extracted at
+/// install, have no data offset and are not judged.
 pub fn apply_zip_alignment(report: &mut FileReport, name: &str, data_offset: u64, findings: bool) {
     let aligned_to = offset_alignment(data_offset);
-    for result in report.results.iter_mut().filter(|r| r.page_size.bytes() > aligned_to) {
+    if play_checks(report.bits) && aligned_to < PLAY_PAGE.bytes() {
+        let message = format!(
+            "{} zip alignment, but 16 KB is required: the library's data starts at offset {data_offset:#010x} of the package; align it with `zipalign -P 16` (Android Gradle Plugin 8.5.1 and later do) or store it compressed",
+            human_size(aligned_to)
+        );
+        for result in report.results.iter_mut().filter(|r| r.loader == LoaderModel::Play) {
+            result.outcome = Outcome::Rejected;
+            if findings {
+                result.findings.push(zip_finding(data_offset, message.clone()));
+            }
+            result.message.get_or_insert_with(|| message.clone());
+        }
+    }
+    for result in report.results.iter_mut().filter(|r| r.loader != LoaderModel::Play && r.page_size.bytes() > aligned_to) {
         result.outcome = Outcome::Rejected;
         result.message = Some(format!("dlopen failed: file offset for the library \"{name}\" is not page-aligned: {data_offset}"));
         if findings {
-            result.findings.push(Finding {
-                kind: FindingKind::ZipAlignment,
-                severity: Severity::Rejected,
-                segments: Vec::new(),
-                range: AddrRange::new(data_offset, data_offset),
-                sections: Vec::new(),
-                symbols: Vec::new(),
-                winner: None,
-                bytes_intact: None,
-                message: format!(
-                    "{} KB zip alignment, but {} KB is required: the library's data starts at offset {data_offset:#x} of the package",
-                    aligned_to / 1024,
-                    result.page_size.bytes() / 1024
-                ),
-                effects: Vec::new(),
-            });
+            let message = format!(
+                "{} zip alignment, but {} is required: the library's data starts at offset {data_offset:#x} of the package",
+                human_size(aligned_to),
+                human_size(result.page_size.bytes())
+            );
+            result.findings.push(zip_finding(data_offset, message));
         }
     }
     let cap = PageSize::new(aligned_to).filter(|c| *c >= BASELINE_PAGE);
     for size in report.max_ok_page_size.values_mut() {
         *size = size.zip(cap).map(|(s, c)| s.min(c));
+    }
+}
+
+fn zip_finding(data_offset: u64, message: String) -> Finding {
+    Finding {
+        kind: FindingKind::ZipAlignment,
+        severity: Severity::Rejected,
+        segments: Vec::new(),
+        range: AddrRange::new(data_offset, data_offset),
+        sections: Vec::new(),
+        symbols: Vec::new(),
+        winner: None,
+        bytes_intact: None,
+        message,
+        effects: Vec::new(),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::page::PageSize;
 use crate::predict::effect::{Clobber, Effect, Severity};
 use crate::predict::input::LoadInput;
 use crate::predict::memory::AddrRange;
-use crate::predict::model::{AlignmentRule, CongruenceRule, LoaderModel, Rejection, RejectionCause, RelroEndRounding};
+use crate::predict::model::{AlignmentRule, CongruenceRule, LoaderModel, Rejection, RejectionCause, RelroEndRounding, PLAY_PAGE};
 
 /// The kinds of finding. Their names are part of the JSON and SARIF contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -182,6 +182,12 @@ impl Context<'_, '_> {
         self.input.sections.iter().filter(|s| s.addr < range.end && range.start < s.end()).map(|s| s.name.clone()).collect()
     }
 
+    /// The sections wholly inside `range`, by address: what Play compares
+    /// to tell a RELRO that is its whole LOAD.
+    fn sections_within(&self, range: AddrRange) -> Vec<(u64, u64)> {
+        self.input.sections.iter().filter(|s| s.addr >= range.start && s.end() <= range.end).map(|s| (s.addr, s.size)).collect()
+    }
+
     fn p(&self) -> String {
         self.page.to_string()
     }
@@ -215,6 +221,10 @@ pub(crate) fn findings(
 ) -> Vec<Finding> {
     let cx = Context { input, page, loader, rejection, effects };
     let mut out = Vec::new();
+    if loader == LoaderModel::Play {
+        play_rules(&cx, &mut out);
+        return out;
+    }
     if input.loads.is_empty() {
         out.push(cx.finding(FindingKind::NoLoadSegments, Vec::new(), AddrRange::new(0, 0), "the object has no PT_LOAD segment".into()));
         return out;
@@ -465,6 +475,92 @@ fn android_relro(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// What to do about a LOAD or RELRO that Play rejects.
+const PLAY_RELINK: &str = "relink with -Wl,-z,max-page-size=16384 -Wl,-z,common-page-size=16384 (NDK r28 and later do by default)";
+
+/// Google Play's 16 KB check of a 64-bit library, as Android Studio's
+/// `com.android.ide.common.pagealign` (PageAlignUtils.kt, which says it
+/// matches Play's own checker) and AOSP's `elfpolicy` (`VerifyLoadSegmentsAlignment`,
+/// `VerifyRelroSegments`) write it. Every finding rejects. The messages
+/// start with Play Console's own words. 32-bit ABIs are exempted by
+/// `check::apply_play_abi`, stored members' zip offsets by `check::apply_zip_alignment`.
+fn play_rules(cx: &Context<'_, '_>, out: &mut Vec<Finding>) {
+    let required = PLAY_PAGE.bytes();
+    let mut reject = |kind, segments: Vec<usize>, range, message: String| {
+        let mut finding = cx.finding(kind, segments, range, message);
+        finding.severity = Severity::Rejected;
+        out.push(finding);
+    };
+    // Only the smallest p_align is reported; elfpolicy fails it when below
+    // 16 KB, Android Studio when not a multiple of 16 KB.
+    if let Some(smallest) = cx.input.loads.iter().min_by_key(|s| s.align).filter(|s| s.align < required || !PLAY_PAGE.divides(s.align)) {
+        let message = format!(
+            "{} LOAD section alignment, but 16 KB is required: {}; {PLAY_RELINK}, or run `pagefit fix --page-size 16k`",
+            human_size(smallest.align),
+            play_header(&label(smallest), segment_range(smallest), smallest.align)
+        );
+        reject(FindingKind::AlignBelowPage, vec![smallest.index], AddrRange::new(smallest.vaddr, smallest.vaddr), message);
+    }
+    let Some(relro) = cx.input.relro else { return };
+    let relro_header = play_header("PT_GNU_RELRO", relro, 1);
+    let not_prefix = "RELRO is not a prefix and its start is not 16 KB aligned";
+    let not_suffix = "RELRO is not a suffix and its end is not 16 KB aligned";
+    let mut by_address: Vec<&ProgramHeader> = cx.input.loads.iter().collect();
+    by_address.sort_by_key(|s| s.vaddr);
+    // The containing LOAD is the last one starting at or below RELRO's start.
+    let Some(position) = by_address.iter().rposition(|s| s.vaddr <= relro.start) else {
+        let message = format!("{not_prefix}: {relro_header} starts below every PT_LOAD; {PLAY_RELINK}");
+        reject(FindingKind::AndroidRelro, Vec::new(), AddrRange::new(relro.start, relro.start), message);
+        return;
+    };
+    let load = by_address[position];
+    if let Some(next) = by_address.get(position + 1).filter(|next| relro.end > next.vaddr) {
+        let message =
+            format!("{not_suffix}: {relro_header} runs into {}, which starts at {:#010x}; {PLAY_RELINK}", label(next), next.vaddr);
+        reject(FindingKind::AndroidRelro, vec![load.index, next.index], AddrRange::new(next.vaddr, relro.end), message);
+        return;
+    }
+    // Exempt: RELRO holds the same sections as its LOAD, so the LOAD's own alignment covers it.
+    if cx.sections_within(relro) == cx.sections_within(segment_range(load)) {
+        return;
+    }
+    if relro.start != load.vaddr && !PLAY_PAGE.divides(relro.start) {
+        let message = format!(
+            "{not_prefix}: {relro_header} starts {:#x} into {} ({:#010x}), {:#x} past a 16 KB boundary; {PLAY_RELINK}",
+            relro.start - load.vaddr,
+            label(load),
+            load.vaddr,
+            PLAY_PAGE.offset_in_page(relro.start)
+        );
+        reject(FindingKind::AndroidRelro, vec![load.index], AddrRange::new(relro.start, relro.start), message);
+    }
+    if relro.end != load.mem_end() && !PLAY_PAGE.divides(relro.end) {
+        let message = format!(
+            "{not_suffix}: {relro_header} ends {:#x} before the end of {} ({:#010x}), {:#x} past a 16 KB boundary; {PLAY_RELINK}",
+            load.mem_end().saturating_sub(relro.end),
+            label(load),
+            load.mem_end(),
+            PLAY_PAGE.offset_in_page(relro.end)
+        );
+        reject(FindingKind::AndroidRelro, vec![load.index], AddrRange::new(relro.end, relro.end), message);
+    }
+}
+
+/// A program header as Play Console and Android Studio print it
+/// (`PT_GNU_RELRO start: 0x001ecc20 end: 0x00203000 align: 0x00000001`).
+fn play_header(name: &str, range: AddrRange, align: u64) -> String {
+    format!("{name} start: {:#010x} end: {:#010x} align: {align:#010x}", range.start, range.end)
+}
+
+/// Android Studio's sizes: `4 KB`, or bytes when not a whole number of KB.
+pub fn human_size(bytes: u64) -> String {
+    if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
 /// Words for a list of effects, one clause each, joined with `; `.
 pub fn describe_effects(effects: &[Effect]) -> String {
     effects.iter().map(describe_effect).collect::<Vec<_>>().join("; ")
@@ -501,3 +597,7 @@ pub fn describe_effect(effect: &Effect) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[path = "play_tests.rs"]
+mod play_tests;

@@ -7,7 +7,9 @@
 //! `elf/dl-load.c`, `elf/dl-map-segments.h`, `elf/dl-reloc.c`, musl
 //! `ldso/dynlink.c`, bionic `linker/linker_phdr.cpp` and
 //! `linker_phdr_16kib_compat.cpp`. ARCHITECTURE.md records what the real
-//! 16K and 64K kernels showed.
+//! 16K and 64K kernels showed. [`LoaderModel::Play`] is no loader: it is
+//! Google Play's 16 KB upload check, whose rules live in
+//! [`crate::predict::finding`] (`play_rules`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -39,12 +41,23 @@ pub enum LoaderModel {
     /// Android 15/16's linker in 16 KiB page-size compatibility mode.
     #[serde(rename = "bionic-compat")]
     BionicCompat,
+    /// Google Play's 16 KB check of an upload: it maps nothing, and accepts
+    /// or rejects exactly what Play does (see `docs/android.md`).
+    #[serde(rename = "play")]
+    Play,
 }
 
 impl LoaderModel {
     /// Every model, in the order reports list them.
-    pub const ALL: [LoaderModel; 6] =
-        [LoaderModel::Kernel, LoaderModel::Glibc, LoaderModel::Glibc234, LoaderModel::Musl, LoaderModel::Bionic, LoaderModel::BionicCompat];
+    pub const ALL: [LoaderModel; 7] = [
+        LoaderModel::Kernel,
+        LoaderModel::Glibc,
+        LoaderModel::Glibc234,
+        LoaderModel::Musl,
+        LoaderModel::Bionic,
+        LoaderModel::BionicCompat,
+        LoaderModel::Play,
+    ];
 
     /// The model's data.
     pub fn traits(self) -> &'static LoaderTraits {
@@ -55,6 +68,7 @@ impl LoaderModel {
             LoaderModel::Musl => &MUSL,
             LoaderModel::Bionic => &BIONIC,
             LoaderModel::BionicCompat => &BIONIC_COMPAT,
+            LoaderModel::Play => &PLAY,
         }
     }
 
@@ -126,6 +140,9 @@ pub enum ImageLayout {
     SpanKeepingHoles,
     /// Anonymous memory filled with `pread`, protected around one boundary (bionic compat).
     CopiedAroundBoundary,
+    /// Nothing is loaded: the image is the one the program headers describe,
+    /// to the byte and whatever the page size (Play's check).
+    AsDescribed,
 }
 
 /// How the bytes between `p_filesz` and `p_memsz` are cleared.
@@ -261,6 +278,25 @@ static BIONIC_COMPAT: LoaderTraits = LoaderTraits {
     relro_over_hole_error: None,
 };
 
+/// Play reads the headers and maps nothing, so the page size changes nothing
+/// in its image; its verdict is its findings (`finding::play_rules`), judged
+/// at 16 KB whatever page size is asked for.
+static PLAY: LoaderTraits = LoaderTraits {
+    name: "play",
+    summary: "Google Play's 16 KB check of an upload: p_align, RELRO ends and zip alignment at 16 KB (64-bit ABIs only)",
+    congruence: CongruenceRule::Irrelevant,
+    alignment: AlignmentRule::Ignored,
+    first_last_overlap_error: None,
+    layout: ImageLayout::AsDescribed,
+    bss: BssZeroing::ToPageEndWritableSegmentsOnly,
+    relro_end: RelroEndRounding::Up,
+    rejection_format: "{message}",
+    relro_over_hole_error: None,
+};
+
+/// The page size Play's rules are written for, whatever the device's.
+pub const PLAY_PAGE: PageSize = PageSize::K16;
+
 /// Why a loader refuses an object, and the finding that explains it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
@@ -300,6 +336,9 @@ pub struct SegmentLayout<'a> {
 /// including RELRO protection.
 pub fn simulate(layout: SegmentLayout<'_>, page: PageSize, model: LoaderModel) -> Result<MemoryImage, Rejection> {
     let traits = model.traits();
+    if traits.layout == ImageLayout::AsDescribed {
+        return Ok(described_image(layout));
+    }
     check(layout, page, traits)?;
     let mut image = MemoryImage::new();
     match traits.layout {
@@ -311,6 +350,7 @@ pub fn simulate(layout: SegmentLayout<'_>, page: PageSize, model: LoaderModel) -
         }
         ImageLayout::SpanWithProtNoneHoles => map_glibc(&mut image, layout.loads, page),
         ImageLayout::SpanKeepingHoles => map_musl(&mut image, layout.loads, page),
+        ImageLayout::AsDescribed => return Ok(described_image(layout)),
     }
     if let Some(relro) = layout.relro {
         let start = page.align_down(relro.start);
@@ -517,6 +557,21 @@ fn map_musl(image: &mut MemoryImage, loads: &[ProgramHeader], page: PageSize) {
             }
         }
     }
+}
+
+/// The image the program headers ask for, to the byte: each segment's own
+/// addresses, protections and file bytes, zeros past `p_filesz`, RELRO read-only.
+fn described_image(layout: SegmentLayout<'_>) -> MemoryImage {
+    let mut image = MemoryImage::new();
+    for segment in layout.loads.iter().filter(|s| s.memsz > 0) {
+        let range = AddrRange::new(segment.vaddr, segment.mem_end());
+        image.map(range, segment.prot, Backing::File { shift: segment.file_shift() }, Some(segment.index));
+        image.zero(AddrRange::new(segment.file_end().min(range.end), range.end));
+    }
+    if let Some(relro) = layout.relro {
+        image.protect(relro, Prot::R);
+    }
+    image
 }
 
 /// Compat mode engages when some PT_LOAD is aligned below the page size.

@@ -79,6 +79,8 @@ pub fn plan_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, 
     let outcome = if rejection.is_some() { Outcome::Rejected } else { Outcome::from_severity(worst) };
     let message = match &rejection {
         Some(r) => Some(user_message(input, loader, r)),
+        // Play's verdict is its findings; the first says why it rejects.
+        None if loader == LoaderModel::Play => findings.iter().find(|f| f.severity == Severity::Rejected).map(|f| f.message.clone()),
         None => entry_fault(input, &image),
     };
     let mappings = image.vmas().iter().map(|r| mapping_of(r.range, r.prot, r.backing, r.segment)).collect();
@@ -288,6 +290,10 @@ fn symbols_in(symbols: &[Symbol], range: AddrRange) -> Vec<String> {
 /// Just the outcome and message of [`plan_against`], without building
 /// findings or maps: what a one-line verdict needs.
 pub fn verdict_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> (Outcome, Option<String>) {
+    if loader == LoaderModel::Play {
+        let planned = plan_against(input, page, loader, baseline);
+        return (planned.outcome, planned.message);
+    }
     match simulate(input.layout(), page, loader) {
         Err(rejection) => (Outcome::Rejected, Some(user_message(input, loader, &rejection))),
         Ok(image) => {
@@ -299,12 +305,15 @@ pub fn verdict_against(input: &LoadInput<'_>, page: PageSize, loader: LoaderMode
 
 /// Whether `input` loads at `page` exactly as in `baseline`.
 fn is_ok_at(input: &LoadInput<'_>, page: PageSize, loader: LoaderModel, baseline: &MemoryImage) -> bool {
+    if loader == LoaderModel::Play {
+        return plan_against(input, page, loader, baseline).outcome == Outcome::Ok;
+    }
     simulate(input.layout(), page, loader).is_ok_and(|image| compare(input, baseline, &image, Severity::Info).is_empty())
 }
 
 /// The largest page size from 4K up to `limit` at which `input` is `ok`.
 ///
-/// Every model except bionic compat needs each file-backed segment congruent
+/// Every model except bionic compat and Play needs each file-backed segment congruent
 /// modulo P to be `ok` (the others refuse it or shift its bytes), so the
 /// search starts at the largest power of two dividing every `p_vaddr - p_offset`
 /// and walks down to the first `ok`.
@@ -317,7 +326,7 @@ pub fn max_ok_page_size_against(input: &LoadInput<'_>, loader: LoaderModel, limi
     let congruence_bound = input
         .loads
         .iter()
-        .filter(|s| s.filesz > 0 && loader != LoaderModel::BionicCompat)
+        .filter(|s| s.filesz > 0 && !matches!(loader, LoaderModel::BionicCompat | LoaderModel::Play))
         .map(|s| s.vaddr.wrapping_sub(s.offset))
         .filter(|&delta| delta != 0)
         .map(|delta| 1u64 << delta.trailing_zeros())

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::elf::ElfFile;
 use crate::predict::check::FileReport;
+use crate::predict::model::LoaderModel;
 use crate::predict::plan::{LoadPlan, Mapping};
 
 /// An input that could not be analysed.
@@ -30,11 +31,17 @@ pub struct CheckDocument {
 /// One line per file: the verdict per page size and the largest ok page size.
 /// With `verbose`, each non-ok result's findings follow, indented.
 pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -> io::Result<()> {
+    let mut loaders: Vec<&str> = Vec::new();
+    for result in &report.results {
+        if !loaders.contains(&result.loader.name()) {
+            loaders.push(result.loader.name());
+        }
+    }
     let verdicts: Vec<String> = report
         .results
         .iter()
         .map(|r| {
-            if report.max_ok_page_size.len() > 1 {
+            if loaders.len() > 1 {
                 format!("{} {} {}", r.page_size, r.loader, r.outcome.name())
             } else {
                 format!("{} {}", r.page_size, r.outcome.name())
@@ -46,7 +53,6 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
         .iter()
         .map(|(loader, size)| format!("{loader} {}", size.map_or_else(|| "none".to_string(), |s| s.to_string())))
         .collect();
-    let loaders: Vec<&str> = report.max_ok_page_size.keys().map(String::as_str).collect();
     let optional = if report.required { "" } else { " (not required)" };
     let runtimes: String = report
         .runtime
@@ -67,7 +73,7 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
     if verbose {
         for result in report.results.iter().filter(|r| r.outcome != crate::predict::effect::Outcome::Ok || !r.findings.is_empty()) {
             writeln!(w, "  {} {}: {}", result.page_size, result.loader, result.outcome.name())?;
-            if let Some(message) = &result.message {
+            if let Some(message) = result.message.as_ref().filter(|m| !result.findings.iter().any(|f| &f.message == *m)) {
                 writeln!(w, "    {message}")?;
             }
             for finding in &result.findings {
@@ -109,11 +115,15 @@ pub fn write_explain_text(w: &mut dyn Write, path: &str, file: &ElfFile, baselin
     for plan in plans {
         writeln!(w)?;
         writeln!(w, "{} at {} under {}: {}", path, plan.page_size, plan.loader, plan.outcome.name())?;
-        if let Some(message) = &plan.message {
+        // A message that is a finding's own (Play's) is shown once, with the finding.
+        if let Some(message) = plan.message.as_ref().filter(|m| !plan.findings.iter().any(|f| &f.message == *m)) {
             writeln!(w, "  {message}")?;
         }
-        writeln!(w)?;
-        write_maps_side_by_side(w, baseline, plan)?;
+        // Play maps nothing: its verdict is its findings.
+        if plan.loader != LoaderModel::Play {
+            writeln!(w)?;
+            write_maps_side_by_side(w, baseline, plan)?;
+        }
         if !plan.findings.is_empty() {
             writeln!(w)?;
             writeln!(w, "Findings:")?;
