@@ -17,8 +17,8 @@ use crate::compression::Compression;
 use crate::error::{ArchiveError, EntryHeader};
 use crate::member::{read_up_to, Entry, Visitor};
 use crate::tar_reader::index_uncompressed;
-use crate::walk::{Nesting, Walker};
 pub use crate::tar_reader::{TarEntry, TarIndex};
+use crate::walk::{Nesting, Walker};
 
 /// JSON files of an image (manifests, configs, indexes) are small; anything
 /// larger is a layer.

@@ -46,7 +46,13 @@ pub(crate) struct Entry<'r> {
 pub(crate) type EntryVisitor<'e> = &'e mut dyn FnMut(Entry<'_>) -> Result<(), ArchiveError>;
 
 /// Reads the ELF file `data` of `len` bytes as the member `path`.
-pub(crate) fn read_elf(data: &mut dyn Read, len: u64, path: String, android: bool, zip_data_offset: Option<u64>) -> Result<Member, ArchiveError> {
+pub(crate) fn read_elf(
+    data: &mut dyn Read,
+    len: u64,
+    path: String,
+    android: bool,
+    zip_data_offset: Option<u64>,
+) -> Result<Member, ArchiveError> {
     match SparseFile::read(data, len) {
         Ok(data) => Ok(Member { path, data, android, zip_data_offset }),
         Err(e) => Err(ArchiveError::member(path, e)),

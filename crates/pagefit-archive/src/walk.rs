@@ -120,22 +120,34 @@ impl<'v> Walker<'v> {
     /// temporary file as the budgets allow, and walks it.
     fn nested_zip(&mut self, data: &mut dyn Read, len: u64, path: &str, nesting: Nesting) -> Result<(), ArchiveError> {
         let mut data = data.take(len);
-        let copy_failed = |e| ArchiveError::member(path, e);
+        let failed = |e| ArchiveError::member(path, e);
         if len <= nesting.memory_left {
             // Within the budget, so within usize.
             let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            data.read_to_end(&mut bytes).map_err(copy_failed)?;
+            data.read_to_end(&mut bytes).map_err(failed)?;
+            whole(bytes.len() as u64, len).map_err(failed)?;
             self.zip(Cursor::new(bytes), path, Nesting { memory_left: nesting.memory_left - len, ..nesting })
         } else if len <= nesting.disk_left {
-            let mut file = tempfile::tempfile().map_err(copy_failed)?;
-            io::copy(&mut data, &mut file).and_then(|_| file.rewind()).map_err(copy_failed)?;
+            let mut file = tempfile::tempfile().map_err(failed)?;
+            let copied = io::copy(&mut data, &mut file).map_err(failed)?;
+            whole(copied, len).and_then(|()| file.rewind()).map_err(failed)?;
             self.zip(file, path, Nesting { disk_left: nesting.disk_left - len, ..nesting })
         } else {
             let why = format!(
-                "a nested zip of {len} bytes, over what is left of the {} MiB pagefit copies nested zips into",
-                (NESTED_ZIPS_IN_MEMORY + NESTED_ZIPS_ON_DISK) >> 20
+                "a nested zip of {len} bytes, over the {} MiB left of the {} MiB a chain of nested zips may take",
+                nesting.disk_left >> 20,
+                NESTED_ZIPS_ON_DISK >> 20
             );
             Err(ArchiveError::member(path, io::Error::other(why)))
         }
     }
+}
+
+/// A nested zip shorter than its header says is truncated.
+fn whole(copied: u64, len: u64) -> io::Result<()> {
+    if copied < len {
+        let why = format!("truncated: the data ends after {copied} of its {len} bytes");
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, why));
+    }
+    Ok(())
 }
