@@ -4,11 +4,14 @@
 #   - a zip bomb: an ELF-looking member of 4 GiB of zeros, deflated to 4 MB;
 #   - a zip whose member named .zip inflates to 1 GiB;
 #   - ten levels of nested zips (42.zip-style), past the nesting limit;
+#   - the zip bomb and the nested zip bomb inside a tarball (nested-bomb.tgz);
+#   - the ten levels of zips inside a tarball (deep.tgz);
 #   - a tar whose header claims a 1 TiB member;
 #   - a directory that contains a symlink to itself;
 #   - an ELF file with 65,535 program headers (PT_LOAD, all the same; PN_XNUM);
 #   - an ELF file with 65,535 sections in one segment.
-# Usage: bench/hostile.sh. Needs python3 and GNU time (/usr/bin/time).
+#   - then any archive given as an argument (an npm tarball holding AARs, say).
+# Usage: bench/hostile.sh [ARCHIVE...]. Needs python3 and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
@@ -42,6 +45,13 @@ for level in range(10):
         z.writestr(f"level{level}.zip", inner)
     inner = buffer.getvalue()
 open(os.path.join(work, "nested.zip"), "wb").write(inner)
+# The same inside tarballs, as npm packs them.
+def tgz(name, members):
+    with tarfile.open(os.path.join(work, name), "w:gz") as t:
+        for member in members:
+            t.add(os.path.join(work, member), arcname="package/" + member)
+tgz("nested-bomb.tgz", ["bomb.zip", "nested-bomb.zip"])
+tgz("deep.tgz", ["nested.zip"])
 # A tar header that claims 1 TiB.
 header = tarfile.TarInfo("usr/lib/libhuge.so")
 header.size = 1 << 40
@@ -66,11 +76,14 @@ os.symlink(".", os.path.join(work, "loop", "self"))
 os.symlink(os.path.join(work, "phdrs.so"), os.path.join(work, "loop", "phdrs.so"))
 PY
 
-printf '%-22s %5s %10s %7s  %s\n' input exit "peak RSS" seconds "first line"
-for input in bomb.zip nested-bomb.zip nested.zip huge.tar phdrs.so sections.so loop; do
-  /usr/bin/time -f '%M %e' -o "$work/rss" "$pagefit" check --page-size 16k "$work/$input" >"$work/out" 2>&1 && status=0 || status=$?
+printf '%-28s %5s %10s %7s  %s\n' input exit "peak RSS" seconds "first line"
+inputs=("$work"/{bomb.zip,nested-bomb.zip,nested.zip,nested-bomb.tgz,deep.tgz,huge.tar,phdrs.so,sections.so,loop})
+for archive in "$@"; do inputs+=("$(realpath "$archive")"); done
+for path in "${inputs[@]}"; do
+  input=$(basename "$path")
+  /usr/bin/time -f '%M %e' -o "$work/rss" "$pagefit" check --page-size 16k "$path" >"$work/out" 2>&1 && status=0 || status=$?
   read -r rss seconds < <(tail -1 "$work/rss")
   # The error, if any, else the first line.
-  line=$( (grep -m1 '^pagefit: ' "$work/out" || head -1 "$work/out") | sed "s#$work/##g" | cut -c1-130)
-  printf '%-22s %5s %7s KB %7s  %s\n' "$input" "$status" "$rss" "$seconds" "$line"
+  line=$( (grep -m1 '^pagefit: ' "$work/out" || head -1 "$work/out") | sed "s#$work/##g; s#$(dirname "$path")/##g" | cut -c1-150)
+  printf '%-28s %5s %7s KB %7s  %s\n' "$input" "$status" "$rss" "$seconds" "$line"
 done

@@ -64,6 +64,10 @@ def ar(members):
         body += b"%-16s%-12s%-6s%-6s%-8s%-10d`\n" % (name.encode(), b"0", b"0", b"0", b"100644", len(data)) + data + b"\n" * (len(data) % 2)
     return body
 write("seed.deb", ar([("debian-binary", b"2.0\n"), ("control.tar.gz", tar_bytes([("control", b"Package: x\n")], "w:gz")), ("data.tar.xz", tar_bytes(libs, "w:xz"))]))
+# Archives inside archives every way: an AAR, an .apks and a .deb in an npm-like tarball; a tarball and a .deb in a zip.
+deb = ar([("debian-binary", b"2.0\n"), ("data.tar.gz", tar_bytes(libs, "w:gz"))])
+write("seed-npm.tgz", tar_bytes([("package/android/x.aar", apk), ("package/x.apks", zip_bytes([("splits/base.apk", apk)], zipfile.ZIP_STORED)), ("package/pool/x.deb", deb)], "w:gz"))
+write("seed-nested.zip", zip_bytes([("rootfs.tar.xz", tar_bytes(libs, "w:xz")), ("pool/x.deb", deb)], zipfile.ZIP_STORED))
 lower, upper = tar_bytes(libs), tar_bytes([("usr/lib/.wh.liblib-4k.so", b""), ("usr/bin/app", lib)], "w:gz")
 manifest = [{"Config": "config.json", "RepoTags": ["seed:1"], "Layers": ["lower/layer.tar", "upper/layer.tar"]}]
 write("seed-docker.tar", tar_bytes([("manifest.json", json.dumps(manifest).encode()), ("config.json", b"{}"), ("lower/layer.tar", lower), ("upper/layer.tar", upper)]))

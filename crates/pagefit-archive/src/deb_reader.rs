@@ -1,17 +1,17 @@
 //! Debian packages: an ar archive whose `data.tar*` member is a tar stream,
 //! maybe compressed.
 
-use std::fs::File;
 use std::io::{Cursor, Read};
 
 use crate::compression::Compression;
 use crate::error::ArchiveError;
-use crate::member::{read_up_to, Visitor};
-use crate::tar_reader::scan_tar;
+use crate::member::{read_up_to, EntryVisitor};
+use crate::tar_reader::for_each_entry;
 
-/// Visits the ELF files of the package `file`, named `outer`.
-pub(crate) fn scan_deb(file: File, outer: &str, visit: Visitor<'_>) -> Result<(), ArchiveError> {
-    let mut deb = ar::Archive::new(file);
+/// Calls `each` for every entry of the data tar of the package `reader`,
+/// named `outer`.
+pub(crate) fn for_each_data_entry(reader: impl Read, outer: &str, each: EntryVisitor<'_>) -> Result<(), ArchiveError> {
+    let mut deb = ar::Archive::new(reader);
     let mut found_data = false;
     while let Some(entry) = deb.next_entry() {
         let mut entry = entry.map_err(ArchiveError::NotDeb)?;
@@ -24,7 +24,7 @@ pub(crate) fn scan_deb(file: File, outer: &str, visit: Visitor<'_>) -> Result<()
         let got = read_up_to(&mut entry, &mut magic).map_err(|e| ArchiveError::member(format!("{outer}!/{name}"), e))?;
         let compression = Compression::from_magic(&magic[..got]).unwrap_or(Compression::None);
         let stream = Cursor::new(magic[..got].to_vec()).chain(entry);
-        scan_tar(stream, compression, outer, visit)?;
+        for_each_entry(stream, compression, each)?;
     }
     if found_data {
         Ok(())

@@ -38,11 +38,12 @@ pub fn detect(prefix: &[u8]) -> Option<ArchiveKind> {
 
 /// Zips that are Android packages.
 const ANDROID_SUFFIXES: &[&str] = &[".apk", ".aab", ".aar", ".apex", ".apks", ".capex"];
-/// Zips followed when nested in another zip.
-const NESTED_ZIP_SUFFIXES: &[&str] = &[".apk", ".zip", ".jar", ".aar", ".apex", ".capex"];
-/// Every archive name `has_archive_name` recognises, beyond the Android ones.
-const OTHER_ARCHIVE_SUFFIXES: &[&str] =
-    &[".jar", ".zip", ".whl", ".deb", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tar.bz2"];
+/// Zips followed when nested in another archive.
+const NESTED_ZIP_SUFFIXES: &[&str] = &[".apk", ".aab", ".aar", ".apex", ".apks", ".capex", ".zip", ".jar", ".whl"];
+/// Tars, plain or compressed.
+const TAR_SUFFIXES: &[&str] = &[".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.zst", ".tzst", ".tar.bz2", ".tbz2"];
+/// Debian packages.
+const DEB_SUFFIXES: &[&str] = &[".deb", ".udeb"];
 
 fn ends_with_any(name: &str, suffixes: &[&str]) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -54,16 +55,31 @@ pub(crate) fn is_android_package(name: &str) -> bool {
     ends_with_any(name, ANDROID_SUFFIXES)
 }
 
-/// Whether a zip member with this name is followed as a nested zip.
-pub(crate) fn is_nested_zip_name(name: &str) -> bool {
-    ends_with_any(name, NESTED_ZIP_SUFFIXES)
+/// The archives followed inside archives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NestedArchive {
+    Zip,
+    Tar(Compression),
+    Deb,
+}
+
+/// The archive an archive's member is, when its name and its first bytes
+/// (at least 512 of them for tar) agree on it.
+pub(crate) fn nested_archive(name: &str, prefix: &[u8]) -> Option<NestedArchive> {
+    let (kind, suffixes) = match detect(prefix)? {
+        ArchiveKind::Zip => (NestedArchive::Zip, NESTED_ZIP_SUFFIXES),
+        ArchiveKind::Tar(compression) => (NestedArchive::Tar(compression), TAR_SUFFIXES),
+        ArchiveKind::Deb => (NestedArchive::Deb, DEB_SUFFIXES),
+        ArchiveKind::Fat => return None,
+    };
+    ends_with_any(name, suffixes).then_some(kind)
 }
 
 /// Archives found while walking a directory are opened only when their name
 /// says so (a named file is recognised by its contents alone).
 pub fn has_archive_name(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    ends_with_any(&name, ANDROID_SUFFIXES) || ends_with_any(&name, OTHER_ARCHIVE_SUFFIXES)
+    [ANDROID_SUFFIXES, NESTED_ZIP_SUFFIXES, TAR_SUFFIXES, DEB_SUFFIXES].iter().any(|suffixes| ends_with_any(&name, suffixes))
 }
 
 #[cfg(test)]
@@ -78,7 +94,14 @@ mod tests {
         assert!(has_archive_name(Path::new("numpy-1.26.0-cp311-cp311-manylinux2014_aarch64.whl")));
         assert!(!has_archive_name(Path::new("libfoo.so")));
         assert!(is_android_package("a.apks") && !is_android_package("a.jar"));
-        assert!(is_nested_zip_name("splits/base.apk") && !is_nested_zip_name("base.apks"));
+        assert_eq!(nested_archive("splits/base.apk", b"PK\x03\x04"), Some(NestedArchive::Zip));
+        assert_eq!(nested_archive("app.apks", b"PK\x03\x04"), Some(NestedArchive::Zip));
+        assert_eq!(nested_archive("pkg.tgz", &[0x1f, 0x8b, 8]), Some(NestedArchive::Tar(Compression::Gzip)));
+        assert_eq!(nested_archive("pool/x.deb", b"!<arch>\ndebian-binary"), Some(NestedArchive::Deb));
+        // Name and magic must agree: a zip named .tar, a jar that is no zip, a resource that happens to be one.
+        assert_eq!(nested_archive("x.tar", b"PK\x03\x04"), None);
+        assert_eq!(nested_archive("x.jar", &[0x1f, 0x8b, 8]), None);
+        assert_eq!(nested_archive("res/raw/data.bin", b"PK\x03\x04"), None);
         assert_eq!(detect(b"PK\x03\x04rest"), Some(ArchiveKind::Zip));
         assert_eq!(detect(b"!<arch>\ndebian-binary"), Some(ArchiveKind::Deb));
         assert_eq!(detect(&[0xfa, 0x70, 0x0e, 0x1f, 1, 0]), Some(ArchiveKind::Fat));

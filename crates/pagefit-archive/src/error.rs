@@ -39,10 +39,13 @@ pub enum ArchiveError {
     Layer(io::Error),
     /// Reading a member failed, or a file of an image: `outer.zip!/lib/x.so: …`, `index.json: …`.
     Member { path: String, error: io::Error },
-    /// A zip nested deeper than pagefit opens, by its local header's offset
-    /// in the zip that holds it: `a.zip!/b.zip!/c.zip!/d.zip: a zip nested
-    /// deeper than 2 levels (local header at offset 0x1e2); not opened`.
-    TooDeep { path: String, offset: u64, limit: usize },
+    /// An archive nested deeper than pagefit opens, by its header's offset
+    /// in the archive that holds it: `a.zip!/b.zip!/c.zip!/d.zip!/e.zip!/f.zip:
+    /// an archive nested deeper than 4 levels (zip local header at offset
+    /// 0x1e2); not opened`.
+    TooDeep { path: String, header: EntryHeader, offset: u64, limit: usize },
+    /// A nested archive that cannot be read: `a.tgz!/b.aar: not a readable zip: …`.
+    Nested { path: String, error: Box<ArchiveError> },
     /// A file an image's metadata names is missing: `blobs/sha256/…: not in the image`.
     NotInImage { name: String },
     /// Image metadata that is not JSON: `index.json: not valid JSON: …`.
@@ -57,10 +60,28 @@ pub enum ArchiveError {
     FatUnsupported,
 }
 
+/// The header an entry's offset is that of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryHeader {
+    /// A zip entry's local header, in the zip.
+    ZipLocal,
+    /// A tar entry's header, in the uncompressed tar.
+    Tar,
+}
+
 impl ArchiveError {
     /// What went wrong reading the member (or image file) `path`.
     pub(crate) fn member(path: impl Into<String>, error: io::Error) -> ArchiveError {
         ArchiveError::Member { path: path.into(), error }
+    }
+
+    /// This error, met reading the nested archive `path`: named by it unless
+    /// it names a member already.
+    pub(crate) fn inside(self, path: &str) -> ArchiveError {
+        match self {
+            ArchiveError::Member { .. } | ArchiveError::TooDeep { .. } | ArchiveError::Nested { .. } => self,
+            error => ArchiveError::Nested { path: path.to_string(), error: Box::new(error) },
+        }
     }
 
     pub(crate) fn metadata(name: &str, problem: impl Into<String>) -> ArchiveError {
@@ -83,9 +104,14 @@ impl fmt::Display for ArchiveError {
             ArchiveError::TarEntry { layer: is_layer, error } => write!(f, "{}tar: {error}", layer(is_layer)),
             ArchiveError::Layer(error) => write!(f, "layer: {error}"),
             ArchiveError::Member { path, error } => write!(f, "{path}: {error}"),
-            ArchiveError::TooDeep { path, offset, limit } => {
-                write!(f, "{path}: a zip nested deeper than {limit} levels (local header at offset {offset:#x}); not opened")
+            ArchiveError::TooDeep { path, header, offset, limit } => {
+                let header = match header {
+                    EntryHeader::ZipLocal => "zip local header",
+                    EntryHeader::Tar => "tar header",
+                };
+                write!(f, "{path}: an archive nested deeper than {limit} levels ({header} at offset {offset:#x}); not opened")
             }
+            ArchiveError::Nested { path, error } => write!(f, "{path}: {error}"),
             ArchiveError::NotInImage { name } => write!(f, "{name}: not in the image"),
             ArchiveError::Json { name, error } => write!(f, "{name}: not valid JSON: {error}"),
             ArchiveError::Metadata { name, problem } => write!(f, "{name}: {problem}"),
@@ -118,9 +144,18 @@ mod tests {
             (ArchiveError::Layer(io()), "layer: eof"),
             (ArchiveError::member("a.zip!/lib/x.so", io()), "a.zip!/lib/x.so: eof"),
             (
-                ArchiveError::TooDeep { path: "a.zip!/b.zip!/c.zip!/d.zip".into(), offset: 0x1e2, limit: 2 },
-                "a.zip!/b.zip!/c.zip!/d.zip: a zip nested deeper than 2 levels (local header at offset 0x1e2); not opened",
+                ArchiveError::TooDeep { path: "a.zip!/b.zip!/c.zip".into(), header: EntryHeader::ZipLocal, offset: 0x1e2, limit: 4 },
+                "a.zip!/b.zip!/c.zip: an archive nested deeper than 4 levels (zip local header at offset 0x1e2); not opened",
             ),
+            (
+                ArchiveError::TooDeep { path: "a.tgz!/b.tar".into(), header: EntryHeader::Tar, offset: 0x400, limit: 4 },
+                "a.tgz!/b.tar: an archive nested deeper than 4 levels (tar header at offset 0x400); not opened",
+            ),
+            (
+                ArchiveError::NotZip(zip::result::ZipError::InvalidArchive("no end of central directory".into())).inside("a.tgz!/b.aar"),
+                "a.tgz!/b.aar: not a readable zip: invalid Zip archive: no end of central directory",
+            ),
+            (ArchiveError::member("a.zip!/b.so", io()).inside("a.zip"), "a.zip!/b.so: eof"),
             (ArchiveError::NotInImage { name: "blobs/sha256/ab".into() }, "blobs/sha256/ab: not in the image"),
             (ArchiveError::metadata("manifest.json", "not a list of images"), "manifest.json: not a list of images"),
         ];

@@ -3,7 +3,8 @@
 //! directory or inside a tar. The layers are read from the top down, each a
 //! stream, so that a file deleted (`.wh.NAME`), hidden by an opaque directory
 //! (`.wh..wh..opq`) or replaced by an upper layer is never reported: what is
-//! checked is the image's final filesystem, named by its path in the image.
+//! checked is the image's final filesystem, named by its path in the image,
+//! with the archives inside it (a JAR, a tarball) walked as any archive's.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -13,10 +14,11 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::compression::Compression;
-use crate::error::ArchiveError;
-use crate::member::{read_up_to, visit_if_elf, Visitor};
+use crate::error::{ArchiveError, EntryHeader};
+use crate::member::{read_up_to, Entry, Visitor};
 use crate::tar_reader::index_uncompressed;
 pub use crate::tar_reader::{TarEntry, TarIndex};
+use crate::walk::{Nesting, Walker};
 
 /// JSON files of an image (manifests, configs, indexes) are small; anything
 /// larger is a layer.
@@ -39,6 +41,12 @@ pub fn is_oci_layout(path: &Path) -> bool {
 /// Whether a tar with these entries holds an image: a `manifest.json`, or an OCI layout at its top.
 pub fn is_image(index: &TarIndex) -> bool {
     index.contains_key("manifest.json") || (index.contains_key("oci-layout") && index.contains_key("index.json"))
+}
+
+/// Whether a tar entry is a `docker save` layer (`<id>/layer.tar`), read
+/// with its image rather than as a tar of its own.
+pub(crate) fn is_docker_save_layer(name: &str) -> bool {
+    name == "layer.tar" || name.ends_with("/layer.tar")
 }
 
 /// Indexes an uncompressed tar file's entries, seeking over their data (a
@@ -179,21 +187,23 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(path.rsplit_once('/').map(|(dir, _)| dir), |dir| dir.rsplit_once('/').map(|(parent, _)| parent))
 }
 
-/// Calls `visit` for every ELF file of the images' final filesystems.
+/// Calls `visit` for every ELF file of the images' final filesystems (and
+/// of the archives in them).
 pub fn scan(container: &Container, outer: &str, visit: Visitor<'_>) -> Result<(), ArchiveError> {
+    let mut walker = Walker::new(visit);
     for (label, layers) in container.images()? {
-        let prefix = if label.is_empty() { format!("{outer}!") } else { format!("{outer}!{label}!") };
+        let filesystem = if label.is_empty() { outer.to_string() } else { format!("{outer}!{label}") };
         let mut overlay = Overlay::default();
         for layer in layers.iter().rev() {
-            let changes = container.with_file(layer, &mut |reader| scan_layer(reader, &overlay, &prefix, visit))?;
+            let changes = container.with_file(layer, &mut |reader| scan_layer(reader, &overlay, &filesystem, &mut walker))?;
             overlay.absorb(changes);
         }
     }
-    Ok(())
+    walker.finish()
 }
 
-/// Visits a layer's ELF files that no upper layer hides; returns what this layer hides below it.
-fn scan_layer(reader: &mut dyn Read, upper: &Overlay, prefix: &str, visit: Visitor<'_>) -> Result<Overlay, ArchiveError> {
+/// Walks a layer's files that no upper layer hides; returns what this layer hides below it.
+fn scan_layer(reader: &mut dyn Read, upper: &Overlay, filesystem: &str, walker: &mut Walker<'_>) -> Result<Overlay, ArchiveError> {
     let mut magic = [0u8; 6];
     let got = read_up_to(reader, &mut magic).map_err(ArchiveError::Layer)?;
     let compression = Compression::from_magic(&magic[..got]).unwrap_or(Compression::None);
@@ -222,11 +232,10 @@ fn scan_layer(reader: &mut dyn Read, upper: &Overlay, prefix: &str, visit: Visit
         if !entry_type.is_dir() {
             this_layer.files.insert(path.clone());
         }
-        if entry_type != tar::EntryType::Regular {
-            continue;
-        }
-        let len = entry.size();
-        visit_if_elf(&mut entry, len, format!("{prefix}/{path}"), visit)?;
+        let (len, header_offset) = (entry.size(), entry.raw_header_position());
+        let is_file = entry_type == tar::EntryType::Regular;
+        let file = Entry { name: path, len, is_file, header: EntryHeader::Tar, header_offset, zip_data_offset: None, data: &mut entry };
+        walker.entry(filesystem, Nesting::top(false), file)?;
     }
     Ok(this_layer)
 }

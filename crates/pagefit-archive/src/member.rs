@@ -1,42 +1,62 @@
-//! What every reader hands over: an ELF file found inside an archive, and
-//! the helpers that read one from a stream.
+//! What every reader hands over: an entry of an archive (to the walk, which
+//! decides what it is), and an ELF file found inside an archive (to the
+//! caller); and the helpers that read them from a stream.
 
-use std::io::{self, Cursor, Read};
+use std::io::{self, Read};
 
-use crate::error::ArchiveError;
+use crate::error::{ArchiveError, EntryHeader};
 use crate::sparse::SparseFile;
 
 /// An ELF file found inside an archive.
 pub struct Member {
-    /// `outer.apk!/lib/arm64-v8a/libfoo.so` (nested: `a.apks!/b.apk!/lib/...`).
+    /// `outer.apk!/lib/arm64-v8a/libfoo.so` (nested: `a.tgz!/b.aar!/jni/...`).
     pub path: String,
     /// The file, as the ranges a verdict reads.
     pub data: SparseFile,
-    /// Found inside an Android package: the bionic model and Android's rules apply.
+    /// Found inside an Android package, at any depth: the bionic model and
+    /// Android's rules apply.
     pub android: bool,
-    /// For an entry stored uncompressed in a zip: where its data starts.
+    /// For an entry stored uncompressed in a zip: where its data starts in
+    /// the zip that directly holds it (what zipalign and Play check).
     pub zip_data_offset: Option<u64>,
 }
 
 /// What a scan calls for each ELF member.
 pub type Visitor<'v> = &'v mut dyn FnMut(Member);
 
-/// Visits a tar entry of `len` bytes as the member `path` if it is an ELF file.
-pub(crate) fn visit_if_elf(entry: &mut dyn Read, len: u64, path: String, visit: Visitor<'_>) -> Result<(), ArchiveError> {
-    let mut magic = [0u8; 4];
-    let got = match read_up_to(entry, &mut magic) {
-        Ok(got) => got,
-        Err(e) => return Err(ArchiveError::member(path, e)),
-    };
-    if got < 4 || &magic != b"\x7fELF" {
-        return Ok(());
+/// An entry of an archive, as its reader hands it over.
+pub(crate) struct Entry<'r> {
+    /// Its name inside the archive, without a leading `./`.
+    pub(crate) name: String,
+    /// Its length, as its header says.
+    pub(crate) len: u64,
+    /// A regular file (not a directory, link or device).
+    pub(crate) is_file: bool,
+    /// Which header `header_offset` is that of.
+    pub(crate) header: EntryHeader,
+    /// Where its header starts: in the zip, or in the uncompressed tar.
+    pub(crate) header_offset: u64,
+    /// For an entry stored uncompressed in a zip: where its data starts.
+    pub(crate) zip_data_offset: Option<u64>,
+    /// Its data, from the start.
+    pub(crate) data: &'r mut dyn Read,
+}
+
+/// What a reader calls for each entry.
+pub(crate) type EntryVisitor<'e> = &'e mut dyn FnMut(Entry<'_>) -> Result<(), ArchiveError>;
+
+/// Reads the ELF file `data` of `len` bytes as the member `path`.
+pub(crate) fn read_elf(
+    data: &mut dyn Read,
+    len: u64,
+    path: String,
+    android: bool,
+    zip_data_offset: Option<u64>,
+) -> Result<Member, ArchiveError> {
+    match SparseFile::read(data, len) {
+        Ok(data) => Ok(Member { path, data, android, zip_data_offset }),
+        Err(e) => Err(ArchiveError::member(path, e)),
     }
-    let data = match SparseFile::read(&mut Cursor::new(magic).chain(entry), len) {
-        Ok(data) => data,
-        Err(e) => return Err(ArchiveError::member(path, e)),
-    };
-    visit(Member { path, data, android: false, zip_data_offset: None });
-    Ok(())
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.

@@ -1,42 +1,61 @@
-//! One entry point for every archive kind: hands the file to its reader.
+//! One entry point for every archive kind: hands the file to its reader,
+//! through the walk that follows the archives inside it.
 
 use std::fs::File;
 use std::path::Path;
 
 use crate::compression::Compression;
-use crate::deb_reader::scan_deb;
 use crate::detect::{is_android_package, ArchiveKind};
 use crate::error::ArchiveError;
 use crate::fat_reader::scan_fat;
 use crate::image::{self, Container};
 use crate::member::Visitor;
-use crate::tar_reader::scan_tar;
-use crate::zip_reader::scan_zip;
+use crate::tar_reader::{for_each_entry, record_entry, TarIndex};
+use crate::walk::{Nesting, Walker};
 
 /// Calls `visit` for every ELF file inside the archive at `path`, named
-/// `path!/member` (`path!record0 (x86_64)` for FatELF records, `path!/usr/lib/x.so`
-/// for an image's final filesystem, `path!linux/arm64!/usr/lib/x.so` when it
-/// holds several images).
+/// `path!/member` (`path!/inner.aar!/member` inside a nested archive,
+/// `path!record0 (x86_64)` for FatELF records, `path!/usr/lib/x.so` for an
+/// image's final filesystem, `path!linux/arm64!/usr/lib/x.so` when it holds
+/// several images). An archive nested too deep to open is an error once
+/// every other member has been visited.
 pub fn scan(path: &Path, kind: ArchiveKind, visit: Visitor<'_>) -> Result<(), ArchiveError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(ArchiveError::Open)?;
-    let android = is_android_package(&display);
     match kind {
-        ArchiveKind::Zip => scan_zip(file, &display, android, 0, visit),
-        ArchiveKind::Deb => scan_deb(file, &display, visit),
+        ArchiveKind::Zip => walk(visit, |walker| walker.zip(file, &display, Nesting::top(is_android_package(&display)))),
+        ArchiveKind::Deb => walk(visit, |walker| walker.deb(file, &display, Nesting::top(false))),
         ArchiveKind::Tar(Compression::None) => match image::uncompressed_tar_image(path)? {
             Some(container) => image::scan(&container, &display, visit),
-            None => scan_tar(file, Compression::None, &display, visit).map(drop),
+            None => walk(visit, |walker| walker.tar(file, Compression::None, &display, Nesting::top(false))),
         },
-        // A compressed tar is read once as a plain tar; if it turns out to
-        // hold an image, its layers are read afterwards.
-        ArchiveKind::Tar(compression) => {
-            let entries = scan_tar(file, compression, &display, visit)?;
-            if image::is_image(&entries) {
-                image::scan(&Container::Tar { path: path.to_path_buf(), compression, entries }, &display, visit)?;
-            }
-            Ok(())
-        }
+        ArchiveKind::Tar(compression) => walk(visit, |walker| compressed_tar(path, file, compression, walker)),
         ArchiveKind::Fat => scan_fat(file, &display, visit),
     }
+}
+
+/// Runs a walk to its end.
+fn walk(visit: Visitor<'_>, run: impl FnOnce(&mut Walker<'_>) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
+    let mut walker = Walker::new(visit);
+    run(&mut walker)?;
+    walker.finish()
+}
+
+/// A compressed tar is read once, as a plain tar, and indexed; if it turns
+/// out to hold an image, its layers are read afterwards (so `docker save`'s
+/// `layer.tar` files are left to that).
+fn compressed_tar(path: &Path, file: File, compression: Compression, walker: &mut Walker<'_>) -> Result<(), ArchiveError> {
+    let display = path.display().to_string();
+    let mut entries = TarIndex::new();
+    for_each_entry(file, compression, &mut |entry| {
+        record_entry(&mut entries, &entry.name, None, entry.len);
+        if image::is_docker_save_layer(&entry.name) {
+            return Ok(());
+        }
+        walker.entry(&display, Nesting::top(false), entry)
+    })?;
+    if image::is_image(&entries) {
+        image::scan(&Container::Tar { path: path.to_path_buf(), compression, entries }, &display, &mut *walker.visit)?;
+    }
+    Ok(())
 }

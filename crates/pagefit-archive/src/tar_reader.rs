@@ -1,4 +1,4 @@
-//! Tar streams, plain or compressed: their ELF files, and the index of their
+//! Tar streams, plain or compressed: their entries, and the index of their
 //! entries (which tells whether the tar holds a container image, and where
 //! the image's files are).
 
@@ -8,8 +8,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::compression::Compression;
-use crate::error::ArchiveError;
-use crate::member::{visit_if_elf, Visitor};
+use crate::error::{ArchiveError, EntryHeader};
+use crate::member::{Entry, EntryVisitor};
 
 /// An entry of a tar, as its index records it.
 pub struct TarEntry {
@@ -26,23 +26,25 @@ pub(crate) fn record_entry(index: &mut TarIndex, name: &str, data_offset: Option
     index.insert(name.trim_start_matches("./").to_string(), TarEntry { data_offset, size });
 }
 
-/// Visits a tar stream's ELF files; returns the index of its entries.
-pub(crate) fn scan_tar(reader: impl Read, compression: Compression, outer: &str, visit: Visitor<'_>) -> Result<TarIndex, ArchiveError> {
+/// Calls `each` for every entry of a tar stream, decoded as it is read.
+pub(crate) fn for_each_entry(reader: impl Read, compression: Compression, each: EntryVisitor<'_>) -> Result<(), ArchiveError> {
     let decoder = compression.decoder(reader).map_err(|error| ArchiveError::Decompress { layer: false, error })?;
     let mut tar = tar::Archive::new(decoder);
     let entries = tar.entries().map_err(|error| ArchiveError::NotTar { layer: false, error })?;
-    let mut index = TarIndex::new();
     for entry in entries {
         let mut entry = entry.map_err(|error| ArchiveError::TarEntry { layer: false, error })?;
         let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
-        record_entry(&mut index, &name, None, entry.size());
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let len = entry.size();
-        visit_if_elf(&mut entry, len, format!("{outer}!/{}", name.trim_start_matches("./")), visit)?;
+        each(Entry {
+            name: name.trim_start_matches("./").to_string(),
+            len: entry.size(),
+            is_file: entry.header().entry_type() == tar::EntryType::Regular,
+            header: EntryHeader::Tar,
+            header_offset: entry.raw_header_position(),
+            zip_data_offset: None,
+            data: &mut entry,
+        })?;
     }
-    Ok(index)
+    Ok(())
 }
 
 /// Indexes an uncompressed tar file's entries, seeking over their data (a

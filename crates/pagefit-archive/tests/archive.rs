@@ -217,37 +217,6 @@ fn android_packages_by_name_or_by_manifest() {
 }
 
 #[test]
-fn zips_inside_zips_are_followed_two_levels_deep() {
-    let dir = tempfile::tempdir().unwrap();
-    let (inner_lib, deepest_lib) = (elf(EM_AARCH64, "inner"), elf(EM_AARCH64, "deepest"));
-    let inner = zip_bytes(&[("lib/arm64-v8a/libinner.so", true, &inner_lib)]);
-    // Three zips down is past the nesting limit: never opened, and an error
-    // once every other member has been visited.
-    let level3 = zip_bytes(&[("lib/deep.so", true, &deepest_lib)]);
-    let level2 = zip_bytes(&[("level3.zip", true, &level3), ("lib/level2.so", false, &deepest_lib)]);
-    let level1 = zip_bytes(&[("level2.jar", false, &level2)]);
-    let outer = zip_bytes(&[("splits/base.apk", false, &inner), ("nested/level1.zip", true, &level1)]);
-    std::fs::write(dir.path().join("outer.zip"), outer).unwrap();
-    let mut visited = Vec::new();
-    let error = scan(&dir.path().join("outer.zip"), ArchiveKind::Zip, &mut |member| visited.push(found(member))).unwrap_err();
-    let members = relative(dir.path(), visited);
-    assert_eq!(
-        paths(&members),
-        ["outer.zip!/splits/base.apk!/lib/arm64-v8a/libinner.so", "outer.zip!/nested/level1.zip!/level2.jar!/lib/level2.so"]
-    );
-    let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
-    assert_eq!(
-        message,
-        "outer.zip!/nested/level1.zip!/level2.jar!/level3.zip: a zip nested deeper than 2 levels (local header at offset 0x0); not opened"
-    );
-    assert_eq!(members[0].bytes, inner_lib);
-    // The APK makes its members Android's; the data offset is within the inner zip.
-    assert!(members[0].android && !members[1].android);
-    assert_eq!(members[0].zip_data_offset, Some(local_data_offset(&inner, 0)));
-    assert_eq!(members[1].zip_data_offset, None);
-}
-
-#[test]
 fn tars_plain_and_compressed_every_way() {
     let dir = tempfile::tempdir().unwrap();
     let (lib, tool) = (elf(EM_X86_64, "lib"), elf(EM_AARCH64, "tool"));
@@ -507,4 +476,161 @@ fn without_the_fat_feature_a_fatelf_file_is_recognised_and_an_error() {
     std::fs::write(dir.path().join("app.fat"), [0xfa, 0x70, 0x0e, 0x1f, 1, 0, 1, 0]).unwrap();
     let error = scan_file(dir.path(), "app.fat").err().unwrap();
     assert!(matches!(error, ArchiveError::FatUnsupported), "{error:?}");
+}
+
+/// A tar of `(name, bytes)` regular files only, so that header offsets are
+/// easy to tell: 512 bytes of header, then the data in 512-byte blocks.
+fn plain_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let files: Vec<(String, Vec<u8>)> = files.iter().map(|(name, bytes)| (name.to_string(), bytes.to_vec())).collect();
+    image_tar(&files)
+}
+
+/// Where the local header of the zip entry `name` starts, as the zip crate reads it.
+fn zip_header_offset(zip: &[u8], name: &str) -> u64 {
+    zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap().by_name(name).unwrap().header_start()
+}
+
+#[test]
+fn an_npm_tarball_holding_android_packages_gives_their_members_as_androids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aar_lib, split_lib, tool, host, linux) =
+        (elf(EM_AARCH64, "aar"), elf(EM_AARCH64, "split"), elf(EM_AARCH64, "tool"), elf(EM_X86_64, "host"), elf(EM_X86_64, "linux"));
+    let aar =
+        zip_bytes(&[("classes.jar", false, &zip_bytes(&[("a.class", false, b"\xca\xfe")])), ("jni/arm64-v8a/libx.so", true, &aar_lib)]);
+    let split = zip_bytes(&[("lib/arm64-v8a/liby.so", true, &split_lib)]);
+    let apks = zip_bytes(&[("toc.pb", false, b"toc"), ("splits/base-arm64_v8a.apk", false, &split)]);
+    // Android's by its manifest: so is the tar inside it.
+    let tools = compress(Compression::Xz, &plain_tar(&[("bin/tool", &tool)]));
+    let manifested = zip_bytes(&[("AndroidManifest.xml", false, b"<manifest/>"), ("assets/tools.tar.xz", true, &tools)]);
+    let plain = zip_bytes(&[("bin/host", true, &host)]);
+    let package = plain_tar(&[
+        ("package/android/x.aar", &aar),
+        ("package/bundle.apks", &apks),
+        ("package/app.zip", &manifested),
+        ("package/host.zip", &plain),
+        ("package/linux/tool", &linux),
+    ]);
+    std::fs::write(dir.path().join("pkg.tgz"), compress(Compression::Gzip, &package)).unwrap();
+    let members = scan_file(dir.path(), "pkg.tgz").unwrap();
+    assert_eq!(
+        paths(&members),
+        [
+            "pkg.tgz!/package/android/x.aar!/jni/arm64-v8a/libx.so",
+            "pkg.tgz!/package/bundle.apks!/splits/base-arm64_v8a.apk!/lib/arm64-v8a/liby.so",
+            "pkg.tgz!/package/app.zip!/assets/tools.tar.xz!/bin/tool",
+            "pkg.tgz!/package/host.zip!/bin/host",
+            "pkg.tgz!/package/linux/tool",
+        ]
+    );
+    let bytes: Vec<&[u8]> = members.iter().map(|m| m.bytes.as_slice()).collect();
+    assert_eq!(bytes, [&aar_lib[..], &split_lib, &tool, &host, &linux]);
+    let android: Vec<bool> = members.iter().map(|m| m.android).collect();
+    assert_eq!(android, [true, true, true, false, false]);
+    // The data offset is within the zip that directly holds the member; a tar's member has none.
+    let offsets: Vec<Option<u64>> = members.iter().map(|m| m.zip_data_offset).collect();
+    let in_aar = local_data_offset(&aar, zip_header_offset(&aar, "jni/arm64-v8a/libx.so") as usize);
+    assert_eq!(offsets, [Some(in_aar), Some(local_data_offset(&split, 0)), None, Some(local_data_offset(&plain, 0)), None]);
+}
+
+#[test]
+fn tars_and_debian_packages_inside_zips_and_tars() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (elf(EM_X86_64, "a"), elf(EM_X86_64, "b"), elf(EM_X86_64, "c"));
+    let rootfs = compress(Compression::Zstd, &tar_bytes(&[("./usr/bin/a", &a)]));
+    let data = compress(Compression::Gzip, &tar_bytes(&[("./usr/bin/b", &b)]));
+    let deb = ar_bytes(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.gz", data)]);
+    let inner = compress(Compression::Bzip2, &plain_tar(&[("opt/c", &c)]));
+    let release = zip_bytes(&[("rootfs.tar.zst", false, &rootfs), ("pool/p.deb", true, &deb)]);
+    let outer = plain_tar(&[("release.zip", &release), ("inner.tbz2", &inner)]);
+    std::fs::write(dir.path().join("outer.tar"), outer).unwrap();
+    let members = scan_file(dir.path(), "outer.tar").unwrap();
+    assert_eq!(
+        paths(&members),
+        [
+            "outer.tar!/release.zip!/rootfs.tar.zst!/usr/bin/a",
+            "outer.tar!/release.zip!/pool/p.deb!/usr/bin/b",
+            "outer.tar!/inner.tbz2!/opt/c"
+        ]
+    );
+    assert_eq!((&members[0].bytes, &members[1].bytes, &members[2].bytes), (&a, &b, &c));
+    assert!(members.iter().all(|m| !m.android && m.zip_data_offset.is_none()));
+}
+
+#[test]
+fn an_archive_nested_past_the_limit_is_an_error_naming_it_after_the_rest_is_visited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (top, deepest, level3, after) = (elf(EM_X86_64, "top"), elf(EM_X86_64, "deepest"), elf(EM_X86_64, "l3"), elf(EM_X86_64, "after"));
+    let level5 = zip_bytes(&[("lib/never.so", true, &elf(EM_X86_64, "never"))]);
+    // Level 4 holds level 5 as a tar (a tar header's offset) or as a zip (a local header's).
+    let as_tar = plain_tar(&[("usr/lib/deepest.so", &deepest), ("l5.zip", &level5)]);
+    let as_zip = zip_bytes(&[("usr/lib/deepest.so", false, &deepest), ("l5.zip", true, &level5)]);
+    for (level4_name, level4, header) in [
+        ("l4.tar", &as_tar, "tar header at offset 0x400"),
+        ("l4.zip", &as_zip, &*format!("zip local header at offset {:#x}", zip_header_offset(&as_zip, "l5.zip"))),
+    ] {
+        let level3_zip = zip_bytes(&[(level4_name, false, level4), ("lib/l3.so", false, &level3)]);
+        let level2 = compress(Compression::Gzip, &plain_tar(&[("l3.zip", &level3_zip)]));
+        let level1 = zip_bytes(&[("l2.tar.gz", true, &level2)]);
+        let outer = zip_bytes(&[("lib/top.so", true, &top), ("l1.jar", false, &level1), ("after.so", false, &after)]);
+        std::fs::write(dir.path().join("outer.zip"), outer).unwrap();
+        let mut visited = Vec::new();
+        let error = scan(&dir.path().join("outer.zip"), ArchiveKind::Zip, &mut |member| visited.push(found(member))).unwrap_err();
+        let chain = format!("outer.zip!/l1.jar!/l2.tar.gz!/l3.zip!/{level4_name}");
+        assert_eq!(
+            paths(&relative(dir.path(), visited)),
+            [
+                "outer.zip!/lib/top.so".to_string(),
+                format!("{chain}!/usr/lib/deepest.so"),
+                "outer.zip!/l1.jar!/l2.tar.gz!/l3.zip!/lib/l3.so".to_string(),
+                "outer.zip!/after.so".to_string()
+            ]
+        );
+        assert!(matches!(error, ArchiveError::TooDeep { limit: 4, .. }), "{error:?}");
+        let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
+        assert_eq!(message, format!("{chain}!/l5.zip: an archive nested deeper than 4 levels ({header}); not opened"));
+    }
+}
+
+#[test]
+fn a_nested_archive_that_cannot_be_read_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = b"PK\x03\x04".to_vec();
+    broken.resize(300, 0);
+    let package = plain_tar(&[("package/bin/tool", &elf(EM_X86_64, "tool")), ("package/android/x.aar", &broken)]);
+    std::fs::write(dir.path().join("pkg.tgz"), compress(Compression::Gzip, &package)).unwrap();
+    let error = scan_file(dir.path(), "pkg.tgz").err().unwrap();
+    assert!(matches!(&error, ArchiveError::Nested { error, .. } if matches!(**error, ArchiveError::NotZip(_))), "{error:?}");
+    let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
+    assert!(message.starts_with("pkg.tgz!/package/android/x.aar: not a readable zip: "), "{message}");
+}
+
+#[test]
+fn a_nested_zip_claiming_more_than_memory_allows_costs_no_more_than_the_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tar headers that claim a nested zip of 100 MiB (over what is read into
+    // memory: copied into a temporary file, as far as the data goes) and of
+    // 1 TiB (over every budget: refused unread).
+    for (claim, name) in [(100u64 << 20, "mid.tar"), (1 << 40, "huge.tar")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("assets/big.zip").unwrap();
+        header.set_size(claim);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(b"PK\x03\x04");
+        bytes.resize(bytes.len() + 512 - 4 + 1024, 0);
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+        LARGEST_ALLOCATION.with(|largest| largest.set(0));
+        let error = scan_file(dir.path(), name).err().unwrap();
+        let largest = LARGEST_ALLOCATION.with(Cell::get);
+        assert!(largest < 1 << 20, "{name}: an allocation of {largest} bytes");
+        let message = error.to_string().replace(&format!("{}/", dir.path().display()), "");
+        assert!(message.starts_with(&format!("{name}!/assets/big.zip: ")), "{message}");
+        let why = if claim == 1 << 40 {
+            "a nested zip of 1099511627776 bytes, over the 2048 MiB left of the 2048 MiB a chain of nested zips may take"
+        } else {
+            "truncated: the data ends after 1536 of its 104857600 bytes"
+        };
+        assert_eq!(message, format!("{name}!/assets/big.zip: {why}"));
+    }
 }
