@@ -9,6 +9,9 @@
 //! lld puts `.strtab`, which can be megabytes, between `.shstrtab` and the
 //! section headers, so the bytes skipped on the way are watched for the name
 //! `.shstrtab` (which the section name table holds) and kept around it.
+//!
+//! Every byte streams through SHA-256 on the way, so a member can be matched
+//! by content (`check --owners`) without being kept whole.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -17,6 +20,7 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::read::ReadRef;
 use object::Endianness;
+use sha2::{Digest, Sha256};
 
 /// Files up to this size are kept whole.
 const KEEP_WHOLE: u64 = 64 << 20;
@@ -37,6 +41,8 @@ const MAX_NAME_TABLE_CANDIDATES: usize = 8;
 pub struct SparseFile {
     len: u64,
     pieces: Vec<(u64, Vec<u8>)>,
+    /// SHA-256 of the whole stream, including the bytes not kept.
+    sha256: [u8; 32],
 }
 
 impl SparseFile {
@@ -44,8 +50,13 @@ impl SparseFile {
     /// needs; the stream is read to its end. A stream shorter than `len` (a
     /// truncated archive, a header claiming more than there is) is an error.
     pub fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
-        let mut counted = Counted { inner: reader, count: 0 };
-        let sparse = SparseFile::read_counted(&mut counted, len, KEEP_WHOLE)?;
+        SparseFile::read_whole_up_to(reader, len, KEEP_WHOLE)
+    }
+
+    fn read_whole_up_to(reader: &mut dyn Read, len: u64, keep_whole: u64) -> io::Result<SparseFile> {
+        let mut counted = Counted { inner: reader, count: 0, hasher: Sha256::new() };
+        let mut sparse = SparseFile::read_counted(&mut counted, len, keep_whole)?;
+        sparse.sha256 = counted.hasher.finalize().into();
         if counted.count < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -74,7 +85,12 @@ impl SparseFile {
             pieces.push((start, bytes));
         }
         io::copy(reader, &mut io::sink())?;
-        Ok(SparseFile { len, pieces })
+        Ok(SparseFile { len, pieces, sha256: [0; 32] })
+    }
+
+    /// SHA-256 of all the file's bytes, as `sha256sum` prints it for the file on disk.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
     }
 
     fn piece_at(&self, offset: u64) -> Option<&[u8]> {
@@ -83,16 +99,18 @@ impl SparseFile {
     }
 }
 
-/// A stream that counts the bytes read from it.
+/// A stream that counts and hashes the bytes read from it.
 struct Counted<'r> {
     inner: &'r mut dyn Read,
     count: u64,
+    hasher: Sha256,
 }
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -205,7 +223,7 @@ mod tests {
     const TEST_KEEP_WHOLE: u64 = 4 << 20;
 
     fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
-        SparseFile::read_counted(reader, len, TEST_KEEP_WHOLE)
+        SparseFile::read_whole_up_to(reader, len, TEST_KEEP_WHOLE)
     }
 
     /// This test binary: tens of MiB, with debug sections between the code and the section headers.
@@ -268,6 +286,19 @@ mod tests {
         assert!(stream.is_empty());
         assert_eq!((&sparse).read_bytes_at(0, bytes.len() as u64), Ok(bytes.as_slice()));
         assert_eq!((&sparse).read_bytes_at(9_990, 11), Err(()));
+    }
+
+    #[test]
+    fn the_hash_covers_every_byte_including_those_not_kept() {
+        let bytes = this_binary();
+        let sparse = read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
+        assert!(sparse.pieces.iter().map(|(_, piece)| piece.len()).sum::<usize>() < bytes.len());
+        assert_eq!(sparse.sha256(), <[u8; 32]>::from(Sha256::digest(&bytes)));
+        let mut changed = bytes.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        let other = read(&mut changed.as_slice(), changed.len() as u64).unwrap();
+        assert_ne!(other.sha256(), sparse.sha256());
     }
 
     #[test]
