@@ -425,6 +425,7 @@ fn check_member(member: Member, options: &CheckOptions, owners: Option<&OwnerInd
     if let (true, Some(offset)) = (member.android, member.zip_data_offset) {
         apply_zip_alignment(&mut report, &name, offset, options.findings);
     }
-    report.owners = owners.map(|index| index.owners_of(&member.data.sha256()));
+    // The index turned hashing on before any member was read.
+    report.owners = owners.zip(member.data.sha256()).map(|(index, hash)| index.owners_of(&hash));
     Checked::Report(Box::new(report))
 }
