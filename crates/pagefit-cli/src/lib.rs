@@ -9,6 +9,7 @@ mod engine;
 mod fix_deps;
 mod inputs;
 mod output;
+mod owners;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -17,6 +17,8 @@
 //!   `pagefit run` loads;
 //! - [`runtime`] finds runtimes built for one page size (jemalloc) and
 //!   reads the page size from the guard in their code;
+//! - [`owners`] recognises which dependency ships a library from where a
+//!   copy of it lies (Gradle, Maven, npm, pub) and ranks failing owners;
 //! - [`render`] turns reports into text, JSON and SARIF.
 //!
 //! ```
@@ -38,6 +40,7 @@ pub mod elf;
 pub mod error;
 pub mod fat;
 pub mod fix;
+pub mod owners;
 pub mod page;
 pub mod predict;
 pub mod render;

@@ -74,6 +74,7 @@ Examples:
   pagefit check --closure rootfs/usr/bin/foo --sysroot rootfs
   find / -xdev -name '*.so*' | pagefit check -
   pagefit check --shard 0/4 --format jsonl debs/ > part0.jsonl   # one of 4 workers
+  pagefit check --summary app.apk --owners ~/.gradle/caches node_modules   # who ships each library
 
 Outcomes: ok (mapped exactly as at 4K), degraded (some bytes get weaker protections),
 broken (code loses execute, bytes clobbered or writes fault), rejected (the loader refuses).
@@ -148,6 +149,11 @@ pub struct CheckArgs {
     /// DT_NEEDED, found as ld.so would (nothing is executed).
     #[arg(long, value_name = "BIN", conflicts_with = "paths")]
     pub closure: Option<String>,
+    /// Name the dependencies that ship each library, found by content (SHA-256) in
+    /// DIRs: Gradle caches, Maven repositories, node_modules, pub caches. Takes
+    /// several DIRs: put the paths to check first, or after `--`.
+    #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "closure")]
+    pub owners: Vec<String>,
     /// With --closure: resolve the interpreter, ld.so.conf and absolute search
     /// directories under DIR instead of /.
     #[arg(long, value_name = "DIR", requires = "closure")]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use object::read::ReadCache;
 use pagefit_core::elf::{parse, ParseOptions, Platform};
+use pagefit_core::owners::{rank_failing, Owner};
 use pagefit_core::predict::check::{apply_zip_alignment, check_file, CheckOptions, FileReport};
 use pagefit_core::predict::effect::Outcome;
 use pagefit_core::render::report::{write_check_text, CheckDocument, InputError};
@@ -22,6 +23,7 @@ use crate::args::CheckArgs;
 use crate::closure;
 use crate::inputs::{collect, file_name, walk, Candidate};
 use crate::output::progress_bar;
+use crate::owners::{file_sha256, OwnerIndex};
 use pagefit_archive::image::{self, Container};
 use pagefit_archive::{self as archive, Member};
 use pagefit_loader::source::FileSource;
@@ -47,6 +49,8 @@ struct Tally {
     path: String,
     passes: bool,
     outcomes: Vec<(u64, Outcome)>,
+    /// With `--owners`: who ships the file.
+    owners: Option<Vec<Owner>>,
 }
 
 impl Tally {
@@ -55,6 +59,7 @@ impl Tally {
             path: report.path.clone(),
             passes: report.passes(allow_degraded) || !report.required,
             outcomes: report.results.iter().map(|r| (r.page_size.bytes(), r.outcome)).collect(),
+            owners: report.owners.clone(),
         }
     }
 }
@@ -77,8 +82,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(program) = &args.closure {
         return closure::run(program, args, &options);
     }
+    let owners = if args.owners.is_empty() { None } else { Some(owner_index(&args.owners)?) };
     let render = |outcome: Checked| render_in_worker(outcome, args);
-    let (checked, missing) = gather(&args.paths, &options, args.shard, &render, true);
+    let (checked, missing) = gather(&args.paths, &options, args.shard, owners.as_ref(), &render, true);
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -139,14 +145,24 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The `--owners` index; the copies it could not read are named on stderr.
+fn owner_index(dirs: &[String]) -> anyhow::Result<OwnerIndex> {
+    let (index, unreadable) = OwnerIndex::build(dirs)?;
+    for copy in unreadable {
+        eprintln!("pagefit: warning: --owners: {}: {} (skipped)", copy.path, copy.message);
+    }
+    Ok(index)
+}
+
 /// Expands `paths` (as `check` does), keeps `shard`'s share, checks every
 /// file in parallel with `render` applied by the workers, and drops a file
 /// reached twice. Returns what was checked, in input order, and the named
-/// paths that do not exist.
+/// paths that do not exist. With `owners`, each report names who ships it.
 fn gather(
     paths: &[String],
     options: &CheckOptions,
     shard: Option<Shard>,
+    owners: Option<&OwnerIndex>,
     render: &(dyn Fn(Checked) -> Checked + Sync),
     show_progress: bool,
 ) -> (Vec<Checked>, Vec<InputError>) {
@@ -155,7 +171,7 @@ fn gather(
     candidates.retain(|candidate| owned(&candidate.path));
     let missing = missing.into_iter().filter(|(path, _)| owned(Path::new(path))).map(|(path, message)| InputError { path, message });
     let progress = if show_progress { progress_bar(candidates.len() as u64, "files") } else { indicatif::ProgressBar::hidden() };
-    let mut checked = check_all(&candidates, options, render, &progress);
+    let mut checked = check_all(&candidates, options, owners, render, &progress);
     // Directories named on stdin are only recognised by the workers.
     let mut walked = Vec::new();
     for (candidate, (_, outcomes)) in candidates.iter().zip(&checked) {
@@ -166,7 +182,7 @@ fn gather(
     walked.retain(|candidate| owned(&candidate.path));
     if !walked.is_empty() {
         progress.inc_length(walked.len() as u64);
-        checked.extend(check_all(&walked, options, render, &progress));
+        checked.extend(check_all(&walked, options, owners, render, &progress));
     }
     progress.finish_and_clear();
     let mut seen: HashSet<FileId> = HashSet::new();
@@ -191,7 +207,7 @@ pub enum Record {
 /// `pagefit check --format jsonl PATHS --shard ...` in process: the same
 /// records in the same order, reports first, then errors.
 pub fn check_paths(paths: &[String], options: &CheckOptions, shard: Option<Shard>) -> Vec<Record> {
-    let (checked, missing) = gather(paths, options, shard, &|outcome| outcome, false);
+    let (checked, missing) = gather(paths, options, shard, None, &|outcome| outcome, false);
     let mut reports = Vec::new();
     let mut errors: Vec<Record> = missing.into_iter().map(|error| Record::Error { error }).collect();
     for item in checked {
@@ -217,7 +233,7 @@ pub fn expand(paths: &[String]) -> (Vec<Candidate>, Vec<InputError>) {
 /// file's identity, by which `check` reports a file reached twice only once.
 /// A directory is walked and checked here, one file after the other.
 pub fn check_input(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Record>) {
-    let (id, outcomes) = check_candidate(candidate, options);
+    let (id, outcomes) = check_candidate(candidate, options, None);
     let mut records = Vec::new();
     for outcome in outcomes {
         match outcome {
@@ -259,6 +275,7 @@ fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::
             *counts.entry(page).or_default().entry(outcome).or_default() += 1;
         }
     }
+    let tallies_with_owners: Vec<&Tally> = tallies.iter().filter(|t| t.owners.is_some()).collect();
     writeln!(out, "summary: {} files, {} failing, {errors} unreadable", tallies.len(), tallies.iter().filter(|t| !t.passes).count())?;
     for (page, by_outcome) in &counts {
         let cells: Vec<String> = by_outcome.iter().map(|(outcome, n)| format!("{n} {}", outcome.name())).collect();
@@ -277,6 +294,19 @@ fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::
             writeln!(out, "  {}: {} at {}K", tally.path, outcome.name(), page / 1024)?;
         }
     }
+    if !tallies_with_owners.is_empty() {
+        let failing = tallies_with_owners.iter().filter(|t| !t.passes).filter_map(|t| t.owners.as_deref());
+        let ranking = rank_failing(failing);
+        if !ranking.owners.is_empty() || ranking.unowned > 0 {
+            writeln!(out, "failing owners:")?;
+        }
+        for (label, count) in &ranking.owners {
+            writeln!(out, "  {label}: {count} failing {}", if *count == 1 { "library" } else { "libraries" })?;
+        }
+        if ranking.unowned > 0 {
+            writeln!(out, "  no owner found: {} failing {}", ranking.unowned, if ranking.unowned == 1 { "library" } else { "libraries" })?;
+        }
+    }
     Ok(())
 }
 
@@ -284,13 +314,14 @@ fn write_summary(out: &mut dyn Write, tallies: &[Tally], errors: usize) -> std::
 fn check_all(
     candidates: &[Candidate],
     options: &CheckOptions,
+    owners: Option<&OwnerIndex>,
     render: &(dyn Fn(Checked) -> Checked + Sync),
     progress: &indicatif::ProgressBar,
 ) -> Vec<(Option<FileId>, Vec<Checked>)> {
     candidates
         .par_iter()
         .map(|candidate| {
-            let (id, outcomes) = check_candidate(candidate, options);
+            let (id, outcomes) = check_candidate(candidate, options, owners);
             let outcomes = outcomes.into_iter().map(render).collect();
             progress.inc(1);
             (id, outcomes)
@@ -315,12 +346,12 @@ fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
     Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), tally: Tally::of(&report, args.allow_degraded) }
 }
 
-fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<FileId>, Vec<Checked>) {
+fn check_candidate(candidate: &Candidate, options: &CheckOptions, owners: Option<&OwnerIndex>) -> (Option<FileId>, Vec<Checked>) {
     let path = candidate.path.display().to_string();
     let error = |message: String| (None, vec![Checked::Error(InputError { path: path.clone(), message })]);
     if candidate.named && image::is_oci_layout(&candidate.path) {
         let layout = Container::Directory(candidate.path.clone());
-        return (None, check_members(&candidate.path, options, &mut |visit| image::scan(&layout, &path, visit)));
+        return (None, check_members(&candidate.path, options, owners, &mut |visit| image::scan(&layout, &path, visit)));
     }
     let (source, metadata) = match FileSource::open(&candidate.path) {
         Ok(opened) => opened,
@@ -336,7 +367,7 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
         };
         match archive::detect(source.prefix()).filter(follow) {
             Some(kind) => {
-                return (id, check_members(&candidate.path, options, &mut |visit| archive::scan(&candidate.path, kind, visit)));
+                return (id, check_members(&candidate.path, options, owners, &mut |visit| archive::scan(&candidate.path, kind, visit)));
             }
             // A named file that is neither gets the parser's error, with its offset.
             None if !candidate.named => return (id, vec![Checked::NotElf]),
@@ -345,10 +376,17 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions) -> (Option<Fil
     }
     let cache = ReadCache::new(source);
     let name = file_name(&candidate.path);
-    match parse(&cache, parse_options(options)) {
-        Ok(file) => (id, vec![Checked::Report(Box::new(check_file(&file, &path, &name, options)))]),
-        Err(e) => (id, vec![Checked::Error(InputError { path, message: e.to_string() })]),
+    let mut report = match parse(&cache, parse_options(options)) {
+        Ok(file) => check_file(&file, &path, &name, options),
+        Err(e) => return (id, vec![Checked::Error(InputError { path, message: e.to_string() })]),
+    };
+    if let Some(index) = owners {
+        match file_sha256(&candidate.path) {
+            Ok(hash) => report.owners = Some(index.owners_of(&hash)),
+            Err(e) => return (id, vec![Checked::Error(InputError { path, message: format!("cannot read for --owners: {e}") })]),
+        }
     }
+    (id, vec![Checked::Report(Box::new(report))])
 }
 
 /// Section headers tell code from data and padding, which can soften a
@@ -362,17 +400,18 @@ fn parse_options(options: &CheckOptions) -> ParseOptions {
 fn check_members(
     path: &Path,
     options: &CheckOptions,
+    owners: Option<&OwnerIndex>,
     scan: &mut dyn FnMut(archive::Visitor<'_>) -> Result<(), archive::ArchiveError>,
 ) -> Vec<Checked> {
     let mut checked = Vec::new();
-    let result = scan(&mut |member| checked.push(check_member(member, options)));
+    let result = scan(&mut |member| checked.push(check_member(member, options, owners)));
     if let Err(error) = result {
         checked.push(Checked::Error(InputError { path: path.display().to_string(), message: error.to_string() }));
     }
     checked
 }
 
-fn check_member(member: Member, options: &CheckOptions) -> Checked {
+fn check_member(member: Member, options: &CheckOptions, owners: Option<&OwnerIndex>) -> Checked {
     let mut file = match parse(&member.data, parse_options(options)) {
         Ok(file) => file,
         Err(e) => return Checked::Error(InputError { path: member.path, message: e.to_string() }),
@@ -386,5 +425,7 @@ fn check_member(member: Member, options: &CheckOptions) -> Checked {
     if let (true, Some(offset)) = (member.android, member.zip_data_offset) {
         apply_zip_alignment(&mut report, &name, offset, options.findings);
     }
+    // The index turned hashing on before any member was read.
+    report.owners = owners.zip(member.data.sha256()).map(|(index, hash)| index.owners_of(&hash));
     Checked::Report(Box::new(report))
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::elf::{ElfFile, ElfKind, Platform, Role};
+use crate::owners::Owner;
 use crate::page::PageSize;
 use crate::predict::effect::{Outcome, Severity};
 use crate::predict::finding::{human_size, Finding, FindingKind};
@@ -106,6 +107,9 @@ pub struct FileReport {
     /// (`manylinux2014_aarch64`), as pip reads it from the wheel's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wheel_platform: Option<String>,
+    /// With `check --owners`: the dependencies that ship this content (empty when none does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owners: Option<Vec<Owner>>,
 }
 
 impl FileReport {
@@ -164,6 +168,7 @@ pub fn check_file(file: &ElfFile, path: &str, name: &str, options: &CheckOptions
         max_ok_page_size: max_ok,
         runtime: file.runtime.clone(),
         wheel_platform: wheel_platform(path),
+        owners: None,
     };
     apply_runtime_page_size(&mut report, options.findings);
     report

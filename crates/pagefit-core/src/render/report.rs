@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::elf::ElfFile;
+use crate::owners::Owner;
 use crate::predict::check::FileReport;
 use crate::predict::model::LoaderModel;
 use crate::predict::plan::{LoadPlan, Mapping};
@@ -62,8 +63,9 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
     let wheel = report.wheel_platform.as_ref().map_or(String::new(), |tag| format!("; wheel platform {tag}"));
     writeln!(
         w,
-        "{}: {} {} {}{optional}: {}; largest ok page: {}{runtimes}{wheel}",
+        "{}{}: {} {} {}{optional}: {}; largest ok page: {}{runtimes}{wheel}",
         report.path,
+        owners_text(report.owners.as_deref()),
         serde_plain(&report.kind),
         report.machine,
         loaders.join("+"),
@@ -82,6 +84,15 @@ pub fn write_check_text(w: &mut dyn Write, report: &FileReport, verbose: bool) -
         }
     }
     Ok(())
+}
+
+/// ` (owner; owner)` after a path, when owners were looked for.
+fn owners_text(owners: Option<&[Owner]>) -> String {
+    match owners {
+        None => String::new(),
+        Some([]) => " (no owner found)".to_string(),
+        Some(owners) => format!(" ({})", owners.iter().map(Owner::label).collect::<Vec<_>>().join("; ")),
+    }
 }
 
 fn serde_plain<T: Serialize>(value: &T) -> String {

@@ -46,7 +46,7 @@ pub fn sarif_log(reports: &[FileReport], errors: &[InputError]) -> Value {
                 if let Some(message) = &result.message {
                     text.push_str(&format!(" ({message})"));
                 }
-                results.push(json!({
+                let mut result = json!({
                     "ruleId": finding.kind.name(),
                     "ruleIndex": rule_index,
                     "level": level,
@@ -60,7 +60,11 @@ pub fn sarif_log(reports: &[FileReport], errors: &[InputError]) -> Value {
                         "segments": finding.segments,
                         "sections": finding.sections,
                     },
-                }));
+                });
+                if let Some(owners) = &report.owners {
+                    result["properties"]["owners"] = json!(owners);
+                }
+                results.push(result);
             }
         }
     }
