@@ -99,11 +99,11 @@ fn text_names_every_owner_of_the_same_content_after_the_path() {
     };
     assert!(
         line("libcore.so").starts_with(
-            "app.apk!/lib/arm64-v8a/libcore.so (com.example:native-core 1.2.0; org.example:core-engine r9; npm react-native-core@0.9.1): dyn aarch64 bionic: 16K rejected"
+            "app.apk!/lib/arm64-v8a/libcore.so (com.example:native-core 1.2.0; org.example:core-engine r9; npm react-native-core@0.9.1): dyn aarch64 bionic+play: 16K bionic rejected, 16K play rejected"
         ),
         "{stdout}"
     );
-    assert!(line("libwidget.so").contains("(widget 2.0.0 (gradle transform)): dyn aarch64 bionic: 16K ok"), "{stdout}");
+    assert!(line("libwidget.so").contains("(widget 2.0.0 (gradle transform)): dyn aarch64 bionic+play: 16K bionic ok, 16K play ok"), "{stdout}");
     assert!(line("libsqlite.so").contains("(pub sqlite_libs 0.5.0): "), "{stdout}");
     assert!(line("libmystery.so").contains("(no owner found): "), "{stdout}");
 }
