@@ -235,12 +235,11 @@ fn whole_archive(pagefit: &Path, path: &Path, relative: &str, work: &Path, packa
 fn refusal_kind(report: &FixReport) -> String {
     let general = |reason: &str| {
         let reason = reason.split(": \"").next().unwrap_or(reason);
-        reason
-            .split_whitespace()
-            .map(|w| if w.contains("0x") { "…" } else { w })
-            .filter(|w| !w.starts_with("PT_LOAD["))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let without_number = |word: &str| match word.strip_prefix("0x") {
+            Some(hex) => format!("…{}", hex.trim_start_matches(|c: char| c.is_ascii_hexdigit())),
+            None => word.to_string(),
+        };
+        reason.split_whitespace().filter(|w| !w.starts_with("PT_LOAD[")).map(without_number).collect::<Vec<_>>().join(" ")
     };
     let kinds: Vec<String> = report
         .refused
@@ -257,10 +256,10 @@ fn refusal_kind(report: &FixReport) -> String {
 /// The table (Markdown) and the refusals, one line each.
 fn table(packages: &[Package]) -> String {
     let mut text = String::from(
-        "| package | libraries (64-bit + 32-bit) | ok as shipped | p_align ≥ 16K | fixed by relayout | fixed by rebase | refused |\n|---|---|---|---|---|---|---|\n",
+        "| package | libraries (64-bit + 32-bit) | ok as shipped | p_align ≥ 16K | fixed by relayout | rebase | merge (R into RX) | refused |\n|---|---|---|---|---|---|---|---|\n",
     );
     let mut refusals: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut totals = [0usize; 7];
+    let mut totals = [0usize; 8];
     for package in packages {
         let count = |f: &dyn Fn(&Library) -> bool| package.libraries.iter().filter(|l| f(l)).count();
         let fixed_by = |name: &str| {
@@ -273,14 +272,15 @@ fn table(packages: &[Package]) -> String {
             count(&|l| l.aligned),
             fixed_by("relayout"),
             fixed_by("rebase"),
+            fixed_by("merge"),
             count(&|l| l.fix.as_ref().is_some_and(|f| f.status != FixStatus::Fixed)),
         ];
         for (total, n) in totals.iter_mut().zip(row) {
             *total += n;
         }
         text.push_str(&format!(
-            "| {} | {} + {} | {} | {} | {} | {} | {} |\n",
-            package.id, row[0], row[1], row[2], row[3], row[4], row[5], row[6]
+            "| {} | {} + {} | {} | {} | {} | {} | {} | {} |\n",
+            package.id, row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
         ));
         for library in &package.libraries {
             if let Some(report) = library.fix.as_ref().filter(|f| f.status != FixStatus::Fixed) {
@@ -289,8 +289,8 @@ fn table(packages: &[Package]) -> String {
         }
     }
     text.push_str(&format!(
-        "| **all** | {} + {} | {} | {} | {} | {} | {} |\n",
-        totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6]
+        "| **all** | {} + {} | {} | {} | {} | {} | {} | {} |\n",
+        totals[0], totals[1], totals[2], totals[3], totals[4], totals[5], totals[6], totals[7]
     ));
     for (why, libraries) in refusals {
         text.push_str(&format!("refused ({}): {why}\n", libraries.len()));

@@ -103,7 +103,10 @@ fn text_names_every_owner_of_the_same_content_after_the_path() {
         ),
         "{stdout}"
     );
-    assert!(line("libwidget.so").contains("(widget 2.0.0 (gradle transform)): dyn aarch64 bionic+play: 16K bionic ok, 16K play ok"), "{stdout}");
+    assert!(
+        line("libwidget.so").contains("(widget 2.0.0 (gradle transform)): dyn aarch64 bionic+play: 16K bionic ok, 16K play ok"),
+        "{stdout}"
+    );
     assert!(line("libsqlite.so").contains("(pub sqlite_libs 0.5.0): "), "{stdout}");
     assert!(line("libmystery.so").contains("(no owner found): "), "{stdout}");
 }
