@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use object::read::ReadCache;
-use pagefit_core::elf::{parse, ElfFile, Platform};
+use pagefit_core::elf::{parse, ElfFile, Platform, Role};
 use pagefit_core::fat::is_fat;
 use pagefit_core::fix::plan::{RewritePlan, Strategy};
 use pagefit_core::fix::proof::{ComparedBytes, ReadAt};
@@ -92,15 +92,46 @@ pub fn fix_elf(
     destination: Option<&Path>,
     request: &FixRequest,
 ) -> anyhow::Result<ElfFix> {
+    fix_parsed(ParsedElf::parse(source, shown, request)?, metadata, input_path, shown, destination, request)
+}
+
+/// An ELF file read for fixing: its headers parsed once, its bytes behind a cache.
+pub struct ParsedElf {
+    cache: ReadCache<FileSource>,
+    file: ElfFile,
+}
+
+impl ParsedElf {
+    /// Parses `source`, with the platform the request imposes (Android's, inside an Android package).
+    pub fn parse(source: FileSource, shown: &str, request: &FixRequest) -> anyhow::Result<ParsedElf> {
+        let cache = ReadCache::new(source);
+        let mut file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
+        if let Some(platform) = request.platform {
+            file.platform = platform;
+        }
+        Ok(ParsedElf { cache, file })
+    }
+
+    /// Executable, interpreter, shared object, or nothing any loader maps.
+    pub fn role(&self) -> Role {
+        self.file.role
+    }
+}
+
+/// [`fix_elf`] of a file already parsed.
+pub fn fix_parsed(
+    parsed: ParsedElf,
+    metadata: &std::fs::Metadata,
+    input_path: &Path,
+    shown: &str,
+    destination: Option<&Path>,
+    request: &FixRequest,
+) -> anyhow::Result<ElfFix> {
     let page = request.page_size;
     if page < BASELINE_PAGE {
         bail!("--page-size {page}: fix makes files load at page sizes from 4K up, so P must be at least 4K");
     }
-    let cache = ReadCache::new(source);
-    let mut file = parse(&cache, parse_options()).with_context(|| shown.to_string())?;
-    if let Some(platform) = request.platform {
-        file.platform = platform;
-    }
+    let ParsedElf { cache, file } = parsed;
     let (mut report, plan, loaders) =
         match decide(&cache, &file, shown, page, request.strategy, request.no_wx).map_err(anyhow::Error::msg)? {
             Decision::Done(report) => return Ok(ElfFix { report, written: None }),

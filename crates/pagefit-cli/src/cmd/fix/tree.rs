@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use pagefit_core::elf::{parse, ParseOptions, Role};
+use pagefit_core::elf::Role;
 use pagefit_core::fix::report::{FixReport, FixStatus};
 use pagefit_loader::source::FileSource;
 use rayon::prelude::*;
@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::finish::{backup_path, finish, keep_backup};
 use crate::args::fix::FixArgs;
 use crate::args::format::Format;
-use crate::engine::{fix_elf, ElfFix};
+use crate::engine::{fix_parsed, ElfFix, ParsedElf};
 use crate::output::{progress_bar, StagedFile};
 
 /// One file's ending: its report, or why it was not fixed.
@@ -91,12 +91,13 @@ fn fix_one(args: &FixArgs, names: &[PathBuf]) -> anyhow::Result<Ending> {
     let path = &names[0];
     let shown = path.display().to_string();
     let (source, metadata) = FileSource::open(path).with_context(|| format!("{shown}: cannot read"))?;
-    let loadable = parse(source.prefix(), ParseOptions::default()).map(|elf| elf.role != Role::NotLoadable).unwrap_or(true);
-    if !loadable {
+    let request = args.request();
+    let parsed = ParsedElf::parse(source, &shown, &request)?;
+    if parsed.role() == Role::NotLoadable {
         return Ok(Ending::NotLoadable);
     }
     let destination = (!args.dry_run).then_some(path.as_path());
-    let ElfFix { report, written } = fix_elf(source, &metadata, path, &shown, destination, &args.request())?;
+    let ElfFix { report, written } = fix_parsed(parsed, &metadata, path, &shown, destination, &request)?;
     if let (FixStatus::Fixed, Some(written)) = (report.status, written) {
         let backup = args.backup.then(|| backup_path(path));
         keep_backup(path, backup.as_deref())?;
