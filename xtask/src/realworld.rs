@@ -30,6 +30,7 @@ use pagefit_core::predict::effect::Outcome;
 use crate::agreement::{parse_runs, Run};
 use crate::artifacts::{fetch, manifest};
 use crate::corpus::Row;
+use crate::realkernel::build_pagefit_for;
 use crate::rootproof::{self, PreparedRoot};
 use crate::setup::{self, run};
 use crate::vm::Initramfs;
@@ -271,11 +272,12 @@ pub fn boot(
             initramfs.add(&setup::vm_sysroot(arch, arch.big_page()).join("lib").join(lib), &format!("../lib/{}/{lib}", arch.triple()))?;
         }
         let mut script = script(&batch);
-        // The roots go with the first batch.
+        // The roots go with the first batch, and the cross-built pagefit that runs from one.
         if let Some(root) = root.filter(|_| index == 0) {
             for (dir, dest) in root.directories() {
                 initramfs.add(dir, dest)?;
             }
+            initramfs.add(&build_pagefit_for(arch)?, rootproof::PAGEFIT_IN_VM)?;
             script.push_str(&rootproof::script());
         }
         for (page, output) in outputs.iter_mut() {

@@ -2,8 +2,10 @@
 //! an architecture in the manifest unpacked into one root, as an installed
 //! system holds them, and a copy fixed by one `pagefit fix --in-place ROOT`.
 //! Debian's own programs then run from both roots (chroot) on the 4K and the
-//! large-page kernel. The fixed root must run every command on both kernels
-//! exactly as the original root runs it on the 4K kernel.
+//! large-page kernel, and from the original root under `pagefit run
+//! --fix-deps` (the static armhf pagefit copied into it). The fixed root,
+//! and the original under `pagefit run`, must run every command on both
+//! kernels exactly as the original root runs it on the 4K kernel.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,7 +134,13 @@ impl PreparedRoot {
     }
 }
 
-/// The VM's commands: each command from each root.
+/// Where the VM finds the cross-built pagefit (static, so that it runs
+/// inside the original root, whose glibc is linked for 4K pages).
+pub const PAGEFIT_IN_VM: &str = "rw/pagefit";
+
+/// The VM's commands: each command from each root, then from the original
+/// root under `pagefit run --fix-deps`, which fixes the 4K libraries the
+/// program loads into a cache and runs the program and its ld.so unmodified.
 pub fn script() -> String {
     let mut script = String::new();
     for (index, command) in COMMANDS.iter().enumerate() {
@@ -143,6 +151,19 @@ pub fn script() -> String {
             ));
         }
     }
+    // pagefit finds itself through /proc/self/exe.
+    script.push_str(&format!(
+        "cp /t/{PAGEFIT_IN_VM} /t/rw/root-original/pagefit\n\
+         /bin/busybox mkdir -p /t/rw/root-original/proc\n\
+         /bin/busybox mount -t proc proc /t/rw/root-original/proc\n"
+    ));
+    for (index, command) in COMMANDS.iter().enumerate() {
+        script.push_str(&format!(
+            "XDG_CACHE_HOME=/pagefit-cache /bin/busybox timeout 120 /bin/busybox chroot /t/rw/root-original /pagefit run --fix-deps {command} >/tmp/o 2>&1\n\
+             echo \"@@ root/run/{index} rc=$?\"\ncat /tmp/o\n"
+        ));
+    }
+    script.push_str("/bin/busybox umount /t/rw/root-original/proc\n");
     script
 }
 
@@ -166,7 +187,7 @@ pub fn compare(arch: Arch, root: &PreparedRoot, boots: &[(String, String)]) -> V
                 .iter()
                 .filter(|(key, _)| needed.iter().any(|file| *key == format!("{page} {file}")))
                 .any(|(_, outcome)| matches!(outcome, Outcome::Broken | Outcome::Rejected));
-            for which in ["original", "fixed"] {
+            for which in ["original", "fixed", "run"] {
                 let run = find(&runs, &format!("root/{which}/{index}"));
                 let same_as_4k = |run: &Run| original_4k.as_ref().is_some_and(|r| r.rc == 0 && r.rc == run.rc && r.output == run.output);
                 let (predicted, holds): (&str, bool) = match (which, fails) {
@@ -174,6 +195,7 @@ pub fn compare(arch: Arch, root: &PreparedRoot, boots: &[(String, String)]) -> V
                         ("does not run (pagefit: program, ld.so or libc not ok)", run.as_ref().is_some_and(|r| r.rc != 0))
                     }
                     ("original", false) => ("runs as on the 4K kernel", run.as_ref().is_some_and(same_as_4k)),
+                    ("run", _) => ("pagefit run: runs as the original on the 4K kernel", run.as_ref().is_some_and(same_as_4k)),
                     _ => ("fixed root: runs as the original on the 4K kernel", run.as_ref().is_some_and(same_as_4k)),
                 };
                 let observed = match &run {
