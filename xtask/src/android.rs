@@ -110,19 +110,12 @@ fn aar_libraries(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 /// Every file under `dir`, sorted.
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs_err::read_dir(&d)? {
-            let path = entry?.path();
-            let kind = fs_err::symlink_metadata(&path)?.file_type();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                found.push(path);
-            }
+    for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            found.push(entry.into_path());
         }
     }
-    found.sort();
     Ok(found)
 }
 
