@@ -12,6 +12,9 @@
 //! table over the ELF header (`rebase::patches_clear_of_headers`);
 //! `rebase-phdr-table-under-relocations` has a PT_PHDR whose address holds
 //! the relocations, where the rewrite writes the new program header table.
+//! `rebase-phdr-over-loaded-elf-header` has a PT_PHDR at address 0, so the
+//! new program header table would go over the loaded copy of the ELF header
+//! that rebase moves off offset 0 (`layout::header_tables_apart`).
 
 use std::path::Path;
 

@@ -501,21 +501,20 @@ pub(crate) fn plan_layout(
     } else {
         translate(&moves, headers.shoff, shdr_table_len.max(1)).ok_or("the section header table lies in bytes the rewrite does not keep")?
     };
-    // A PT_PHDR that does not describe the table (mangled p_vaddr or
-    // p_offset) would put it over the ELF header.
-    let ehdr_len = headers.file_header_size();
-    if phoff < ehdr_len || shoff != 0 && shoff < ehdr_len {
-        return Err(format!("the header tables would move over the ELF header (e_phoff {phoff:#x}, e_shoff {shoff:#x})"));
+    let header_len = headers.file_header_size();
+    // Rebase moves the loaded copy of the ELF header off offset 0.
+    let loaded_header = translate(&moves, 0, header_len).filter(|&copy| copy != 0);
+    let program_headers = encode_program_headers(headers, &table)?;
+    let mut tables = vec![("the ELF header", 0, header_len), ("the program header table", phoff, program_headers.len() as u64)];
+    tables.extend(loaded_header.map(|copy| ("the loaded copy of the ELF header", copy, header_len)));
+    if shoff != 0 {
+        tables.push(("the section header table", shoff, shdr_table_len));
     }
-    let mut literals = vec![
-        (0, "ELF header", encode_file_header(headers, phoff, shoff)?),
-        (phoff, "program headers", encode_program_headers(headers, &table)?),
-    ];
-    // Rebase moves the loaded copy of the ELF header off offset 0. It is
-    // rewritten too, with e_phoff relative to itself, for code that finds its
-    // program headers from __ehdr_start.
-    let header_len = encode_file_header(headers, 0, 0)?.len() as u64;
-    if let Some(copy) = translate(&moves, 0, header_len).filter(|&copy| copy != 0 && phoff >= copy) {
+    header_tables_apart(&tables)?;
+    let mut literals = vec![(0, "ELF header", encode_file_header(headers, phoff, shoff)?), (phoff, "program headers", program_headers)];
+    // The loaded copy is rewritten too, with e_phoff relative to itself, for
+    // code that finds its program headers from __ehdr_start.
+    if let Some(copy) = loaded_header.filter(|&copy| phoff >= copy) {
         literals.push((copy, "ELF header (loaded copy)", encode_file_header(headers, phoff - copy, shoff)?));
     }
     if shoff != 0 {
@@ -562,6 +561,23 @@ pub(crate) fn plan_layout(
         warnings,
         refused: Vec::new(),
     })
+}
+
+/// The header tables (name, output offset, length) are written whole over
+/// the copied bytes; one over another would garble it. Only mangled headers
+/// put them there: a PT_PHDR that does not describe the table (the table is
+/// written where PT_PHDR says) or an e_shoff inside the program headers.
+fn header_tables_apart(tables: &[(&str, u64, u64)]) -> Result<(), String> {
+    for (n, &(first, first_at, first_len)) in tables.iter().enumerate() {
+        for &(second, second_at, second_len) in &tables[n + 1..] {
+            if first_at < second_at.saturating_add(second_len) && second_at < first_at.saturating_add(first_len) {
+                return Err(format!(
+                    "{first} ({first_at:#x}+{first_len:#x}) and {second} ({second_at:#x}+{second_len:#x}) would overlap in the output"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Trims PT_GNU_RELRO so that rounding either end to P neither protects a
