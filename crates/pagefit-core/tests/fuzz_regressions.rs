@@ -3,7 +3,9 @@
 //! end refused or with an output its proof accepts. The `layout-*` inputs
 //! were fixed by refusals in `fix/layout.rs`: a section whose bytes are past
 //! the end of the file, a read-only segment with bss (with file bytes or
-//! none), header tables that would move over the ELF header.
+//! none), header tables that would move over the ELF header, and a PT_LOAD
+//! with no memory size that bionic still maps a page for
+//! (`layout-empty-segment-bionic-maps`: its p_offset is not page-aligned).
 //!
 //! The `rebase-*` inputs, mangled so that the dynamic section and the
 //! section headers name different tables, are refused by rebase before

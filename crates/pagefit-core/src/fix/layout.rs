@@ -373,6 +373,24 @@ pub(crate) fn plan_layout(
             section.name, section.sh_size, section.sh_offset, file.file_len
         ));
     }
+    // A PT_LOAD with no memory size is left out of the output, which keeps
+    // the image only if no loader maps anything for it: bionic maps the file
+    // from the page holding p_offset to p_offset + p_filesz, and zeroes a
+    // writable segment's page from p_vaddr + p_filesz to its end.
+    let mapped_without_size = headers.program_headers.iter().enumerate().find(|(_, ph)| {
+        let writable = Prot::from_p_flags(ph.p_flags).is_writable();
+        ph.p_type == elf::PT_LOAD.0
+            && ph.p_memsz == 0
+            && (ph.p_filesz > 0
+                || !PageSize::K4.divides(ph.p_offset)
+                || writable && !PageSize::K4.divides(ph.p_vaddr.wrapping_add(ph.p_filesz)))
+    });
+    if let Some((index, ph)) = mapped_without_size {
+        return Err(format!(
+            "PT_LOAD[{index}] has no memory size, yet loaders map or zero a page for it (p_offset {:#x}, p_vaddr {:#x}): a rewrite would drop that page",
+            ph.p_offset, ph.p_vaddr
+        ));
+    }
     let mut loads: Vec<(usize, &RawProgramHeader)> =
         headers.program_headers.iter().enumerate().filter(|(_, ph)| ph.p_type == elf::PT_LOAD.0 && ph.p_memsz > 0).collect();
     if loads.is_empty() {
