@@ -17,6 +17,9 @@
 //! `rebase-phdr-over-loaded-elf-header` has a PT_PHDR at address 0, so the
 //! new program header table would go over the loaded copy of the ELF header
 //! that rebase moves off offset 0 (`layout::header_tables_apart`).
+//! `rebase-relro-only-reader-of-write-only-segment` has a PF_W-only data
+//! segment that only PT_GNU_RELRO's mprotect made readable; rebase must trim
+//! RELRO there, which would take reading away (`layout::relro_costs`).
 
 use std::path::Path;
 

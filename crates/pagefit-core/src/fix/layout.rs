@@ -309,20 +309,34 @@ impl OutputLayout {
 }
 
 /// What trimming PT_GNU_RELRO `old` to `kept` gives up: loaded bytes that
-/// stay writable after relocation.
+/// stay writable after relocation. A segment that is not readable (PF_W
+/// alone) was readable there only by RELRO's mprotect, so trimming would take
+/// reading away: that is refused.
 pub(crate) fn relro_costs(
     old: AddrRange,
     kept: Option<AddrRange>,
     groups: &[PageGroup],
     file: &ElfFile,
     page: PageSize,
-) -> Vec<PermissionCost> {
+) -> Result<Vec<PermissionCost>, String> {
     let mut costs = Vec::new();
     let kept = kept.unwrap_or(AddrRange::new(old.start, old.start));
     let trimmed = [AddrRange::new(old.start, kept.start.max(old.start).min(old.end)), AddrRange::new(kept.end.max(old.start), old.end)];
     // Only loaded bytes lose anything: RELRO may run past its segment.
-    let lost_loaded = trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| t.intersect(&AddrRange::new(g.vaddr, g.mem_end))));
-    for lost in lost_loaded {
+    let lost_loaded =
+        trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| Some((g, t.intersect(&AddrRange::new(g.vaddr, g.mem_end))?))));
+    for (group, lost) in lost_loaded {
+        if !Prot::from_p_flags(group.flags).contains(Prot::R) {
+            return Err(format!(
+                "PT_GNU_RELRO {:#x}–{:#x} must be trimmed at {page}, and the segment at {:#x} is {}: {:#x}–{:#x} would lose reading, which only RELRO gave it",
+                old.start,
+                old.end,
+                group.vaddr,
+                flags_name(Prot::from_p_flags(group.flags)),
+                lost.start,
+                lost.end
+            ));
+        }
         costs.push(PermissionCost {
             range: lost,
             bytes: lost.len(),
@@ -340,7 +354,7 @@ pub(crate) fn relro_costs(
             ),
         });
     }
-    costs
+    Ok(costs)
 }
 
 /// What rebase adds to a layout: the shift and the patched values.
@@ -493,7 +507,7 @@ pub(crate) fn plan_layout(
     }
 
     if let (Some(r), Some(kept)) = (relro, relro_kept) {
-        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), kept, &groups, file, page));
+        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), kept, &groups, file, page)?);
     }
 
     // Section headers: allocated sections follow their segment, the others their bytes.
