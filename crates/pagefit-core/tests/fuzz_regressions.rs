@@ -3,7 +3,9 @@
 //! end refused or with an output its proof accepts. The `layout-*` inputs
 //! were fixed by refusals in `fix/layout.rs`: a section whose bytes are past
 //! the end of the file, a read-only segment with bss (with file bytes or
-//! none), header tables that would move over the ELF header.
+//! none), header tables that would move over the ELF header, and a PT_LOAD
+//! with no memory size that bionic still maps a page for
+//! (`layout-empty-segment-bionic-maps`: its p_offset is not page-aligned).
 //!
 //! The `rebase-*` inputs, mangled so that the dynamic section and the
 //! section headers name different tables, are refused by rebase before
@@ -12,6 +14,12 @@
 //! table over the ELF header (`rebase::patches_clear_of_headers`);
 //! `rebase-phdr-table-under-relocations` has a PT_PHDR whose address holds
 //! the relocations, where the rewrite writes the new program header table.
+//! `rebase-phdr-over-loaded-elf-header` has a PT_PHDR at address 0, so the
+//! new program header table would go over the loaded copy of the ELF header
+//! that rebase moves off offset 0 (`layout::header_tables_apart`).
+//! `rebase-relro-only-reader-of-write-only-segment` has a PF_W-only data
+//! segment that only PT_GNU_RELRO's mprotect made readable; rebase must trim
+//! RELRO there, which would take reading away (`layout::relro_costs`).
 
 use std::path::Path;
 

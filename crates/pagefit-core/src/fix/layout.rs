@@ -309,20 +309,34 @@ impl OutputLayout {
 }
 
 /// What trimming PT_GNU_RELRO `old` to `kept` gives up: loaded bytes that
-/// stay writable after relocation.
+/// stay writable after relocation. A segment that is not readable (PF_W
+/// alone) was readable there only by RELRO's mprotect, so trimming would take
+/// reading away: that is refused.
 pub(crate) fn relro_costs(
     old: AddrRange,
     kept: Option<AddrRange>,
     groups: &[PageGroup],
     file: &ElfFile,
     page: PageSize,
-) -> Vec<PermissionCost> {
+) -> Result<Vec<PermissionCost>, String> {
     let mut costs = Vec::new();
     let kept = kept.unwrap_or(AddrRange::new(old.start, old.start));
     let trimmed = [AddrRange::new(old.start, kept.start.max(old.start).min(old.end)), AddrRange::new(kept.end.max(old.start), old.end)];
     // Only loaded bytes lose anything: RELRO may run past its segment.
-    let lost_loaded = trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| t.intersect(&AddrRange::new(g.vaddr, g.mem_end))));
-    for lost in lost_loaded {
+    let lost_loaded =
+        trimmed.iter().flat_map(|t| groups.iter().filter_map(|g| Some((g, t.intersect(&AddrRange::new(g.vaddr, g.mem_end))?))));
+    for (group, lost) in lost_loaded {
+        if !Prot::from_p_flags(group.flags).contains(Prot::R) {
+            return Err(format!(
+                "PT_GNU_RELRO {:#x}–{:#x} must be trimmed at {page}, and the segment at {:#x} is {}: {:#x}–{:#x} would lose reading, which only RELRO gave it",
+                old.start,
+                old.end,
+                group.vaddr,
+                flags_name(Prot::from_p_flags(group.flags)),
+                lost.start,
+                lost.end
+            ));
+        }
         costs.push(PermissionCost {
             range: lost,
             bytes: lost.len(),
@@ -340,7 +354,7 @@ pub(crate) fn relro_costs(
             ),
         });
     }
-    costs
+    Ok(costs)
 }
 
 /// What rebase adds to a layout: the shift and the patched values.
@@ -371,6 +385,24 @@ pub(crate) fn plan_layout(
         return Err(format!(
             "section {:?} claims {:#x} bytes at offset {:#x}, past the end of the {}-byte file",
             section.name, section.sh_size, section.sh_offset, file.file_len
+        ));
+    }
+    // A PT_LOAD with no memory size is left out of the output, which keeps
+    // the image only if no loader maps anything for it: bionic maps the file
+    // from the page holding p_offset to p_offset + p_filesz, and zeroes a
+    // writable segment's page from p_vaddr + p_filesz to its end.
+    let mapped_without_size = headers.program_headers.iter().enumerate().find(|(_, ph)| {
+        let writable = Prot::from_p_flags(ph.p_flags).is_writable();
+        ph.p_type == elf::PT_LOAD.0
+            && ph.p_memsz == 0
+            && (ph.p_filesz > 0
+                || !PageSize::K4.divides(ph.p_offset)
+                || writable && !PageSize::K4.divides(ph.p_vaddr.wrapping_add(ph.p_filesz)))
+    });
+    if let Some((index, ph)) = mapped_without_size {
+        return Err(format!(
+            "PT_LOAD[{index}] has no memory size, yet loaders map or zero a page for it (p_offset {:#x}, p_vaddr {:#x}): a rewrite would drop that page",
+            ph.p_offset, ph.p_vaddr
         ));
     }
     let mut loads: Vec<(usize, &RawProgramHeader)> =
@@ -475,7 +507,7 @@ pub(crate) fn plan_layout(
     }
 
     if let (Some(r), Some(kept)) = (relro, relro_kept) {
-        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), kept, &groups, file, page));
+        costs.extend(relro_costs(AddrRange::new(r.p_vaddr, r.p_vaddr.saturating_add(r.p_memsz)), kept, &groups, file, page)?);
     }
 
     // Section headers: allocated sections follow their segment, the others their bytes.
@@ -501,21 +533,20 @@ pub(crate) fn plan_layout(
     } else {
         translate(&moves, headers.shoff, shdr_table_len.max(1)).ok_or("the section header table lies in bytes the rewrite does not keep")?
     };
-    // A PT_PHDR that does not describe the table (mangled p_vaddr or
-    // p_offset) would put it over the ELF header.
-    let ehdr_len = headers.file_header_size();
-    if phoff < ehdr_len || shoff != 0 && shoff < ehdr_len {
-        return Err(format!("the header tables would move over the ELF header (e_phoff {phoff:#x}, e_shoff {shoff:#x})"));
+    let header_len = headers.file_header_size();
+    // Rebase moves the loaded copy of the ELF header off offset 0.
+    let loaded_header = translate(&moves, 0, header_len).filter(|&copy| copy != 0);
+    let program_headers = encode_program_headers(headers, &table)?;
+    let mut tables = vec![("the ELF header", 0, header_len), ("the program header table", phoff, program_headers.len() as u64)];
+    tables.extend(loaded_header.map(|copy| ("the loaded copy of the ELF header", copy, header_len)));
+    if shoff != 0 {
+        tables.push(("the section header table", shoff, shdr_table_len));
     }
-    let mut literals = vec![
-        (0, "ELF header", encode_file_header(headers, phoff, shoff)?),
-        (phoff, "program headers", encode_program_headers(headers, &table)?),
-    ];
-    // Rebase moves the loaded copy of the ELF header off offset 0. It is
-    // rewritten too, with e_phoff relative to itself, for code that finds its
-    // program headers from __ehdr_start.
-    let header_len = encode_file_header(headers, 0, 0)?.len() as u64;
-    if let Some(copy) = translate(&moves, 0, header_len).filter(|&copy| copy != 0 && phoff >= copy) {
+    header_tables_apart(&tables)?;
+    let mut literals = vec![(0, "ELF header", encode_file_header(headers, phoff, shoff)?), (phoff, "program headers", program_headers)];
+    // The loaded copy is rewritten too, with e_phoff relative to itself, for
+    // code that finds its program headers from __ehdr_start.
+    if let Some(copy) = loaded_header.filter(|&copy| phoff >= copy) {
         literals.push((copy, "ELF header (loaded copy)", encode_file_header(headers, phoff - copy, shoff)?));
     }
     if shoff != 0 {
@@ -562,6 +593,23 @@ pub(crate) fn plan_layout(
         warnings,
         refused: Vec::new(),
     })
+}
+
+/// The header tables (name, output offset, length) are written whole over
+/// the copied bytes; one over another would garble it. Only mangled headers
+/// put them there: a PT_PHDR that does not describe the table (the table is
+/// written where PT_PHDR says) or an e_shoff inside the program headers.
+fn header_tables_apart(tables: &[(&str, u64, u64)]) -> Result<(), String> {
+    for (n, &(first, first_at, first_len)) in tables.iter().enumerate() {
+        for &(second, second_at, second_len) in &tables[n + 1..] {
+            if first_at < second_at.saturating_add(second_len) && second_at < first_at.saturating_add(first_len) {
+                return Err(format!(
+                    "{first} ({first_at:#x}+{first_len:#x}) and {second} ({second_at:#x}+{second_len:#x}) would overlap in the output"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Trims PT_GNU_RELRO so that rounding either end to P neither protects a
