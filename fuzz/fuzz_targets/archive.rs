@@ -9,14 +9,14 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use pagefit_archive::{detect, scan};
+use pagefit_archive::{detect, scan, Hashing};
 use pagefit_core::elf::{parse, ParseOptions};
 
 fuzz_target!(|data: &[u8]| {
     let Some(kind) = detect(data) else { return };
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
     file.write_all(data).expect("write the input");
-    let _ = scan(file.path(), kind, &mut |member| {
+    let _ = scan(file.path(), kind, Hashing::Off, &mut |member| {
         let _ = parse(&member.data, ParseOptions { sections: true, runtime: true, ..ParseOptions::default() });
     });
 });

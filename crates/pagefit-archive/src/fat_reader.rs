@@ -5,11 +5,12 @@ use std::fs::File;
 
 use crate::error::ArchiveError;
 use crate::member::Visitor;
+use crate::sparse::Hashing;
 
 /// Every record of a FatELF file, validated first (a record whose ELF
 /// header disagrees with it is an error for the whole file).
 #[cfg(feature = "fat")]
-pub(crate) fn scan_fat(mut file: File, outer: &str, visit: Visitor<'_>) -> Result<(), ArchiveError> {
+pub(crate) fn scan_fat(mut file: File, outer: &str, hashing: Hashing, visit: Visitor<'_>) -> Result<(), ArchiveError> {
     use std::io::{Read, Seek, SeekFrom};
 
     use crate::member::Member;
@@ -22,7 +23,7 @@ pub(crate) fn scan_fat(mut file: File, outer: &str, visit: Visitor<'_>) -> Resul
             return Err(ArchiveError::member(path, e));
         }
         // `parse` checked that every record lies inside the file.
-        let data = match SparseFile::read(&mut (&mut file).take(record.size), record.size) {
+        let data = match SparseFile::read(&mut (&mut file).take(record.size), record.size, hashing) {
             Ok(data) => data,
             Err(e) => return Err(ArchiveError::member(path, e)),
         };
@@ -33,6 +34,6 @@ pub(crate) fn scan_fat(mut file: File, outer: &str, visit: Visitor<'_>) -> Resul
 
 /// Without the `fat` feature, a FatELF file is an error naming the feature.
 #[cfg(not(feature = "fat"))]
-pub(crate) fn scan_fat(_file: File, _outer: &str, _visit: Visitor<'_>) -> Result<(), ArchiveError> {
+pub(crate) fn scan_fat(_file: File, _outer: &str, _hashing: Hashing, _visit: Visitor<'_>) -> Result<(), ArchiveError> {
     Err(ArchiveError::FatUnsupported)
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::compression::Compression;
 use crate::error::{ArchiveError, EntryHeader};
 use crate::member::{read_up_to, Entry, Visitor};
+use crate::sparse::Hashing;
 use crate::tar_reader::index_uncompressed;
 pub use crate::tar_reader::{TarEntry, TarIndex};
 use crate::walk::{Nesting, Walker};
@@ -189,8 +190,8 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
 
 /// Calls `visit` for every ELF file of the images' final filesystems (and
 /// of the archives in them).
-pub fn scan(container: &Container, outer: &str, visit: Visitor<'_>) -> Result<(), ArchiveError> {
-    let mut walker = Walker::new(visit);
+pub fn scan(container: &Container, outer: &str, hashing: Hashing, visit: Visitor<'_>) -> Result<(), ArchiveError> {
+    let mut walker = Walker::new(visit, hashing);
     for (label, layers) in container.images()? {
         let filesystem = if label.is_empty() { outer.to_string() } else { format!("{outer}!{label}") };
         let mut overlay = Overlay::default();

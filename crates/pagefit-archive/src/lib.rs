@@ -17,9 +17,9 @@
 //! import cycle (`lib.rs` only declares them and re-exports):
 //!
 //! ```text
-//! scan        ─► walk, image, fat_reader, tar_reader, detect, member, compression, error
-//! image       ─► walk, tar_reader, member, compression, error
-//! walk        ─► zip_reader, deb_reader, tar_reader, detect, member, compression, error
+//! scan        ─► walk, image, fat_reader, tar_reader, detect, member, sparse, compression, error
+//! image       ─► walk, tar_reader, member, sparse, compression, error
+//! walk        ─► zip_reader, deb_reader, tar_reader, detect, member, sparse, compression, error
 //! deb_reader  ─► tar_reader, member, compression, error
 //! zip_reader  ─► member, error
 //! fat_reader  ─► member, sparse, error
@@ -47,4 +47,4 @@ pub use detect::{detect, has_archive_name, ArchiveKind};
 pub use error::{ArchiveError, EntryHeader};
 pub use member::{Member, Visitor};
 pub use scan::scan;
-pub use sparse::SparseFile;
+pub use sparse::{Hashing, SparseFile};

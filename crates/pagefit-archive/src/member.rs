@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 
 use crate::error::{ArchiveError, EntryHeader};
-use crate::sparse::SparseFile;
+use crate::sparse::{Hashing, SparseFile};
 
 /// An ELF file found inside an archive.
 pub struct Member {
@@ -52,8 +52,9 @@ pub(crate) fn read_elf(
     path: String,
     android: bool,
     zip_data_offset: Option<u64>,
+    hashing: Hashing,
 ) -> Result<Member, ArchiveError> {
-    match SparseFile::read(data, len) {
+    match SparseFile::read(data, len, hashing) {
         Ok(data) => Ok(Member { path, data, android, zip_data_offset }),
         Err(e) => Err(ArchiveError::member(path, e)),
     }

@@ -10,6 +10,7 @@ use crate::error::ArchiveError;
 use crate::fat_reader::scan_fat;
 use crate::image::{self, Container};
 use crate::member::Visitor;
+use crate::sparse::Hashing;
 use crate::tar_reader::{for_each_entry, record_entry, TarIndex};
 use crate::walk::{Nesting, Walker};
 
@@ -19,24 +20,24 @@ use crate::walk::{Nesting, Walker};
 /// image's final filesystem, `path!linux/arm64!/usr/lib/x.so` when it holds
 /// several images). An archive nested too deep to open is an error once
 /// every other member has been visited.
-pub fn scan(path: &Path, kind: ArchiveKind, visit: Visitor<'_>) -> Result<(), ArchiveError> {
+pub fn scan(path: &Path, kind: ArchiveKind, hashing: Hashing, visit: Visitor<'_>) -> Result<(), ArchiveError> {
     let display = path.display().to_string();
     let file = File::open(path).map_err(ArchiveError::Open)?;
+    let walker = Walker::new(visit, hashing);
     match kind {
-        ArchiveKind::Zip => walk(visit, |walker| walker.zip(file, &display, Nesting::top(is_android_package(&display)))),
-        ArchiveKind::Deb => walk(visit, |walker| walker.deb(file, &display, Nesting::top(false))),
+        ArchiveKind::Zip => walk(walker, |walker| walker.zip(file, &display, Nesting::top(is_android_package(&display)))),
+        ArchiveKind::Deb => walk(walker, |walker| walker.deb(file, &display, Nesting::top(false))),
         ArchiveKind::Tar(Compression::None) => match image::uncompressed_tar_image(path)? {
-            Some(container) => image::scan(&container, &display, visit),
-            None => walk(visit, |walker| walker.tar(file, Compression::None, &display, Nesting::top(false))),
+            Some(container) => image::scan(&container, &display, hashing, walker.visit),
+            None => walk(walker, |walker| walker.tar(file, Compression::None, &display, Nesting::top(false))),
         },
-        ArchiveKind::Tar(compression) => walk(visit, |walker| compressed_tar(path, file, compression, walker)),
-        ArchiveKind::Fat => scan_fat(file, &display, visit),
+        ArchiveKind::Tar(compression) => walk(walker, |walker| compressed_tar(path, file, compression, walker)),
+        ArchiveKind::Fat => scan_fat(file, &display, hashing, walker.visit),
     }
 }
 
 /// Runs a walk to its end.
-fn walk(visit: Visitor<'_>, run: impl FnOnce(&mut Walker<'_>) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
-    let mut walker = Walker::new(visit);
+fn walk<'v>(mut walker: Walker<'v>, run: impl FnOnce(&mut Walker<'v>) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
     run(&mut walker)?;
     walker.finish()
 }
@@ -55,7 +56,7 @@ fn compressed_tar(path: &Path, file: File, compression: Compression, walker: &mu
         walker.entry(&display, Nesting::top(false), entry)
     })?;
     if image::is_image(&entries) {
-        image::scan(&Container::Tar { path: path.to_path_buf(), compression, entries }, &display, &mut *walker.visit)?;
+        image::scan(&Container::Tar { path: path.to_path_buf(), compression, entries }, &display, walker.hashing, &mut *walker.visit)?;
     }
     Ok(())
 }

@@ -10,14 +10,13 @@
 //! section headers, so the bytes skipped on the way are watched for the name
 //! `.shstrtab` (which the section name table holds) and kept around it.
 //!
-//! Once asked to ([`SparseFile::hash_from_now_on`]), every byte streams
-//! through SHA-256 on the way, so that a member can be matched by content
-//! (`check --owners`) without being kept whole. It is off by default: it
-//! costs about a tenth of a scan's time.
+//! With [`Hashing::Sha256`], every byte streams through SHA-256 on the way,
+//! so that a member can be matched by content (`check --owners`) without
+//! being kept whole. Scans ask for it only then: it costs about a tenth of a
+//! scan's time.
 
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -40,8 +39,14 @@ const SECTION_NAME_TABLE_MARK: &[u8] = b"\0.shstrtab\0";
 /// How many places that look like one are kept at most.
 const MAX_NAME_TABLE_CANDIDATES: usize = 8;
 
-/// Whether [`SparseFile::read`] hashes what it streams, in this process.
-static HASH_CONTENTS: AtomicBool = AtomicBool::new(false);
+/// Whether a read also hashes every byte it streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hashing {
+    #[default]
+    Off,
+    /// SHA-256 of the whole member ([`SparseFile::sha256`]).
+    Sha256,
+}
 
 /// The kept ranges of a file, by offset.
 pub struct SparseFile {
@@ -55,12 +60,12 @@ impl SparseFile {
     /// Reads an ELF file of `len` bytes from `reader`, keeping what a verdict
     /// needs; the stream is read to its end. A stream shorter than `len` (a
     /// truncated archive, a header claiming more than there is) is an error.
-    pub fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
-        SparseFile::read_whole_up_to(reader, len, KEEP_WHOLE)
+    pub fn read(reader: &mut dyn Read, len: u64, hashing: Hashing) -> io::Result<SparseFile> {
+        SparseFile::read_whole_up_to(reader, len, KEEP_WHOLE, hashing)
     }
 
-    fn read_whole_up_to(reader: &mut dyn Read, len: u64, keep_whole: u64) -> io::Result<SparseFile> {
-        let hasher = HASH_CONTENTS.load(Ordering::Relaxed).then(Sha256::new);
+    fn read_whole_up_to(reader: &mut dyn Read, len: u64, keep_whole: u64, hashing: Hashing) -> io::Result<SparseFile> {
+        let hasher = (hashing == Hashing::Sha256).then(Sha256::new);
         let mut counted = Counted { inner: reader, count: 0, hasher };
         let mut sparse = SparseFile::read_counted(&mut counted, len, keep_whole)?;
         sparse.sha256 = counted.hasher.map(|hasher| hasher.finalize().into());
@@ -95,13 +100,8 @@ impl SparseFile {
         Ok(SparseFile { len, pieces, sha256: None })
     }
 
-    /// Every file read from now on, by any thread of this process, is hashed.
-    pub fn hash_from_now_on() {
-        HASH_CONTENTS.store(true, Ordering::Relaxed);
-    }
-
     /// SHA-256 of all the file's bytes (as `sha256sum` prints it for the file
-    /// on disk), if it was read after [`SparseFile::hash_from_now_on`].
+    /// on disk), if it was read with [`Hashing::Sha256`].
     pub fn sha256(&self) -> Option<[u8; 32]> {
         self.sha256
     }
@@ -238,7 +238,7 @@ mod tests {
     const TEST_KEEP_WHOLE: u64 = 4 << 20;
 
     fn read(reader: &mut dyn Read, len: u64) -> io::Result<SparseFile> {
-        SparseFile::read_whole_up_to(reader, len, TEST_KEEP_WHOLE)
+        SparseFile::read_whole_up_to(reader, len, TEST_KEEP_WHOLE, Hashing::Off)
     }
 
     /// This test binary: tens of MiB, with debug sections between the code and the section headers.
@@ -304,17 +304,18 @@ mod tests {
     }
 
     #[test]
-    fn once_asked_the_hash_covers_every_byte_including_those_not_kept() {
+    fn the_hash_covers_every_byte_including_those_not_kept() {
         let bytes = this_binary();
-        // Other tests of this binary may read files meanwhile: they only get hashed too.
-        SparseFile::hash_from_now_on();
-        let sparse = read(&mut bytes.as_slice(), bytes.len() as u64).unwrap();
+        let hashed =
+            |bytes: &[u8]| SparseFile::read_whole_up_to(&mut &bytes[..], bytes.len() as u64, TEST_KEEP_WHOLE, Hashing::Sha256).unwrap();
+        assert_eq!(read(&mut bytes.as_slice(), bytes.len() as u64).unwrap().sha256(), None);
+        let sparse = hashed(&bytes);
         assert!(sparse.pieces.iter().map(|(_, piece)| piece.len()).sum::<usize>() < bytes.len());
         assert_eq!(sparse.sha256(), Some(<[u8; 32]>::from(Sha256::digest(&bytes))));
         let mut changed = bytes.clone();
         let last = changed.len() - 1;
         changed[last] ^= 1;
-        let other = read(&mut changed.as_slice(), changed.len() as u64).unwrap();
+        let other = hashed(&changed);
         assert_ne!(other.sha256(), sparse.sha256());
     }
 
@@ -328,7 +329,7 @@ mod tests {
         assert_eq!((&sparse).read_bytes_at(0, 100), Ok(header.as_slice()));
         assert!(sparse.pieces.iter().all(|(_, piece)| piece.capacity() as u64 <= MAX_RANGE_LEN));
         // Which `read` reports.
-        let error = SparseFile::read(&mut header.as_slice(), 1 << 40).err().unwrap();
+        let error = SparseFile::read(&mut header.as_slice(), 1 << 40, Hashing::Off).err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(error.to_string(), "truncated: the data ends after 100 of its 1099511627776 bytes");
     }

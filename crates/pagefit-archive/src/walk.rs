@@ -17,6 +17,7 @@ use crate::deb_reader;
 use crate::detect::{is_android_package, nested_archive, NestedArchive};
 use crate::error::ArchiveError;
 use crate::member::{read_elf, read_up_to, Entry, Visitor};
+use crate::sparse::Hashing;
 use crate::tar_reader;
 use crate::zip_reader::ZipEntries;
 
@@ -53,13 +54,15 @@ impl Nesting {
 /// Walks archives and the archives inside them, visiting their ELF files.
 pub(crate) struct Walker<'v> {
     pub(crate) visit: Visitor<'v>,
+    /// Whether ELF members are hashed as they are read.
+    pub(crate) hashing: Hashing,
     /// The first archive nested past [`MAX_NESTING`]: the error once the rest has been walked.
     too_deep: Option<ArchiveError>,
 }
 
 impl<'v> Walker<'v> {
-    pub(crate) fn new(visit: Visitor<'v>) -> Walker<'v> {
-        Walker { visit, too_deep: None }
+    pub(crate) fn new(visit: Visitor<'v>, hashing: Hashing) -> Walker<'v> {
+        Walker { visit, hashing, too_deep: None }
     }
 
     /// The end of the walk: an error if an archive was nested too deep to open.
@@ -97,7 +100,7 @@ impl<'v> Walker<'v> {
         let prefix = &prefix[..got];
         let mut data = Cursor::new(prefix).chain(entry.data);
         if prefix.starts_with(b"\x7fELF") {
-            let member = read_elf(&mut data, entry.len, path, nesting.android, entry.zip_data_offset)?;
+            let member = read_elf(&mut data, entry.len, path, nesting.android, entry.zip_data_offset, self.hashing)?;
             (self.visit)(member);
             return Ok(());
         }

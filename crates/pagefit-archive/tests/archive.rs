@@ -10,7 +10,7 @@ use std::path::Path;
 
 use object::ReadRef;
 use pagefit_archive::image::{self, Container};
-use pagefit_archive::{detect, scan, ArchiveError, ArchiveKind, Compression, Member};
+use pagefit_archive::{detect, scan, ArchiveError, ArchiveKind, Compression, Hashing, Member};
 
 /// The largest allocation each thread made: a scan's memory must not
 /// follow what a header claims.
@@ -93,7 +93,7 @@ fn scan_file(dir: &Path, name: &str) -> Result<Vec<Found>, ArchiveError> {
 
 fn scan_as(dir: &Path, name: &str, kind: ArchiveKind) -> Result<Vec<Found>, ArchiveError> {
     let mut members = Vec::new();
-    scan(&dir.join(name), kind, &mut |member| members.push(found(member)))?;
+    scan(&dir.join(name), kind, Hashing::Off, &mut |member| members.push(found(member)))?;
     Ok(relative(dir, members))
 }
 
@@ -330,7 +330,8 @@ fn an_oci_layout_directory_is_its_final_filesystem() {
     write_tree(&layout, &oci_layout_files());
     assert!(image::is_oci_layout(&layout) && !image::is_oci_layout(dir.path()));
     let mut members = Vec::new();
-    image::scan(&Container::Directory(layout.clone()), &layout.display().to_string(), &mut |m| members.push(found(m))).unwrap();
+    image::scan(&Container::Directory(layout.clone()), &layout.display().to_string(), Hashing::Off, &mut |m| members.push(found(m)))
+        .unwrap();
     assert_final_filesystem(&relative(dir.path(), members), "layout");
 }
 
@@ -373,7 +374,8 @@ fn image_metadata_errors_name_the_file_and_digests_cannot_leave_blobs() {
     let mut files = oci_layout_files();
     files[1].1 = br#"{"manifests":[{"digest":"sha256:../../../etc/passwd"}]}"#.to_vec();
     write_tree(&dir.path().join("bad"), &files);
-    let scan_layout = |name: &str| image::scan(&Container::Directory(dir.path().join(name)), name, &mut |_| {}).err().unwrap();
+    let scan_layout =
+        |name: &str| image::scan(&Container::Directory(dir.path().join(name)), name, Hashing::Off, &mut |_| {}).err().unwrap();
     let error = scan_layout("bad");
     assert!(matches!(error, ArchiveError::Metadata { .. }), "{error:?}");
     assert_eq!(error.to_string(), r#"index.json: bad digest "sha256:../../../etc/passwd""#);
@@ -574,7 +576,8 @@ fn an_archive_nested_past_the_limit_is_an_error_naming_it_after_the_rest_is_visi
         let outer = zip_bytes(&[("lib/top.so", true, &top), ("l1.jar", false, &level1), ("after.so", false, &after)]);
         std::fs::write(dir.path().join("outer.zip"), outer).unwrap();
         let mut visited = Vec::new();
-        let error = scan(&dir.path().join("outer.zip"), ArchiveKind::Zip, &mut |member| visited.push(found(member))).unwrap_err();
+        let error =
+            scan(&dir.path().join("outer.zip"), ArchiveKind::Zip, Hashing::Off, &mut |member| visited.push(found(member))).unwrap_err();
         let chain = format!("outer.zip!/l1.jar!/l2.tar.gz!/l3.zip!/{level4_name}");
         assert_eq!(
             paths(&relative(dir.path(), visited)),

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use pagefit_archive::{self as archive, SparseFile};
+use pagefit_archive::{self as archive, Hashing};
 use pagefit_core::owners::{declared_group, layout_owner, maven_artifact, maven_owner, merge_owners, npm_package, Coordinates, Owner};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -42,9 +42,7 @@ impl OwnerIndex {
     /// Walks `dirs` and hashes every ELF file in them and in their archives.
     /// A directory that cannot be read is an error; a file in one that cannot
     /// be read (a truncated download in a cache) is returned, not fatal.
-    /// Archive members are hashed from then on, in this process, the checked ones too.
     pub fn build(dirs: &[String]) -> anyhow::Result<(OwnerIndex, Vec<Unreadable>)> {
-        SparseFile::hash_from_now_on();
         let mut candidates: Vec<(usize, Candidate)> = Vec::new();
         for dir in dirs {
             let metadata = std::fs::metadata(dir).map_err(|e| anyhow::anyhow!("--owners {dir}: cannot read: {e}"))?;
@@ -93,7 +91,7 @@ fn index_file(path: &Path, root: usize) -> Result<Vec<(ContentHash, Owner)>, Unr
     if prefix.starts_with(b"\x7fELF") {
         copies.push((file_sha256(path).map_err(|e| unreadable(e.to_string()))?, path.display().to_string()));
     } else if let Some(kind) = archive::detect(&prefix).filter(|_| archive::has_archive_name(path)) {
-        archive::scan(path, kind, &mut |member| copies.extend(member.data.sha256().map(|hash| (hash, member.path))))
+        archive::scan(path, kind, Hashing::Sha256, &mut |member| copies.extend(member.data.sha256().map(|hash| (hash, member.path))))
             .map_err(|e| unreadable(e.to_string()))?;
     }
     if copies.is_empty() {

@@ -25,7 +25,7 @@ use crate::inputs::{collect, file_name, walk, Candidate};
 use crate::output::progress_bar;
 use crate::owners::{file_sha256, OwnerIndex};
 use pagefit_archive::image::{self, Container};
-use pagefit_archive::{self as archive, Member};
+use pagefit_archive::{self as archive, Hashing, Member};
 use pagefit_loader::source::FileSource;
 
 /// What checking one file or archive member produced.
@@ -346,12 +346,21 @@ fn render_in_worker(outcome: Checked, args: &CheckArgs) -> Checked {
     Checked::Line { text: String::from_utf8_lossy(&text).into_owned(), tally: Tally::of(&report, args.allow_degraded) }
 }
 
+/// Members are hashed only when they are matched to owners by content.
+fn hashing(owners: Option<&OwnerIndex>) -> Hashing {
+    if owners.is_some() {
+        Hashing::Sha256
+    } else {
+        Hashing::Off
+    }
+}
+
 fn check_candidate(candidate: &Candidate, options: &CheckOptions, owners: Option<&OwnerIndex>) -> (Option<FileId>, Vec<Checked>) {
     let path = candidate.path.display().to_string();
     let error = |message: String| (None, vec![Checked::Error(InputError { path: path.clone(), message })]);
     if candidate.named && image::is_oci_layout(&candidate.path) {
         let layout = Container::Directory(candidate.path.clone());
-        return (None, check_members(&candidate.path, options, owners, &mut |visit| image::scan(&layout, &path, visit)));
+        return (None, check_members(&candidate.path, options, owners, &mut |visit| image::scan(&layout, &path, hashing(owners), visit)));
     }
     let (source, metadata) = match FileSource::open(&candidate.path) {
         Ok(opened) => opened,
@@ -367,7 +376,12 @@ fn check_candidate(candidate: &Candidate, options: &CheckOptions, owners: Option
         };
         match archive::detect(source.prefix()).filter(follow) {
             Some(kind) => {
-                return (id, check_members(&candidate.path, options, owners, &mut |visit| archive::scan(&candidate.path, kind, visit)));
+                return (
+                    id,
+                    check_members(&candidate.path, options, owners, &mut |visit| {
+                        archive::scan(&candidate.path, kind, hashing(owners), visit)
+                    }),
+                );
             }
             // A named file that is neither gets the parser's error, with its offset.
             None if !candidate.named => return (id, vec![Checked::NotElf]),
