@@ -12,18 +12,20 @@
 //! The table this prints is the one in README.md.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use pagefit_core::elf::{parse, ParseOptions, Platform};
+use pagefit_core::elf::{parse, ElfFile, ParseOptions, Platform};
 use pagefit_core::fix::report::{FixReport, FixStatus};
 use pagefit_core::page::PageSize;
 use pagefit_core::predict::check::{check_file, CheckOptions, FileReport};
 use pagefit_core::predict::effect::Outcome;
 
 use crate::artifacts::{fetch, manifest, Artifact};
+use crate::fixrun::pagefit_fix;
 use crate::setup::run;
 
 /// Android's page size.
@@ -57,38 +59,34 @@ struct Package {
     archives_refused: usize,
 }
 
-/// Judges one library's bytes as an Android library at 16K.
-fn judge(bytes: &[u8], name: &str) -> Result<FileReport> {
+/// Parses a library's bytes as an Android library: inside an Android
+/// package, Android's models apply whatever its notes say (as `pagefit
+/// check` does).
+fn parse_android(bytes: &[u8], name: &str) -> Result<ElfFile> {
     let mut elf = parse(bytes, ParseOptions { sections: true, ..ParseOptions::default() }).with_context(|| name.to_string())?;
-    // Inside an Android package: Android's models, whatever its notes say (as `pagefit check` does).
     elf.platform = Platform::Android;
-    let page: PageSize = PAGE.parse().map_err(|e| anyhow::anyhow!("{PAGE}: {e}"))?;
-    let options = CheckOptions { page_sizes: vec![page], findings: false, all_abis: true, ..CheckOptions::default() };
-    Ok(check_file(&elf, name, name, &options))
+    Ok(elf)
+}
+
+/// Judges an Android library at 16K.
+fn judge(elf: &ElfFile, name: &str) -> Result<FileReport> {
+    let options = CheckOptions { page_sizes: vec![page()?], findings: false, all_abis: true, ..CheckOptions::default() };
+    Ok(check_file(elf, name, name, &options))
+}
+
+fn page() -> Result<PageSize> {
+    PAGE.parse().map_err(|e| anyhow::anyhow!("{PAGE}: {e}"))
 }
 
 fn outcomes(report: &FileReport) -> BTreeMap<String, Outcome> {
     report.results.iter().map(|r| (r.loader.name().to_string(), r.outcome)).collect()
 }
 
-/// Runs `pagefit fix` at 16K with JSON output; the reports (one for an ELF
-/// file, one per member for an archive).
+/// Fixes `input` at 16K into `output`; the reports (one for an ELF file, one
+/// per member for an archive).
 fn fix(pagefit: &Path, input: &Path, output: &Path) -> Result<Vec<FixReport>> {
     let _ = fs_err::remove_file(output);
-    let out = Command::new(pagefit)
-        .args(["fix", "--page-size", PAGE, "--format", "json", "-o"])
-        .arg(output)
-        .arg(input)
-        .output()
-        .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let value: serde_json::Value =
-        serde_json::from_slice(&out.stdout).with_context(|| format!("pagefit fix {}: {stderr}", input.display()))?;
-    let reports = match value {
-        serde_json::Value::Array(items) => items,
-        single => vec![single],
-    };
-    reports.into_iter().map(|r| serde_json::from_value(r).with_context(|| format!("pagefit fix {}", input.display()))).collect()
+    Ok(pagefit_fix(pagefit, PAGE, &[OsStr::new("-o"), output.as_os_str(), input.as_os_str()])?.0)
 }
 
 /// The `.so` members of an AAR under `jni/`, with their bytes.
@@ -129,9 +127,9 @@ fn is_android_library(relative: &str) -> bool {
 /// Judges a library, fixes it when it is not ok, and proves the fixed
 /// output ok under every model; an error when a fixed output is not.
 fn library(pagefit: &Path, name: String, bytes: &[u8], work: &Path) -> Result<Library> {
-    let report = judge(bytes, &name)?;
-    let elf = parse(bytes, ParseOptions::default()).with_context(|| name.clone())?;
-    let big: u64 = PAGE.parse::<PageSize>().map_err(|e| anyhow::anyhow!("{e}"))?.bytes();
+    let elf = parse_android(bytes, &name)?;
+    let report = judge(&elf, &name)?;
+    let big = page()?.bytes();
     let mut library =
         Library { aligned: elf.loads().all(|l| l.align >= big), bits: report.bits, shipped: outcomes(&report), fix: None, name };
     if library.ok_as_shipped() {
@@ -143,7 +141,7 @@ fn library(pagefit: &Path, name: String, bytes: &[u8], work: &Path) -> Result<Li
     let mut reports = fix(pagefit, &input, &output)?;
     let report = reports.pop().with_context(|| format!("pagefit fix {}: no report", library.name))?;
     if report.status == FixStatus::Fixed {
-        let fixed = judge(&fs_err::read(&output)?, &library.name)?;
+        let fixed = judge(&parse_android(&fs_err::read(&output)?, &library.name)?, &library.name)?;
         let after = outcomes(&fixed);
         anyhow::ensure!(
             after.values().all(|&o| o == Outcome::Ok),
@@ -211,7 +209,7 @@ fn whole_archive(pagefit: &Path, path: &Path, relative: &str, work: &Path, packa
     );
     if written {
         for (member, bytes) in aar_libraries(&output)? {
-            let after = outcomes(&judge(&bytes, &member)?);
+            let after = outcomes(&judge(&parse_android(&bytes, &member)?, &member)?);
             anyhow::ensure!(after.values().all(|&o| o == Outcome::Ok), "{relative}!/{member}: not ok after the AAR fix: {after:?}");
         }
         package.archives_fixed += 1;

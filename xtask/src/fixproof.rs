@@ -6,6 +6,7 @@
 //! page protections except where the fix reported widening them.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,6 +16,7 @@ use pagefit_core::fix::report::{ClosureFixReport, FixReport};
 
 use crate::agreement::{describes_program_headers, healthy, line_differences, observed_summary, parse_runs, Probe, Run};
 use crate::corpus::{manifest_entries, Row};
+use crate::fixrun::pagefit_fix_one;
 use crate::setup::{self, run};
 use crate::Arch;
 
@@ -50,14 +52,8 @@ pub fn prepare(arch: Arch, fixtures: &Path, pagefit: &Path, out: &Path) -> Resul
         if checked.status.code() == Some(0) {
             continue;
         }
-        let output = Command::new(pagefit)
-            .args(["fix", "--page-size", arch.big_page(), "--in-place", "--format", "json"])
-            .arg(&file)
-            .output()
-            .with_context(|| format!("cannot run {}", pagefit.display()))?;
-        let report: FixReport = serde_json::from_slice(&output.stdout)
-            .with_context(|| format!("pagefit fix {name}: {}", String::from_utf8_lossy(&output.stderr)))?;
-        anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {name} for {}: {report:?}", arch.big_page());
+        let (report, fixed) = pagefit_fix_one(pagefit, arch.big_page(), &[OsStr::new("--in-place"), file.as_os_str()])?;
+        anyhow::ensure!(fixed, "pagefit fix {name} for {}: {report:?}", arch.big_page());
         reports.insert(name, report);
     }
     fix_closure(arch, fixtures, pagefit, out)?;

@@ -8,6 +8,7 @@ pub mod android;
 pub mod artifacts;
 pub mod corpus;
 pub mod fixproof;
+pub mod fixrun;
 pub mod realkernel;
 pub mod realworld;
 pub mod rootproof;

@@ -15,6 +15,7 @@
 //! ppc64le (4K and 64K kernels).
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +31,7 @@ use pagefit_core::predict::effect::Outcome;
 use crate::agreement::{parse_runs, Run};
 use crate::artifacts::{fetch, manifest};
 use crate::corpus::Row;
+use crate::fixrun::pagefit_fix_one;
 use crate::realkernel::build_pagefit_for;
 use crate::rootproof::{self, PreparedRoot};
 use crate::setup::{self, run};
@@ -112,17 +114,6 @@ fn predict(path: &Path, pages: &[&str], big_page: &str) -> Result<(bool, BTreeMa
     Ok((matches!(elf.role, Role::Executable | Role::Interpreter), predicted, aligned))
 }
 
-/// Fixes `file` in place for `page` with the host's pagefit; its report.
-fn fix(pagefit: &Path, file: &Path, page: &str) -> Result<FixReport> {
-    let output = Command::new(pagefit)
-        .args(["fix", "--page-size", page, "--in-place", "--format", "json"])
-        .arg(file)
-        .output()
-        .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("pagefit fix {}: {}", file.display(), String::from_utf8_lossy(&output.stderr)))
-}
-
 /// An artifact, unpacked twice (as shipped, and fixed), with its ELF files.
 pub struct Prepared {
     id: String,
@@ -160,7 +151,7 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Vec<Prepared>> 
                 fs_err::create_dir_all(&alone)?;
                 fs_err::copy(&path, alone.join(path.file_name().context("no file name")?))?;
                 bytes += fs_err::metadata(&path)?.len();
-                Some(fix(pagefit, &path, arch.big_page())?)
+                Some(pagefit_fix_one(pagefit, arch.big_page(), &[OsStr::new("--in-place"), path.as_os_str()])?.0)
             };
             members.push(ElfMember { relative, executable, predicted, aligned, fix });
         }

@@ -7,6 +7,7 @@
 //! and the original under `pagefit run`, must run every command on both
 //! kernels exactly as the original root runs it on the 4K kernel.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,6 +21,7 @@ use pagefit_core::predict::effect::Outcome;
 use crate::agreement::{parse_runs, Run};
 use crate::artifacts::{fetch, manifest};
 use crate::corpus::Row;
+use crate::fixrun::pagefit_fix;
 use crate::setup::run;
 use crate::Arch;
 
@@ -64,13 +66,8 @@ pub fn prepare(arch: Arch, pagefit: &Path, out: &Path) -> Result<Option<Prepared
         run(Command::new("dpkg-deb").arg("-x").arg(fetch(package)?).arg(&original))?;
     }
     run(Command::new("cp").arg("-a").arg(&original).arg(&fixed))?;
-    let output = Command::new(pagefit)
-        .args(["fix", "--page-size", arch.big_page(), "--in-place", "--format", "json"])
-        .arg(&fixed)
-        .output()
-        .with_context(|| format!("cannot run {}", pagefit.display()))?;
-    anyhow::ensure!(output.status.code() == Some(0), "pagefit fix {}: {}", fixed.display(), String::from_utf8_lossy(&output.stderr));
-    let reports: Vec<FixReport> = serde_json::from_slice(&output.stdout).context("pagefit fix printed no JSON array")?;
+    let (reports, fixed_all) = pagefit_fix(pagefit, arch.big_page(), &[OsStr::new("--in-place"), fixed.as_os_str()])?;
+    anyhow::ensure!(fixed_all, "pagefit fix {}: {reports:?}", fixed.display());
     let (_, interpreter) = arch.interpreter();
     let minimum = [format!("lib/{interpreter}"), format!("lib/{}/libc.so.6", arch.triple())];
     let programs = COMMANDS.iter().filter_map(|c| c.split(' ').next()).map(|p| p.trim_start_matches('/').to_string());

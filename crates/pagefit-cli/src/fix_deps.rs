@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::closure::{check_objects, resolve_program_record, Search};
 use crate::engine::{fix_file, FixRequest};
 use crate::output::StagedFile;
+use crate::owners::file_sha256;
 
 /// The audit module (audit/pagefit-audit.c, built by build.rs for the target).
 const AUDIT_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pagefit-audit.so"));
@@ -83,7 +84,9 @@ pub fn cached_copy(input: &Path, name: &str, file: &ElfFile, ok: bool, page: Pag
     if ok && !needs_aligned_copy {
         return Ok(None);
     }
-    let hash = content_hash(input).with_context(|| format!("{}: cannot read", input.display()))?;
+    // A key for the library's bytes, stable across pagefit releases: a copy
+    // fixed once serves every program that loads the same file.
+    let hash = hex(&file_sha256(input).with_context(|| format!("{}: cannot read", input.display()))?);
     let suffix = if emulated { "-emulated" } else { "" };
     let dir = cache_dir()?.join(format!("{hash}-{}{suffix}", page.bytes()));
     let copy = dir.join(name);
@@ -145,21 +148,7 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("pagefit"))
 }
 
-/// A key for the library's bytes, stable across pagefit releases (SHA-256,
-/// read in chunks: libraries can be hundreds of MiB): a copy fixed once
-/// serves every program that loads the same file.
-fn content_hash(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        match std::io::Read::read(&mut file, &mut chunk)? {
-            0 => return Ok(hex(&hasher.finalize())),
-            n => hasher.update(&chunk[..n]),
-        }
-    }
-}
-
+/// A digest in lowercase hex, for the cache's directory names.
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
